@@ -1,0 +1,5 @@
+import sys
+
+from weightsym.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The ``weightsym`` command line: a thin layer that parses arguments and calls the library.
+
+Every subcommand is registered in ``COMMANDS`` below as ``name -> "module:function"``; the module provides
+``add_arguments(parser)`` via ``<function>_arguments`` convention is avoided: each entry names a *setup* function
+``setup(subparsers)`` that adds its parser and sets ``func``.  Errors that users can fix (``WeightsymError``,
+``ValueError``, ``FileNotFoundError``) end the program with one readable line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> "module:setup_function".  Each setup function receives the subparsers object, adds its parser and sets
+# ``func`` (called with the parsed args).  Modules are imported lazily so ``weightsym --help`` stays fast.
+COMMANDS: dict[str, str] = {
+    "demo": "weightsym.demo:setup_cli",
+    "plot-structure": "weightsym.symmetry.plot:setup_cli",
+    # --- commands (add one line per subcommand above this marker) ---
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="weightsym",
+        description="Neural networks whose weights obey symmetries. Run `weightsym demo` for a one-minute tour.",
+    )
+    from weightsym import __version__
+
+    parser.add_argument("--version", action="version", version=f"weightsym {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, target in COMMANDS.items():
+        module_name, func_name = target.split(":")
+        getattr(importlib.import_module(module_name), func_name)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["demo"] + list(argv or []))
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("weightsym: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError, OSError) as exc:
+        if getattr(args, "debug", False) or __import__("os").environ.get("WEIGHTSYM_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"weightsym {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
