@@ -1,0 +1,268 @@
+"""A one-call symmetry report for a trained network: ``analyze(model, out_dir)``.
+
+Writes to ``out_dir``:
+
+- ``analysis.json`` — ``{"title", "layers": [LayerSymmetry.to_dict(), …], "summary", "consistency"}``;
+- ``kernels.png`` — the normalised mean kernel K̂ = K / ‖K‖_F of every layer as a heatmap, all on one symmetric
+  colour scale [−m, m] with m = max |K̂| over layers, titled with the layer name and S(K);
+- ``score_depth.png`` — S(K) (and the mean single-kernel score) against layer index, strided layers drawn with a
+  different marker (a third marker when the stride is unknown, e.g. for a state dict);
+- ``report.md`` — the table, the figures and, when a loader is given, flip and shift consistency.
+
+>>> import tempfile, torch
+>>> from torch import nn
+>>> from weightsym.analysis import analyze
+>>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2))
+>>> out = analyze(net, tempfile.mkdtemp(), title="demo")
+>>> sorted(p.name for p in out["files"])
+['analysis.json', 'kernels.png', 'report.md', 'score_depth.png']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .consistency import flip_consistency, shift_consistency
+from .kernel_symmetry import LayerSymmetry, kernel_symmetry
+
+__all__ = ["analyze", "load_state_dict", "plot_mean_kernels", "plot_score_depth", "setup_cli"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_mean_kernels(layers: list[LayerSymmetry], path: str | Path, title: str = "", columns: int = 8) -> Path:
+    """Grid of the layers' normalised mean kernels K̂ on one symmetric colour scale; returns ``path``."""
+    plt = _pyplot()
+    count = max(len(layers), 1)
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    normalised = []
+    for layer in layers:
+        norm = float(torch.linalg.vector_norm(layer.mean_kernel))
+        normalised.append((layer.mean_kernel / norm if norm > 0 else layer.mean_kernel).numpy())
+    limit = max((float(abs(k).max()) for k in normalised), default=1.0) or 1.0
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns + 0.8, 2.0 * rows + 0.6), squeeze=False)
+    image = None
+    for index, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if index >= len(layers):
+            ax.axis("off")
+            continue
+        layer = layers[index]
+        image = ax.imshow(normalised[index], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        stride = "" if not layer.strided else f" s{max(layer.stride)}"
+        ax.set_title(f"{layer.name}{stride}\nS={layer.score:.3f}", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="K / ‖K‖")
+    fig.suptitle(title or "mean kernels", fontsize=10)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_score_depth(layers: list[LayerSymmetry], path: str | Path, title: str = "") -> Path:
+    """S(K) and the mean single-kernel score against layer index, strided layers marked; returns ``path``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(layers) + 3.0), 3.6))
+    depth = list(range(len(layers)))
+    ax.plot(depth, [layer.score for layer in layers], color="tab:blue", lw=1, alpha=0.6, label="S(mean kernel)")
+    ax.plot(depth, [layer.kernel_score for layer in layers], color="tab:gray", lw=1, ls="--", label="mean S(single kernel)")
+    groups = {
+        "stride 1": ([i for i, l in enumerate(layers) if l.strided is False], "o", "tab:blue"),
+        "strided (stride > 1)": ([i for i, l in enumerate(layers) if l.strided], "v", "tab:red"),
+        "stride unknown": ([i for i, l in enumerate(layers) if l.strided is None], "s", "tab:purple"),
+    }
+    for label, (indices, marker, color) in groups.items():
+        if indices:
+            ax.scatter(indices, [layers[i].score for i in indices], marker=marker, color=color, s=36, zorder=3, label=label)
+    ax.set_xlabel("layer (network order)")
+    ax.set_ylabel("D4 symmetry score")
+    ax.set_ylim(0, 1.02)
+    if len(layers) <= 24:
+        ax.set_xticks(depth, [layer.name for layer in layers], rotation=60, ha="right", fontsize=6)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or "symmetry against depth", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _summary(layers: list[LayerSymmetry]) -> dict[str, Any]:
+    scores = [l.score for l in layers if not math.isnan(l.score)]
+    strided = [l.score for l in layers if l.strided and not math.isnan(l.score)]
+    unstrided = [l.score for l in layers if l.strided is False and not math.isnan(l.score)]
+    mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
+    return {
+        "layers": len(layers),
+        "mean_score": mean(scores),
+        "mean_score_strided": mean(strided),
+        "mean_score_stride1": mean(unstrided),
+        "mean_kernel_score": mean([l.kernel_score for l in layers if not math.isnan(l.kernel_score)]),
+    }
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    if isinstance(value, (tuple, list)):
+        return "×".join(str(v) for v in value)
+    return str(value)
+
+
+def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistency: dict | None) -> str:
+    lines = [f"# {title}", ""]
+    lines += [
+        f"{summary['layers']} conv layers with kernels larger than 1×1. Mean kernel symmetry score S = "
+        f"{_fmt(summary['mean_score'])} (stride 1: {_fmt(summary['mean_score_stride1'])}, strided: "
+        f"{_fmt(summary['mean_score_strided'])}); mean single-kernel score {_fmt(summary['mean_kernel_score'])}.",
+        "",
+        "S(K) = 1 − (1/(2|T|)) Σ_T ‖T(K̂) − K̂‖_F over the non-identity elements T of D4, K̂ = K/‖K‖_F, K the mean "
+        "kernel (see docs/analysis.md).",
+        "",
+    ]
+    if consistency is not None:
+        lines += ["## Consistency", "", "| measure | value |", "|---|---|"]
+        lines += [f"| {key} | {_fmt(value, 4)} |" for key, value in consistency.items()]
+        lines += [""]
+    lines += ["## Layers", "", "![mean kernels](kernels.png)", "", "![score against depth](score_depth.png)", ""]
+    lines += [
+        "| # | layer | shape | stride | padding | mode | symmetry | S(K) | kernel score | best T | worst T | lowest residual |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, layer in enumerate(layers):
+        scores = layer.transform_scores
+        best = max(scores, key=scores.get) if scores else None
+        worst = min(scores, key=scores.get) if scores else None
+        residual = min(layer.residuals.items(), key=lambda item: item[1]) if layer.residuals else None
+        lines.append(
+            f"| {index} | `{layer.name}` | {_fmt(layer.shape)} | {_fmt(layer.stride)} | {_fmt(layer.padding)} | "
+            f"{_fmt(layer.padding_mode)} | {_fmt(layer.symmetry)} | {_fmt(layer.score)} | {_fmt(layer.kernel_score)} | "
+            f"{best} ({_fmt(scores.get(best))}) | {worst} ({_fmt(scores.get(worst))}) | "
+            + (f"{residual[0]} ({_fmt(residual[1])}) |" if residual else "– |")
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def analyze(
+    model: nn.Module | Mapping[str, torch.Tensor],
+    out_dir: str | Path,
+    loader: Iterable | None = None,
+    title: str = "weightsym analysis",
+    max_batches: int | None = None,
+    max_shift: int = 4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Analyse ``model`` (an nn.Module or a state dict) and write the report files to ``out_dir``.
+
+    With a ``loader`` of (x, y) batches and a module, also measures flip and shift consistency (``max_batches`` and
+    ``max_shift``/``seed`` as in ``shift_consistency``). Returns the content of ``analysis.json`` (NaN → null)
+    plus ``"files"``: the paths written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layers = kernel_symmetry(model)
+    consistency = None
+    if loader is not None:
+        if not isinstance(model, nn.Module):
+            raise ValueError("consistency needs a model, not a state dict: pass loader=None or load the model first")
+        consistency = {
+            "flip_consistency": flip_consistency(model, loader, max_batches=max_batches),
+            f"shift_consistency (max_shift={max_shift}, reflect)": shift_consistency(
+                model, loader, max_shift=max_shift, seed=seed, max_batches=max_batches
+            ),
+        }
+    summary = _summary(layers)
+    result = _json_safe(
+        {"title": title, "summary": summary, "consistency": consistency, "layers": [l.to_dict() for l in layers]}
+    )
+    files = [
+        plot_mean_kernels(layers, out_dir / "kernels.png", title=title),
+        plot_score_depth(layers, out_dir / "score_depth.png", title=title),
+    ]
+    (out_dir / "analysis.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out_dir / "report.md").write_text(_markdown(title, layers, summary, consistency))
+    files += [out_dir / "analysis.json", out_dir / "report.md"]
+    return {**result, "files": files}
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file: ``.safetensors`` via safetensors, anything else via ``torch.load`` with
+    ``weights_only=True`` (unwrapping a ``"model"``/``"state_dict"`` entry if present)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (name -> tensor)")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _run_cli(args) -> int:
+    state = load_state_dict(args.checkpoint)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / (Path(args.checkpoint).stem + "_analysis")
+    if args.data:
+        print(
+            f"note: --data {args.data} ignored: consistency needs the model, and {args.checkpoint} is analysed as a "
+            "plain state dict (kernel symmetry only)"
+        )
+    result = analyze(state, out, title=args.title or f"analysis of {Path(args.checkpoint).name}")
+    summary = result["summary"]
+    print(f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}; wrote {out}/report.md")
+    return 0
+
+
+def setup_cli(subparsers) -> None:
+    """Add the ``analyze`` subcommand: ``weightsym analyze CHECKPOINT [--data NAME] [--data-dir DIR] [--out DIR]
+    [--max-batches N]``."""
+    parser = subparsers.add_parser(
+        "analyze",
+        help="kernel symmetry report (mean-kernel D4 scores, figures) for a checkpoint",
+        description="Write report.md, analysis.json and figures about the symmetry of a checkpoint's conv kernels. "
+        "A .safetensors (or torch) state dict is analysed as plain tensors; flip/shift consistency needs a model.",
+    )
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="state dict file (.safetensors, .pt)")
+    parser.add_argument("--data", metavar="NAME", help="dataset for flip/shift consistency (needs a model checkpoint)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where the datasets live")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default: CHECKPOINT_analysis next to it)")
+    parser.add_argument("--max-batches", type=int, metavar="N", help="limit the consistency evaluation to N batches")
+    parser.add_argument("--title", help="report title")
+    parser.set_defaults(func=_run_cli)
