@@ -1,2 +1,30 @@
-"""weightsym: neural networks whose weights obey symmetries."""
+"""weightsym: neural networks whose weights obey symmetries.
+
+>>> import torch, weightsym as ws
+>>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3),
+...                             torch.nn.ReLU(), torch.nn.Conv2d(64, 10, 1))
+>>> report = ws.symmetrize(model, channel="triangular", spatial="transpose")
+>>> ws.count_parameters(model).stored < ws.count_parameters(model).dense
+True
+"""
+
 __version__ = "0.1.0"
+
+from weightsym import nn
+from weightsym.nn import (
+    ParameterCount,
+    SymmetrizeReport,
+    count_parameters,
+    load,
+    read_metadata,
+    save,
+    symmetric_layers,
+    symmetrize,
+    unsymmetrize,
+)
+from weightsym.symmetry import Symmetry, SymmetryError, available_symmetries, get_symmetry
+
+__all__ = [
+    "ParameterCount", "Symmetry", "SymmetryError", "SymmetrizeReport", "available_symmetries", "count_parameters",
+    "get_symmetry", "load", "nn", "read_metadata", "save", "symmetric_layers", "symmetrize", "unsymmetrize",
+]

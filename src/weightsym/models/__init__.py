@@ -1,0 +1,23 @@
+"""Model definitions in plain PyTorch (symmetry is applied from outside, see ``weightsym.nn``).
+
+* :func:`wrn` — pre-activation Wide ResNet (basic or bottleneck blocks) for CIFAR; :func:`wrn_param_count`.
+* :func:`resnet` — ResNet-18/34/50/101/152 in the torchvision layout; :func:`resnet_param_count`.
+* :class:`MLP`, :class:`MNIST1DCNN`, :class:`FashionCNN` — small models with square middle layers.
+* :func:`create_model`, :func:`list_models`, :func:`model_info`, :func:`register_model` — the registry.
+
+Example:
+    >>> from weightsym.models import create_model, model_info
+    >>> model = create_model("wrn-16-4-bottleneck")
+    >>> model_info("wrn-16-4-bottleneck")["input_shape"]
+    (3, 32, 32)
+"""
+
+from .registry import ModelSpec, create_model, list_models, model_info, register_model
+from .resnet import ResNet, resnet, resnet_param_count
+from .small import MLP, FashionCNN, MNIST1DCNN
+from .wrn import WideResNet, wrn, wrn_param_count
+
+__all__ = [
+    "FashionCNN", "MLP", "MNIST1DCNN", "ModelSpec", "ResNet", "WideResNet", "create_model", "list_models",
+    "model_info", "register_model", "resnet", "resnet_param_count", "wrn", "wrn_param_count",
+]

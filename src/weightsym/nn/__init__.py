@@ -1,0 +1,20 @@
+"""How symmetries attach to torch modules: parametrization, symmetrize/unsymmetrize, counting, weight files."""
+
+from weightsym.nn.counting import ParameterCount, count_parameters
+from weightsym.nn.io import load, read_metadata, save
+from weightsym.nn.parametrization import SymmetricParametrization, attach, detach, symmetric_parametrization
+from weightsym.nn.symmetrize import (
+    LayerReport,
+    SymmetrizeReport,
+    format_table,
+    symmetric_layers,
+    symmetrize,
+    unsymmetrize,
+    weight_layers,
+)
+
+__all__ = [
+    "LayerReport", "ParameterCount", "SymmetricParametrization", "SymmetrizeReport", "attach", "count_parameters",
+    "detach", "format_table", "load", "read_metadata", "save", "symmetric_layers", "symmetric_parametrization",
+    "symmetrize", "unsymmetrize", "weight_layers",
+]

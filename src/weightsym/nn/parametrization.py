@@ -1,0 +1,89 @@
+"""How a symmetry attaches to a tensor of a torch module: a ``torch.nn.utils.parametrize`` parametrization.
+
+The trainable tensor holds only the stored (free) values; reading ``module.weight`` gathers them into the dense
+symmetric weight.  Because the weight is *computed* from the free vector, the symmetry holds bit for bit after any
+optimizer step, weight decay included.
+
+>>> import torch, weightsym as ws
+>>> conv = torch.nn.Conv2d(8, 8, 3)
+>>> ws.nn.attach(conv, "weight", ws.get_symmetry("tri+spa"))
+>>> conv.parametrizations.weight.original.shape      # 8*9/2 channel orbits x 6 spatial orbits
+torch.Size([216])
+>>> bool((conv.weight == conv.weight.transpose(0, 1)).all())
+True
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from weightsym.symmetry import Symmetry, get_symmetry
+
+
+class SymmetricParametrization(nn.Module):
+    """``forward(free) -> dense weight``; ``right_inverse(weight) -> free`` (the least-squares projection).
+
+    The gather index lives in a non-persistent buffer: it follows ``.to(device)``, survives ``deepcopy`` and
+    never lands in ``state_dict()``.
+    """
+
+    def __init__(self, symmetry: Symmetry, shape, row_blocks: int = 1, block_mask=None):
+        super().__init__()
+        self.symmetry = symmetry
+        self.shape = tuple(int(s) for s in shape)
+        self.row_blocks = int(row_blocks)
+        self.block_mask = None if block_mask is None else tuple(bool(b) for b in block_mask)
+        self.layout = symmetry.layout(self.shape, self.row_blocks, self.block_mask)
+        self.register_buffer("index", self.layout.index.clone(), persistent=False)
+
+    def forward(self, free: torch.Tensor) -> torch.Tensor:
+        return self.layout.expand(free, self.index)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.layout.project(weight).to(weight.dtype)
+
+    def extra_repr(self) -> str:
+        mask = "" if self.block_mask is None else f", gates={''.join('1' if b else '0' for b in self.block_mask)}"
+        return f"{self.symmetry.spec}, shape={self.shape}{mask}, stored={self.layout.stored_count}"
+
+    def describe(self) -> dict:
+        """Metadata that identifies this parametrization (written into weight files)."""
+        return {
+            "symmetry": self.symmetry.spec,
+            "shape": list(self.shape),
+            "row_blocks": self.row_blocks,
+            "block_mask": None if self.block_mask is None else "".join("1" if b else "0" for b in self.block_mask),
+            "stored": self.layout.stored_count,
+        }
+
+
+def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_blocks: int = 1,
+           block_mask=None) -> SymmetricParametrization:
+    """Make ``module.<tensor_name>`` symmetric; the current value is projected to the nearest symmetric one."""
+    symmetry = get_symmetry(symmetry)
+    tensor = getattr(module, tensor_name)
+    param = SymmetricParametrization(symmetry, tensor.shape, row_blocks, block_mask)
+    parametrize.register_parametrization(module, tensor_name, param, unsafe=True)
+    return param
+
+
+def symmetric_parametrization(module: nn.Module, tensor_name: str) -> SymmetricParametrization | None:
+    """The weightsym parametrization on ``module.<tensor_name>``, or None."""
+    if not parametrize.is_parametrized(module, tensor_name):
+        return None
+    for p in module.parametrizations[tensor_name]:
+        if isinstance(p, SymmetricParametrization):
+            return p
+    return None
+
+
+def detach(module: nn.Module, tensor_name: str) -> None:
+    """Replace the symmetric tensor by a plain parameter holding its current dense value."""
+    with torch.no_grad():
+        dense = getattr(module, tensor_name).detach().clone()
+    requires_grad = module.parametrizations[tensor_name].original.requires_grad
+    parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=False)
+    delattr(module, tensor_name)
+    setattr(module, tensor_name, nn.Parameter(dense, requires_grad=requires_grad))

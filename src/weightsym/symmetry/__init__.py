@@ -1,0 +1,21 @@
+"""Symmetries as groups of index permutations on a plane; see :mod:`weightsym.symmetry.catalog` for the list."""
+
+from weightsym.symmetry.base import (
+    ChannelMap,
+    ChannelTying,
+    Composite,
+    Repeat,
+    SpatialTying,
+    Symmetry,
+    SymmetryError,
+)
+from weightsym.symmetry.catalog import CHANNEL, SPATIAL, available_symmetries, combine, get_symmetry
+from weightsym.symmetry.layout import Layout, build_layout
+from weightsym.symmetry.matrix import Average, Eigen, LowRank
+from weightsym.symmetry.orbits import orbit_count, plane_orbits
+
+__all__ = [
+    "Average", "CHANNEL", "ChannelMap", "ChannelTying", "Composite", "Eigen", "Layout", "LowRank", "Repeat",
+    "SPATIAL", "SpatialTying", "Symmetry", "SymmetryError", "available_symmetries", "build_layout", "combine",
+    "get_symmetry", "orbit_count", "plane_orbits",
+]

@@ -1,0 +1,132 @@
+"""Every named symmetry, its paper alias, and ``get_symmetry`` which turns a name (or ``a+b``) into an object.
+
+Channel plane (needs a square ``n x n`` plane per group/gate unless noted):
+
+=================  ========  ===========================  ==============================
+name               alias     invariance                   free values per n x n plane
+=================  ========  ===========================  ==============================
+triangular         tri       W = Wᵀ                       n(n+1)/2
+centrosymmetric    centro    W = J W J                    n²/2 (even n), (n²+1)/2 (odd)
+bisymmetric        quar      W = Wᵀ = J Wᵀ J              n(n+2)/4 (even n)
+block              block4    W = J W = W J                n²/4 (even n); any rectangle
+eighth             eight     all of D4                    n(n+2)/8 (n ≡ 0 mod 4)
+repeat:c[:axis]    chunk     c copies along out (or in)   n²/c; any rectangle
+average            wwt       W = (A + Aᵀ)/2               n² stored, n(n+1)/2 free
+eigen              evd       W = V diag(e) Vᵀ             n(n+1)/2
+lowrank[:r]        pdpt      W = P diag(d) Pᵀ             n·r + r stored
+=================  ========  ===========================  ==============================
+
+Spatial plane (every k x k kernel): transpose (``spa``) k(k+1)/2; hflip / vflip k(k+1)/2 for odd k;
+rot180 (k²+1)/2; dihedral (all of D4) 3 of 9 for 3x3, 6 of 25 for 5x5.
+
+A channel and a spatial symmetry compose with ``+``: ``get_symmetry("tri+spa")``.
+"""
+
+from __future__ import annotations
+
+from weightsym.symmetry.base import ChannelTying, Composite, Repeat, SpatialTying, Symmetry
+from weightsym.symmetry.matrix import Average, Eigen, LowRank
+
+CHANNEL: dict[str, Symmetry] = {
+    s.name: s
+    for s in [
+        ChannelTying("triangular", ("transpose",), ("tri", "symmetric"), "W = Wᵀ", "n(n+1)/2"),
+        ChannelTying("centrosymmetric", ("rot180",), ("centro",), "W = J W J", "⌈n²/2⌉"),
+        ChannelTying("bisymmetric", ("transpose", "antitranspose"), ("quar",), "W = Wᵀ = J Wᵀ J", "n(n+2)/4"),
+        ChannelTying("block", ("rowflip", "colflip"), ("block4",), "W = J W = W J", "⌈n/2⌉·⌈m/2⌉", square=False),
+        ChannelTying("eighth", ("transpose", "rowflip", "colflip"), ("eight",), "all of D4", "n(n+2)/8"),
+        Repeat(),
+        Average(),
+        Eigen(),
+        LowRank(),
+    ]
+}
+
+SPATIAL: dict[str, Symmetry] = {
+    s.name: s
+    for s in [
+        SpatialTying("transpose", ("transpose",), ("spa",), "K = Kᵀ", "k(k+1)/2", square=True),
+        SpatialTying("hflip", ("colflip",), (), "K = K J", "k⌈k/2⌉"),
+        SpatialTying("vflip", ("rowflip",), (), "K = J K", "k⌈k/2⌉"),
+        SpatialTying("rot180", ("rot180",), (), "K = J K J", "⌈k²/2⌉"),
+        SpatialTying("dihedral", ("transpose", "rowflip", "colflip"), ("d4",), "all of D4", "3 of 9 (3×3)",
+                     square=True),
+    ]
+}
+
+
+def available_symmetries(plane: str | None = None) -> list[str]:
+    """Canonical names, channel plane first.  ``plane`` in {None, "channel", "spatial"}."""
+    if plane not in (None, "channel", "spatial"):
+        raise ValueError(f"plane must be 'channel', 'spatial' or None, got {plane!r}")
+    names = []
+    if plane in (None, "channel"):
+        names += list(CHANNEL)
+    if plane in (None, "spatial"):
+        names += list(SPATIAL)
+    return names
+
+
+def _alias_table() -> dict[str, tuple[str, str]]:
+    table = {}
+    for plane, reg in (("channel", CHANNEL), ("spatial", SPATIAL)):
+        for name, sym in reg.items():
+            for key in (name, *sym.aliases):
+                table.setdefault(key, (plane, name))
+    return table
+
+
+def _one(text: str, plane: str | None) -> Symmetry:
+    head, *opts = text.strip().lower().split(":")
+    table = _alias_table()
+    if plane == "spatial" and head in ("transpose", "spa"):
+        return SPATIAL["transpose"]
+    if head not in table:
+        valid = ", ".join(f"{n} ({'/'.join(s.aliases)})" if s.aliases else n
+                          for n, s in {**CHANNEL, **SPATIAL}.items())
+        raise ValueError(f"unknown symmetry {text!r}; valid names (aliases): {valid}; "
+                         "compose a channel and a spatial one with '+', e.g. 'tri+spa'")
+    found_plane, name = table[head]
+    if plane is not None and found_plane != plane:
+        raise ValueError(f"{text!r} is a {found_plane} symmetry, but a {plane} symmetry was asked for; "
+                         f"{plane} symmetries: {', '.join(available_symmetries(plane))}")
+    if name == "repeat":
+        copies = int(opts[0]) if opts else 2
+        axis = opts[1] if len(opts) > 1 else "out"
+        if axis not in ("out", "in"):
+            raise ValueError(f"repeat axis must be 'out' or 'in', got {axis!r} (e.g. 'repeat:4:in')")
+        return Repeat(copies, axis)
+    if name == "lowrank" and opts:
+        return LowRank(int(opts[0]))
+    if opts:
+        raise ValueError(f"symmetry {name!r} takes no options, got {text!r}")
+    return (CHANNEL if found_plane == "channel" else SPATIAL)[name]
+
+
+def get_symmetry(name: str | Symmetry, plane: str | None = None) -> Symmetry:
+    """Turn a name, alias, option string (``repeat:4:in``, ``lowrank:8``) or ``channel+spatial`` into a symmetry.
+
+    ``plane`` restricts the lookup ("channel" or "spatial"); ``transpose`` means the spatial transpose unless the
+    plane is channel (where the channel transpose symmetry is called ``triangular``).
+    """
+    if isinstance(name, Symmetry):
+        return name
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a symmetry name must be a non-empty string, got {name!r}")
+    parts = name.split("+")
+    if len(parts) == 1:
+        if plane is None and name.strip().lower() in ("transpose", "spa"):
+            return SPATIAL["transpose"]
+        return _one(name, plane)
+    if len(parts) != 2:
+        raise ValueError(f"compose exactly one channel and one spatial symmetry, e.g. 'tri+spa'; got {name!r}")
+    return Composite(_one(parts[0], "channel"), _one(parts[1], "spatial"))  # type: ignore[arg-type]
+
+
+def combine(channel: str | Symmetry | None, spatial: str | Symmetry | None) -> Symmetry | None:
+    """The symmetry for a layer asked to carry ``channel`` and/or ``spatial`` (None if neither)."""
+    c = get_symmetry(channel, "channel") if channel else None
+    s = get_symmetry(spatial, "spatial") if spatial else None
+    if c is not None and s is not None:
+        return Composite(c, s)  # type: ignore[arg-type]
+    return c or s

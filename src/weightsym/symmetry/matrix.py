@@ -1,0 +1,147 @@
+"""Symmetric channel planes that are not orbit tyings: ``average``, ``eigen`` and ``lowrank``.
+
+Each maps a batch of stored parameter vectors to a batch of symmetric ``n x n`` planes (exactly symmetric, bit for
+bit: the result is always passed through ``(M + M^T) / 2``).
+
+* ``average`` (paper: ``wwt``): stores a full ``A``; ``W = (A + A^T) / 2``.  Stores ``n^2`` values; the symmetric set
+  it spans has dimension ``n(n+1)/2`` (the same set as ``triangular``, with a different optimisation geometry).
+* ``eigen`` (paper: ``evd``): ``W = V diag(e) V^T`` with ``V = expm(S - S^T)`` orthogonal and trainable, ``S`` the
+  strict upper triangle.  Stores ``n(n-1)/2 + n = n(n+1)/2`` values.  (The original code computed V without gradient,
+  so the layer never trained; here V is a differentiable function of the stored values.)
+* ``lowrank`` (paper: ``pdpt``): ``W = P diag(d) P^T`` with ``P`` of shape ``n x r``.  Stores ``n r + r`` values;
+  the set of symmetric rank-``r`` matrices has dimension ``n r - r(r-1)/2`` (the ``free_count``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from weightsym.symmetry.base import ChannelMap
+
+
+def _sym(m: torch.Tensor) -> torch.Tensor:
+    return (m + m.transpose(-1, -2)) / 2
+
+
+class Average(ChannelMap):
+    name = "average"
+    aliases = ("wwt",)
+    invariance = "W = (A + Aᵀ)/2 (stores A)"
+    formula = "n² stored (n(n+1)/2 free)"
+
+    @property
+    def spec(self) -> str:
+        return self.name
+
+    def params_per_plane(self, n: int) -> int:
+        return n * n
+
+    def dimension(self, n: int) -> int:
+        return n * (n + 1) // 2
+
+    def expand_planes(self, params: torch.Tensor, n: int) -> torch.Tensor:
+        return _sym(params.view(-1, n, n))
+
+    def project_planes(self, planes: torch.Tensor) -> torch.Tensor:
+        return _sym(planes).reshape(planes.shape[0], -1)
+
+
+def _log_orthogonal(v: torch.Tensor) -> torch.Tensor:
+    """Real skew-symmetric ``A`` with ``expm(A) = V`` for a batch of rotations ``V`` (det +1)."""
+    lam, u = torch.linalg.eig(v.to(torch.float64))
+    log = (u * torch.log(lam).unsqueeze(-2)) @ torch.linalg.inv(u)
+    a = log.real
+    return ((a - a.transpose(-1, -2)) / 2).to(v.dtype)
+
+
+class Eigen(ChannelMap):
+    name = "eigen"
+    aliases = ("evd",)
+    invariance = "W = V diag(e) Vᵀ, V = expm(S − Sᵀ) orthogonal"
+    formula = "n(n+1)/2"
+
+    @property
+    def spec(self) -> str:
+        return self.name
+
+    def params_per_plane(self, n: int) -> int:
+        return n * (n - 1) // 2 + n
+
+    def dimension(self, n: int) -> int:
+        return n * (n + 1) // 2
+
+    def expand_planes(self, params: torch.Tensor, n: int) -> torch.Tensor:
+        b = params.shape[0]
+        k = n * (n - 1) // 2
+        iu = torch.triu_indices(n, n, offset=1, device=params.device)
+        s = params.new_zeros(b, n, n)
+        s[:, iu[0], iu[1]] = params[:, :k]
+        v = torch.linalg.matrix_exp(s - s.transpose(-1, -2))
+        e = params[:, k:]
+        return _sym((v * e.unsqueeze(-2)) @ v.transpose(-1, -2))
+
+    def project_planes(self, planes: torch.Tensor) -> torch.Tensor:
+        n = planes.shape[-1]
+        e, v = torch.linalg.eigh(_sym(planes).to(torch.float64))
+        flip = torch.linalg.det(v) < 0  # make V a rotation: negate its first column where det = -1
+        v[..., :, 0] = torch.where(flip.unsqueeze(-1), -v[..., :, 0], v[..., :, 0])
+        a = _log_orthogonal(v)
+        iu = torch.triu_indices(n, n, offset=1, device=planes.device)
+        return torch.cat([a[:, iu[0], iu[1]], e], dim=1).to(planes.dtype)
+
+
+class LowRank(ChannelMap):
+    name = "lowrank"
+    aliases = ("pdpt",)
+    invariance = "W = P diag(d) Pᵀ, P: n×r"
+    formula = "n·r + r stored (n·r − r(r−1)/2 free); r = n/4 by default"
+
+    def __init__(self, rank: int | None = None):
+        self.rank = rank
+
+    @property
+    def spec(self) -> str:
+        return self.name if self.rank is None else f"{self.name}:{self.rank}"
+
+    def rank_for(self, n: int) -> int:
+        return self.rank if self.rank is not None else max(1, n // 4)
+
+    def _check(self, shape4, row_blocks):
+        reason = super()._check(shape4, row_blocks)
+        if reason:
+            return reason
+        n = shape4[1]
+        if not 1 <= self.rank_for(n) <= n:
+            return f"lowrank rank {self.rank_for(n)} must be between 1 and the plane size {n}"
+        return None
+
+    def params_per_plane(self, n: int) -> int:
+        r = self.rank_for(n)
+        return n * r + r
+
+    def dimension(self, n: int) -> int:
+        r = self.rank_for(n)
+        return n * r - r * (r - 1) // 2
+
+    def expand_planes(self, params: torch.Tensor, n: int) -> torch.Tensor:
+        r = self.rank_for(n)
+        p = params[:, : n * r].reshape(-1, n, r)
+        d = params[:, n * r :]
+        return _sym((p * d.unsqueeze(-2)) @ p.transpose(-1, -2))
+
+    def project_planes(self, planes: torch.Tensor) -> torch.Tensor:
+        n = planes.shape[-1]
+        r = self.rank_for(n)
+        e, v = torch.linalg.eigh(_sym(planes).to(torch.float64))
+        top = e.abs().topk(r, dim=-1).indices  # Eckart-Young for symmetric matrices: largest |eigenvalues|
+        d = e.gather(-1, top)
+        p = v.gather(-1, top.unsqueeze(-2).expand(-1, n, -1))
+        return torch.cat([p.reshape(p.shape[0], -1), d], dim=1).to(planes.dtype)
+
+    def holds_planes(self, planes: torch.Tensor, atol: float) -> bool:
+        if not super().holds_planes(planes, atol):
+            return False
+        n = planes.shape[-1]
+        e = torch.linalg.eigvalsh(_sym(planes).to(torch.float64)).abs()
+        tol = torch.clamp(e.amax(-1, keepdim=True) * n * torch.finfo(planes.dtype).eps * 10, min=atol)
+        return bool(((e > tol).sum(-1) <= self.rank_for(n)).all())

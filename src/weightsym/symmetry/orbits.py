@@ -1,0 +1,80 @@
+"""Orbits of a group of index permutations on a 2-D plane: the one mechanism behind every tying symmetry.
+
+A plane is an ``rows x cols`` grid of indices (the channel plane ``(out, in)`` of a weight, or the spatial plane
+``(kh, kw)`` of a kernel).  A symmetry is a set of *generators*, each a permutation of the grid (transpose, row flip,
+column flip, ...).  The group they generate splits the grid into orbits; a symmetric plane holds one value per orbit.
+
+``plane_orbits(generators, rows, cols)`` returns, for every grid position (row-major), the id of its orbit, with ids
+numbered ``0 .. F-1`` in order of first appearance.  It is computed once per shape (vectorised label propagation:
+each pass replaces every label by the minimum over its images, until nothing changes) and cached.
+
+Example
+-------
+>>> ids = plane_orbits(("transpose",), 3, 3)
+>>> ids.reshape(3, 3).tolist()
+[[0, 1, 2], [1, 3, 4], [2, 4, 5]]
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+# Each generator maps a grid (rows, cols) of labels to the permuted grid. All are involutions or group elements of
+# the dihedral group D4 acting on the plane as on a square image (transpose-like ones need rows == cols), plus the
+# cyclic shift used by ``repeat``.
+_SQUARE_ONLY = {"transpose", "antitranspose", "rot90"}
+
+
+def _apply(name: str, grid: np.ndarray) -> np.ndarray:
+    if name == "transpose":  # W[o, i] = W[i, o]
+        return grid.T
+    if name == "antitranspose":  # W = J W^T J
+        return grid[::-1, ::-1].T
+    if name == "rowflip":  # W = J W
+        return grid[::-1, :]
+    if name == "colflip":  # W = W J
+        return grid[:, ::-1]
+    if name == "rot180":  # W = J W J
+        return grid[::-1, ::-1]
+    if name == "rot90":
+        return np.rot90(grid)
+    if name.startswith("rowshift:"):  # W[o, i] = W[o + s, i]  (cyclic; ``repeat`` along out)
+        return np.roll(grid, int(name.split(":")[1]), axis=0)
+    if name.startswith("colshift:"):  # W[o, i] = W[o, i + s]  (cyclic; ``repeat`` along in)
+        return np.roll(grid, int(name.split(":")[1]), axis=1)
+    raise ValueError(f"unknown plane generator {name!r}")
+
+
+@lru_cache(maxsize=512)
+def _plane_orbits_cached(generators: tuple[str, ...], rows: int, cols: int) -> np.ndarray:
+    for g in generators:
+        if g in _SQUARE_ONLY and rows != cols:
+            raise ValueError(f"generator {g!r} needs a square plane, got {rows}x{cols}")
+    labels = np.arange(rows * cols, dtype=np.int64).reshape(rows, cols)
+    while True:
+        new = labels
+        for g in generators:
+            new = np.minimum(new, _apply(g, new))
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    # renumber orbits 0..F-1 in order of first appearance (row-major)
+    flat = labels.ravel()
+    _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))
+    ids = order[inverse].astype(np.int64)
+    ids.setflags(write=False)
+    return ids
+
+
+def plane_orbits(generators: tuple[str, ...] | list[str], rows: int, cols: int) -> np.ndarray:
+    """Orbit id (0..F-1) of every position of a ``rows x cols`` plane, row-major, as a read-only int64 array."""
+    return _plane_orbits_cached(tuple(generators), int(rows), int(cols))
+
+
+def orbit_count(generators: tuple[str, ...] | list[str], rows: int, cols: int) -> int:
+    """Number of orbits F (the free values per plane)."""
+    ids = plane_orbits(generators, rows, cols)
+    return int(ids.max()) + 1 if ids.size else 0
