@@ -179,8 +179,8 @@ def symmetry_residuals(weight: torch.Tensor) -> dict[str, float]:
     ``project`` is the orbit average, i.e. the orthogonal projection onto the tied weights, so the residual is 0
     exactly when W obeys the symmetry and at most 1. Every channel and spatial symmetry of the registry that applies
     to W's shape is reported (channel symmetries need out == in); ``average`` (same subspace as ``triangular``),
-    ``eigen`` and ``lowrank`` (not fixed linear subspaces) are skipped. Empty while the core API is unavailable, and
-    NaN entries for W = 0.
+    ``eigen`` and ``lowrank`` (not fixed linear subspaces) are skipped; ``repeat`` is the registry default
+    (``get_symmetry("repeat")``: 2 copies along out). Empty while the core API is unavailable; NaN entries for W = 0.
 
     >>> import weightsym as ws
     >>> sym = ws.get_symmetry("transpose")
@@ -279,8 +279,9 @@ def _constrained_layers(model: nn.Module) -> dict[int, str]:
     if core is None or not hasattr(core, "symmetric_layers"):
         return {}
     found = {}
-    for _param_name, module, symmetry in core.symmetric_layers(model):
-        found[id(module)] = getattr(symmetry, "name", str(symmetry))
+    for param_name, module, symmetry in core.symmetric_layers(model):
+        if param_name == "weight" or param_name.endswith(".weight"):
+            found[id(module)] = getattr(symmetry, "spec", None) or getattr(symmetry, "name", str(symmetry))
     return found
 
 
