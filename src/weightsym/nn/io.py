@@ -103,7 +103,7 @@ def load(path: str | os.PathLike, model: nn.Module, strict: bool = True) -> dict
         raise ValueError(f"{str(path)!r} is not a weightsym weight file (format {meta.get('format')!r}); "
                          "for a plain state dict use weightsym.load_state_dict_file")
     file_layers, model_layers = meta.get("layers", {}), layer_metadata(model)
-    for name in sorted(set(file_layers) | set(model_layers)):
+    for name in list(model_layers) + [k for k in file_layers if k not in model_layers]:  # network order
         f, m = file_layers.get(name), model_layers.get(name)
         if f is None or m is None or f["symmetry"] != m["symmetry"] or f["shape"] != m["shape"] \
                 or f.get("block_mask") != m.get("block_mask"):
