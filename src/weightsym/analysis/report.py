@@ -55,7 +55,9 @@ def plot_mean_kernels(layers: list[LayerSymmetry], path: str | Path, title: str 
         norm = float(torch.linalg.vector_norm(layer.mean_kernel))
         normalised.append((layer.mean_kernel / norm if norm > 0 else layer.mean_kernel).numpy())
     limit = max((float(abs(k).max()) for k in normalised), default=1.0) or 1.0
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns + 0.8, 2.0 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(1.5 * columns + 1.2, 1.75 * rows + 0.5), squeeze=False, layout="constrained"
+    )
     image = None
     for index, ax in enumerate(axes.flat):
         ax.set_xticks([])
@@ -68,7 +70,7 @@ def plot_mean_kernels(layers: list[LayerSymmetry], path: str | Path, title: str 
         stride = "" if not layer.strided else f" s{max(layer.stride)}"
         ax.set_title(f"{layer.name}{stride}\nS={layer.score:.3f}", fontsize=7)
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="K / ‖K‖")
+        fig.colorbar(image, ax=axes, shrink=0.8, label="K / ‖K‖")
     fig.suptitle(title or "mean kernels", fontsize=10)
     path = Path(path)
     fig.savefig(path, dpi=100)
