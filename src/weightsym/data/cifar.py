@@ -1,0 +1,196 @@
+"""CIFAR-10/100 readers: the official binary and python formats, and the local CIFAR-10 JPEG (q75) copy.
+
+All readers return ``(x, y)`` as numpy arrays: ``x`` uint8 (N, 32, 32, 3) HWC RGB, ``y`` int64 (N,).
+
+Sources, searched in this order by :func:`load_cifar` under the data root (``source="auto"``):
+
+1. ``binary``: ``cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin`` or ``cifar-100-binary/{train,test}.bin``
+   (official, lossless; what :func:`~weightsym.data.download.download_dataset` fetches).
+2. ``python``: ``cifar-10-batches-py/`` or ``cifar-100-python/`` (official pickles, lossless).
+3. ``jpeg`` (CIFAR-10 only): ``cifar10_jpeg_q75/cifar10_{train,test}_jpeg.npz``, a **lossy** JPEG q75 copy
+   (PSNR ≈ 30 dB vs the originals; see shared/data/MANIFEST.md). The JPEG bytes are decoded once with Pillow and the
+   pixels are cached as ``.npy`` under :func:`~weightsym.data.paths.cache_root` (never next to the source, which may
+   be read-only), keyed by the npz's SHA-256.
+
+Example:
+    >>> x, y = load_cifar("cifar10", "test")              # doctest: +SKIP
+    >>> x.shape, x.dtype, y[:3]                           # doctest: +SKIP
+    ((10000, 32, 32, 3), dtype('uint8'), array([0, 0, 0]))
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .download import sha256_file
+from .paths import cache_root, data_root, missing_data_error
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_BYTES = 32 * 32 * 3
+SOURCES = ("binary", "python", "jpeg")
+
+
+def read_cifar_binary(files: list[str | os.PathLike], label_bytes: int = 1, label_index: int = 0):
+    """Read official CIFAR binary batches: records of ``label_bytes`` label bytes + 3072 pixel bytes (R, G, B planes).
+
+    CIFAR-10: ``label_bytes=1``; CIFAR-100: ``label_bytes=2`` with ``label_index=0`` (coarse) or ``1`` (fine).
+    Returns ``x`` uint8 (N, 32, 32, 3) and ``y`` int64 (N,).
+    """
+    record = label_bytes + IMAGE_BYTES
+    xs, ys = [], []
+    for path in files:
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % record != 0:
+            raise ValueError(f"read_cifar_binary: {path} has {raw.size} bytes, not a multiple of the {record}-byte "
+                             f"record (label_bytes={label_bytes}); is it a CIFAR binary batch?")
+        raw = raw.reshape(-1, record)
+        ys.append(raw[:, label_index].astype(np.int64))
+        xs.append(raw[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
+
+
+def read_cifar_python(files: list[str | os.PathLike], label_key: str = "labels"):
+    """Read official CIFAR python batches (pickled dicts with ``data`` (N, 3072) and ``label_key``).
+
+    These are pickles: only read files from the official archive (verified by checksum on download).
+    """
+    xs, ys = [], []
+    for path in files:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(batch[label_key.encode()], dtype=np.int64))
+    return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
+
+
+def decode_jpeg_npz(path: str | os.PathLike):
+    """Decode a ``*_jpeg.npz`` (``jpeg`` bytes joined end to end, ``offsets`` (N+1), ``y``) with Pillow.
+
+    Returns ``x`` uint8 (N, H, W, 3) and ``y`` int64. About 3 s per 50k CIFAR images on one core.
+    """
+    from PIL import Image
+
+    with np.load(path) as archive:
+        jpeg, offsets, y = archive["jpeg"], archive["offsets"], archive["y"].astype(np.int64)
+    count = len(offsets) - 1
+    first = np.asarray(Image.open(io.BytesIO(jpeg[offsets[0]:offsets[1]].tobytes())).convert("RGB"))
+    x = np.empty((count, *first.shape), dtype=np.uint8)
+    for i in range(count):
+        image = Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
+        x[i] = np.asarray(image)
+    return x, y
+
+
+def load_jpeg_npz_cached(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
+    """:func:`decode_jpeg_npz` with the decoded pixels cached as ``.npy`` in ``cache_root(cache_dir)``.
+
+    The cache file is ``<cache>/<npz stem>-<first 16 hex of the npz sha256>.npy``, written atomically; a changed npz
+    gets a new key. If the cache folder is not writable the pixels are decoded and a warning is issued.
+    Returns ``(x, y)`` like :func:`decode_jpeg_npz`.
+    """
+    path = Path(path)
+    key = sha256_file(path)[:16]
+    cache_file = cache_root(cache_dir) / f"{path.stem}-{key}.npy"
+    with np.load(path) as archive:
+        y = archive["y"].astype(np.int64)
+    if cache_file.is_file():
+        try:
+            x = np.load(cache_file)
+            if x.shape[0] == len(y) and x.dtype == np.uint8:
+                return x, y
+        except (OSError, ValueError):
+            pass  # unreadable cache: decode again below
+    x, y = decode_jpeg_npz(path)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.save(out, x)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared by a group
+            os.replace(tmp, cache_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        warnings.warn(f"could not cache decoded {path.name} in {cache_file.parent} ({error}); set $WEIGHTSYM_CACHE "
+                      f"to a writable folder to avoid decoding every time", stacklevel=2)
+    return x, y
+
+
+def _candidates(name: str, split: str, root: Path, label_mode: str) -> list[tuple[str, list[Path], dict]]:
+    """(source, files, reader options) for each source of ``name``/``split``, in search order."""
+    if name == "cifar10":
+        binary = [root / "cifar-10-batches-bin" / (f"data_batch_{i}.bin") for i in range(1, 6)] \
+            if split == "train" else [root / "cifar-10-batches-bin" / "test_batch.bin"]
+        python = [root / "cifar-10-batches-py" / f"data_batch_{i}" for i in range(1, 6)] \
+            if split == "train" else [root / "cifar-10-batches-py" / "test_batch"]
+        jpeg = [root / "cifar10_jpeg_q75" / f"cifar10_{split}_jpeg.npz"]
+        return [("binary", binary, {"label_bytes": 1}), ("python", python, {"label_key": "labels"}),
+                ("jpeg", jpeg, {})]
+    index = {"coarse": 0, "fine": 1}[label_mode]
+    return [("binary", [root / "cifar-100-binary" / f"{split}.bin"], {"label_bytes": 2, "label_index": index}),
+            ("python", [root / "cifar-100-python" / split], {"label_key": f"{label_mode}_labels"})]
+
+
+def find_cifar(name: str, split: str, data_dir=None, source: str = "auto", label_mode: str = "fine"):
+    """The source that :func:`load_cifar` would read: ``(source, files, options)``; FileNotFoundError if none."""
+    name = name.lower().replace("-", "")
+    if name not in ("cifar10", "cifar100"):
+        raise ValueError(f"find_cifar: name={name!r} must be 'cifar10' or 'cifar100'")
+    if split not in ("train", "test"):
+        raise ValueError(f"{name}: split={split!r} must be 'train' or 'test'")
+    if label_mode not in ("fine", "coarse"):
+        raise ValueError(f"{name}: label_mode={label_mode!r} must be 'fine' or 'coarse'")
+    if source != "auto" and source not in SOURCES:
+        raise ValueError(f"{name}: source={source!r} must be 'auto' or one of {SOURCES}")
+    root = data_root(data_dir)
+    candidates = _candidates(name, split, root, label_mode)
+    for kind, files, options in candidates:
+        if (source in ("auto", kind)) and all(f.is_file() for f in files):
+            return kind, files, options
+    searched = [files[0].parent if len(files) > 1 else files[0] for kind, files, _ in candidates
+                if source in ("auto", kind)]
+    raise missing_data_error(f"{name} {split} split", searched,
+                             hint=f"run weightsym.data.download_dataset({name!r})")
+
+
+def load_cifar(name: str, split: str, data_dir=None, source: str = "auto", label_mode: str = "fine",
+               cache_dir=None):
+    """Load CIFAR-10/100 ``split`` ("train" or "test") as numpy ``x`` uint8 (N, 32, 32, 3), ``y`` int64 (N,).
+
+    ``source`` is "auto" (first found of binary, python, jpeg), or one of those to insist on it. ``label_mode``
+    ("fine"/"coarse") applies to CIFAR-100. Example: ``x, y = load_cifar("cifar10", "train", "/data")``.
+    """
+    kind, files, options = find_cifar(name, split, data_dir, source, label_mode)
+    if kind == "binary":
+        return read_cifar_binary(files, **options)
+    if kind == "python":
+        return read_cifar_python(files, **options)
+    return load_jpeg_npz_cached(files[0], cache_dir)
+
+
+def cifar_classes(name: str, data_dir=None, label_mode: str = "fine") -> tuple[str, ...]:
+    """Class names in label order. CIFAR-100 names are read from the official metadata file when present."""
+    name = name.lower().replace("-", "")
+    if name == "cifar10":
+        return CIFAR10_CLASSES
+    root = data_root(data_dir)
+    text = root / "cifar-100-binary" / f"{label_mode}_label_names.txt"
+    if text.is_file():
+        return tuple(line.strip() for line in text.read_text().splitlines() if line.strip())
+    meta = root / "cifar-100-python" / "meta"
+    if meta.is_file():
+        with open(meta, "rb") as handle:
+            names = pickle.load(handle, encoding="bytes")[f"{label_mode}_label_names".encode()]
+        return tuple(n.decode() for n in names)
+    count = 100 if label_mode == "fine" else 20
+    return tuple(str(i) for i in range(count))
