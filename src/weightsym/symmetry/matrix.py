@@ -94,7 +94,7 @@ class LowRank(ChannelMap):
     name = "lowrank"
     aliases = ("pdpt",)
     invariance = "W = P diag(d) Pᵀ, P: n×r"
-    formula = "n·r + r stored (n·r − r(r−1)/2 free); r = n/4 by default"
+    formula = "n·r + r (r = n/4 by default)"
 
     def __init__(self, rank: int | None = None):
         self.rank = rank

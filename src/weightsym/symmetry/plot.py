@@ -63,7 +63,7 @@ def plot_structure(names: list[str], path: str | Path, n: int = 8, k: int = 5) -
         ax.set_xticks([]); ax.set_yticks([])
         ax.axis("on")
     fig.suptitle("weightsym: entries with the same number share one free value", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

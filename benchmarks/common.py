@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmark scripts: machine description, interleaved timing, table/JSON output."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def machine() -> dict:
+    """What the numbers were measured on, including the allocator settings (they matter on CPU)."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "allocator": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")} or "glibc defaults",
+    }
+
+
+def timed(fn, sync=None) -> float:
+    start = time.perf_counter()
+    fn()
+    if sync:
+        sync()
+    return time.perf_counter() - start
+
+
+def interleaved_ratios(baseline, candidates: dict, repeats: int, warmup: int = 1) -> dict:
+    """Time ``baseline()`` and each candidate in rounds: B c1 B c2 B ... so every candidate sits between two
+    baseline runs; its ratio in a round is its time over the mean of its two neighbours.  Returns, per candidate,
+    the median ratio and median seconds, plus the baseline median."""
+    for _ in range(warmup):
+        baseline()
+        for fn in candidates.values():
+            fn()
+    base_times, ratios, times = [], {k: [] for k in candidates}, {k: [] for k in candidates}
+    for _ in range(repeats):
+        before = timed(baseline)
+        base_times.append(before)
+        for name, fn in candidates.items():
+            t = timed(fn)
+            after = timed(baseline)
+            base_times.append(after)
+            ratios[name].append(t / ((before + after) / 2))
+            times[name].append(t)
+            before = after
+    out = {name: {"ratio_median": statistics.median(ratios[name]), "seconds_median": statistics.median(times[name]),
+                  "ratios": ratios[name]} for name in candidates}
+    out["_baseline"] = {"seconds_median": statistics.median(base_times)}
+    return out
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
