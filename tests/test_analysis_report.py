@@ -98,3 +98,25 @@ def test_analyze_subcommand_on_a_safetensors_checkpoint(tmp_path, capsys):
     missing = parser.parse_args(["analyze", str(tmp_path / "nope.safetensors")])
     with pytest.raises(FileNotFoundError):
         missing.func(missing)
+
+
+def test_weightsym_weight_files_are_expanded_and_kept_in_network_order(tmp_path):
+    ws = pytest.importorskip("weightsym")
+    if not hasattr(ws, "save"):
+        pytest.skip("core weight files not available")
+    from weightsym.analysis import load_state_dict
+
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) for _ in range(12)])
+    ws.symmetrize(model, channel="triangular", spatial="dihedral")  # first and last stay dense
+    path = ws.save(model, tmp_path / "w.safetensors")
+    state = load_state_dict(path)
+    assert not any("parametrizations" in key for key in state)
+    from_module = kernel_symmetry(model)
+    from_file = kernel_symmetry(state)
+    assert [r.name for r in from_file] == [r.name for r in from_module] == [str(i) for i in range(12)]
+    for a, b in zip(from_module, from_file):
+        assert b.score == pytest.approx(a.score, abs=1e-12)
+    assert from_file[5].score == pytest.approx(1.0) and from_file[5].residuals["triangular"] < 1e-6
+    assert from_file[0].score < 1.0
+    assert kernel_symmetry(state, residuals=False)[5].residuals == {}

@@ -254,7 +254,9 @@ class LayerSymmetry:
         return out
 
 
-def _layer_record(name: str, weight: torch.Tensor, module: nn.Conv2d | None, symmetry: str | None) -> LayerSymmetry:
+def _layer_record(
+    name: str, weight: torch.Tensor, module: nn.Conv2d | None, symmetry: str | None, residuals: bool
+) -> LayerSymmetry:
     K = mean_kernel(weight)
     per_kernel = kernel_scores(weight)
     finite = per_kernel[~per_kernel.isnan()]
@@ -268,7 +270,7 @@ def _layer_record(name: str, weight: torch.Tensor, module: nn.Conv2d | None, sym
         stride=None if module is None else tuple(module.stride),
         padding=None if module is None else (module.padding if isinstance(module.padding, str) else tuple(module.padding)),
         padding_mode=None if module is None else module.padding_mode,
-        residuals=symmetry_residuals(weight),
+        residuals=symmetry_residuals(weight) if residuals else {},
         symmetry=symmetry,
     )
 
@@ -289,8 +291,12 @@ def _is_kernel(tensor: torch.Tensor) -> bool:
     return tensor.ndim == 4 and tensor.shape[-1] * tensor.shape[-2] > 1
 
 
-def kernel_symmetry(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor]) -> list[LayerSymmetry]:
+def kernel_symmetry(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor], residuals: bool = True
+) -> list[LayerSymmetry]:
     """One ``LayerSymmetry`` per 2-D conv layer with a kernel larger than 1 × 1, in network order.
+
+    ``residuals=False`` leaves ``LayerSymmetry.residuals`` empty (skips one projection per symmetry and layer).
 
     *Module*: every ``nn.Conv2d`` (subclasses included) in ``named_modules()`` order — registration order, which is
     network order for sequentially defined models — using ``module.weight``, which for a symmetrized layer is the
@@ -299,7 +305,8 @@ def kernel_symmetry(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor])
 
     *State dict* (e.g. ``safetensors.torch.load_file(path)``): every 4-D floating tensor with kh·kw > 1, in key order;
     stride/padding are unknown (None). Keys inside ``parametrizations.`` (the stored free parameters of symmetrized
-    layers) are skipped: load such a checkpoint into its model and pass the model instead.
+    layers) are skipped: read weightsym weight files with ``weightsym.analysis.load_state_dict``, which expands them
+    to dense weights, or load the checkpoint into its model and pass the model.
 
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2), nn.Conv2d(8, 4, 1))
     >>> layers = kernel_symmetry(net)
@@ -319,7 +326,7 @@ def kernel_symmetry(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor])
                 weight = module.weight
                 if not _is_kernel(weight):
                     continue
-                records.append(_layer_record(name, weight, module, constrained.get(id(module))))
+                records.append(_layer_record(name, weight, module, constrained.get(id(module)), residuals))
         return records
     if isinstance(model_or_state_dict, Mapping):
         records = []
@@ -329,7 +336,7 @@ def kernel_symmetry(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor])
             if "parametrizations." in key:
                 continue
             name = key[: -len(".weight")] if key.endswith(".weight") else key
-            records.append(_layer_record(name, tensor, None, None))
+            records.append(_layer_record(name, tensor, None, None, residuals))
         return records
     raise TypeError(
         f"kernel_symmetry takes an nn.Module or a state dict (name -> tensor); got {type(model_or_state_dict).__name__}"

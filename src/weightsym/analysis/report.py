@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -219,16 +220,40 @@ def analyze(
     return {**result, "files": files}
 
 
+def _natural_key(key: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file: ``.safetensors`` via safetensors, anything else via ``torch.load`` with
-    ``weights_only=True`` (unwrapping a ``"model"``/``"state_dict"`` entry if present)."""
+    """Dense tensors of a checkpoint file, for ``kernel_symmetry``/``analyze`` in state-dict mode.
+
+    - ``.safetensors``: read with safetensors. A weightsym weight file (``ws.save``; metadata format
+      ``weightsym/1``) stores only the free values of symmetric layers under ``<layer>.parametrizations.<tensor>.original``;
+      these are expanded back to the dense ``<layer>.<tensor>`` with the symmetry named in the metadata. Keys are
+      returned in natural order (``layer2`` before ``layer10``), since safetensors files sort keys alphabetically.
+    - anything else: ``torch.load(weights_only=True)``, unwrapping a ``"model"``/``"state_dict"`` entry if present.
+
+    >>> import tempfile, torch, weightsym as ws
+    >>> net = nn.Sequential(*[nn.Conv2d(4, 4, 3) for _ in range(4)])
+    >>> _ = ws.symmetrize(net, spatial="dihedral")
+    >>> path = ws.save(net, tempfile.mkdtemp() + "/w.safetensors")
+    >>> state = load_state_dict(path)
+    >>> list(state)[:4], torch.equal(state["1.weight"], net[1].weight)
+    (['0.bias', '0.weight', '1.bias', '1.weight'], True)
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+        if metadata.get("format", "").startswith("weightsym/"):
+            state = _expand_symmetric(state, json.loads(metadata.get("layers", "{}")), path)
+        return {key: state[key] for key in sorted(state, key=_natural_key)}
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -236,6 +261,24 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict (name -> tensor)")
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _expand_symmetric(state: dict[str, torch.Tensor], layers: dict[str, dict], path: Path) -> dict[str, torch.Tensor]:
+    """Replace stored free values of symmetric tensors by their dense expansion (same key as the dense layer)."""
+    from weightsym import get_symmetry
+
+    state = dict(state)
+    for qualified, info in layers.items():
+        module, _, tensor = qualified.rpartition(".")
+        stored_key = f"{module}.parametrizations.{tensor}.original" if module else f"parametrizations.{tensor}.original"
+        if stored_key not in state:
+            raise ValueError(f"{path}: metadata names symmetric tensor `{qualified}` but `{stored_key}` is missing")
+        mask = info.get("block_mask")
+        state[qualified] = get_symmetry(info["symmetry"]).expand(
+            state.pop(stored_key), tuple(info["shape"]), row_blocks=info.get("row_blocks", 1),
+            block_mask=None if mask is None else [c == "1" for c in mask],
+        )
+    return state
 
 
 def _run_cli(args) -> int:
