@@ -120,3 +120,15 @@ def test_weightsym_weight_files_are_expanded_and_kept_in_network_order(tmp_path)
     assert from_file[5].score == pytest.approx(1.0) and from_file[5].residuals["triangular"] < 1e-6
     assert from_file[0].score < 1.0
     assert kernel_symmetry(state, residuals=False)[5].residuals == {}
+
+
+def test_setup_cli_plugs_into_the_weightsym_dispatcher(tmp_path, monkeypatch, capsys):
+    from weightsym import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "analyze", "weightsym.analysis.report:setup_cli")
+    path = tmp_path / "ckpt.safetensors"
+    save_file({k: v.contiguous() for k, v in net().state_dict().items()}, str(path))
+    assert cli.main(["analyze", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "analysis.json").exists()
+    assert cli.main(["analyze", str(tmp_path / "missing.safetensors")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
