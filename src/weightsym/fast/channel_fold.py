@@ -1,0 +1,154 @@
+"""Channel-plane kernels: fold the inputs, mirror or tile the outputs, block-diagonalise (SCIENCE.md §1.4).
+
+A channel symmetry ties the ``(out, in)`` plane of a weight.  Whenever its group contains a flip, the product
+``y = W x`` needs fewer multiplies (``J`` reverses indices, ``h = n // 2``, an odd ``n`` keeps its middle entry):
+
+* column flip ``W = W J``: ``y = W[:, :⌈n/2⌉] (x₁ + J x₂)`` (fold the input, half-width product);
+* row flip ``W = J W``: compute the first ``⌈n/2⌉`` outputs and mirror them;
+* ``block`` and ``eighth`` (both flips): both of the above, a quarter of the multiplies;
+* ``centrosymmetric`` and ``bisymmetric`` (``W = J W J``): ``W`` commutes with ``J``, so it maps the symmetric
+  vectors ``u = x₁ + J x₂`` and the antisymmetric ones ``v = x₁ − J x₂`` to themselves: ``y_s = M_s u``,
+  ``y_a = M_a v`` with two half-size matrices, ``y₁ = y_s + y_a``, ``y₂ = J (y_s − y_a)``;
+* ``repeat`` with ``c`` copies along out: compute one copy and tile it; along in: sum the ``c`` input chunks.
+
+Which case applies is read off the orbits: a flip belongs to the group exactly when it maps every orbit onto itself.
+The functions here act along one tensor dimension (``-1`` for Linear, ``1`` for convs) and are traceable.
+
+>>> import torch
+>>> x = torch.arange(5.)
+>>> pair_fold(x, -1).tolist()          # x0+x4, x1+x3, x2
+[4.0, 4.0, 2.0]
+>>> mirror(torch.tensor([1., 2., 3.]), -1, 5).tolist()
+[1.0, 2.0, 3.0, 2.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from weightsym.symmetry import ChannelTying, Repeat, plane_orbits
+
+# channel plans: (input transform, output transform)
+PLANS = {
+    "block": ("pair", "mirror"),
+    "centro": ("centro", "centro"),
+    "colflip": ("pair", "none"),
+    "rowflip": ("none", "mirror"),
+    "repeat_out": ("none", "tile"),
+    "repeat_in": ("chunks", "none"),
+}
+
+
+def channel_plan(symmetry, rows: int, cols: int) -> tuple[str, int] | None:
+    """The cheapest channel kernel for an orbit tying of a ``rows x cols`` plane: ``(plan, copies)`` or None.
+
+    ``plan`` is a key of :data:`PLANS`; None means the group has no flip to exploit (``triangular``, maps).
+    """
+    if isinstance(symmetry, Repeat):
+        return ("repeat_out" if symmetry.axis == "out" else "repeat_in"), symmetry.copies
+    if not isinstance(symmetry, ChannelTying):
+        return None
+    ids = plane_orbits(symmetry.generators_for(rows, cols), rows, cols).reshape(rows, cols)
+    row = bool((ids == ids[::-1, :]).all())
+    col = bool((ids == ids[:, ::-1]).all())
+    if row and col:
+        return "block", 1
+    if rows == cols and bool((ids == ids[::-1, ::-1]).all()):
+        return "centro", 1
+    if col:
+        return "colflip", 1
+    if row:
+        return "rowflip", 1
+    return None
+
+
+# -- runtime transforms (traceable, no loops over channels) -------------------------------------------------------
+def pair_fold(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x₁ + J x₂`` (plus the middle entry for odd sizes): ``⌈n/2⌉`` entries along ``dim``."""
+    n = x.shape[dim]
+    h = n // 2
+    folded = x.narrow(dim, 0, h) + x.narrow(dim, n - h, h).flip(dim)
+    if n % 2:
+        folded = torch.cat([folded, x.narrow(dim, h, 1)], dim)
+    return folded
+
+
+def pair_diff(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x₁ − J x₂``: ``⌊n/2⌋`` entries along ``dim``."""
+    n = x.shape[dim]
+    h = n // 2
+    return x.narrow(dim, 0, h) - x.narrow(dim, n - h, h).flip(dim)
+
+
+def mirror(half: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """The ``n`` outputs of a row-flip-symmetric product from its first ``⌈n/2⌉``."""
+    return torch.cat([half, half.narrow(dim, 0, n // 2).flip(dim)], dim)
+
+
+def centro_combine(sym: torch.Tensor, anti: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """``y₁ = y_s + y_a``, middle ``= y_s[h]``, ``y₂ = J (y_s − y_a)``."""
+    h = n // 2
+    head = sym.narrow(dim, 0, h)
+    parts = [head + anti]
+    if n % 2:
+        parts.append(sym.narrow(dim, h, 1))
+    parts.append((head - anti).flip(dim))
+    return torch.cat(parts, dim)
+
+
+def chunk_sum(x: torch.Tensor, dim: int, copies: int) -> torch.Tensor:
+    """Sum of the ``copies`` equal chunks of ``x`` along ``dim`` (input fold of ``repeat`` along in)."""
+    dim = dim % x.dim()
+    return x.unflatten(dim, (copies, x.shape[dim] // copies)).sum(dim)
+
+
+def tile(y: torch.Tensor, dim: int, copies: int) -> torch.Tensor:
+    """``copies`` copies of ``y`` along ``dim`` (output of ``repeat`` along out)."""
+    return torch.cat([y] * copies, dim)
+
+
+# -- weights ------------------------------------------------------------------------------------------------------
+def _pair_bases(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``S (n, ⌈n/2⌉)`` and ``A (n, ⌊n/2⌋)``, each column scaled by the inverse of its squared norm."""
+    h, odd = n // 2, n % 2
+    sym = np.zeros((n, h + odd))
+    anti = np.zeros((n, h))
+    i = np.arange(h)
+    sym[i, i] = sym[n - 1 - i, i] = 0.5
+    anti[i, i], anti[n - 1 - i, i] = 0.5, -0.5
+    if odd:
+        sym[h, h] = 1.0
+    return sym, anti
+
+
+def reduce_weight(weight: torch.Tensor, plan: str, copies: int = 1) -> list[torch.Tensor]:
+    """The reduced weight(s) the plan multiplies with (channel dims 0 and 1, any trailing kernel dims).
+
+    ``block``: the top-left ``⌈R/2⌉ x ⌈C/2⌉`` quarter; ``colflip``/``rowflip``: the left/top half; ``repeat``:
+    one copy; ``centro``: ``[M_s, M_a] = [Sᵀ W S, Aᵀ W A]`` (float64), where the columns of ``S``/``A`` are ``(e_i ± e_{n-1-i})/2``
+    (and ``e_h`` for an odd middle).
+    """
+    R, C = weight.shape[:2]
+    if plan == "block":
+        return [weight[: (R + 1) // 2, : (C + 1) // 2]]
+    if plan == "colflip":
+        return [weight[:, : (C + 1) // 2]]
+    if plan == "rowflip":
+        return [weight[: (R + 1) // 2]]
+    if plan == "repeat_out":
+        return [weight[: R // copies]]
+    if plan == "repeat_in":
+        return [weight[:, : C // copies]]
+    if plan == "centro":
+        sym, anti = (torch.from_numpy(b) for b in _pair_bases(C))
+        w64 = weight.to(torch.float64)
+        # with F the ±pair basis and G = FᵀF: y_s = G⁻¹ Fᵀ W F G⁻¹ u = Sᵀ W S u, since S = F G⁻¹ (same for A)
+        m_sym = torch.einsum("ra,rc...,cb->ab...", sym, w64, sym)
+        m_anti = torch.einsum("ra,rc...,cb->ab...", anti, w64, anti)
+        return [m_sym.to(weight.dtype).contiguous(), m_anti.to(weight.dtype).contiguous()]
+    raise ValueError(f"unknown channel plan {plan!r}")
+
+
+def plan_transforms(plan: str) -> tuple[str, str]:
+    return PLANS[plan]

@@ -1,0 +1,118 @@
+"""Spatial-plane kernel: sum the input over each kernel orbit, then one 1x1 product (SCIENCE.md §1.4).
+
+A conv whose every ``kh x kw`` kernel obeys a spatial tying has one value per kernel orbit, shared by the taps of
+the orbit.  So ``y[o] = Σ_c Σ_s w[o, c, s] · (Σ_{t ∈ orbit s} shift_t(x_c))``: the orbit sums ("orbit maps") do not
+depend on the output channel and are computed once, then a single product over ``F · Cin`` folded channels replaces
+the ``kh · kw · Cin`` of the dense conv.  For ``dihedral`` 3x3: 3 maps (centre, 4 edges, 4 corners), a third of the
+multiplies; ``transpose``/``hflip``/``vflip`` 3x3: 6 maps; ``rot180`` 3x3: 5 maps; ``dihedral`` 5x5: 6 maps.
+
+The input is padded first with the layer's own padding mode (zeros, reflect, replicate, circular), then each tap is a
+strided, dilated slice of the padded input, exactly as the dense conv reads it.  Grouped convs keep their groups: the
+folded channels are ordered (group, orbit, channel) so the product is a grouped 1x1 conv.
+
+>>> import torch, weightsym as ws
+>>> conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+>>> _ = ws.nn.attach(conv, "weight", ws.get_symmetry("dihedral"))
+>>> fold = SpatialFold.from_conv(conv)
+>>> fold.orbits, fold(torch.randn(2, 4, 5, 5)).shape      # 3 orbit maps of 4 channels each
+(3, torch.Size([2, 12, 5, 5]))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def orbit_taps(orbit_ids: np.ndarray, kernel_size: tuple[int, ...]) -> list[list[tuple[int, ...]]]:
+    """For each orbit id ``0..F-1`` the list of its kernel taps (as index tuples)."""
+    ids = np.asarray(orbit_ids).reshape(-1)
+    taps = [np.unravel_index(int(p), kernel_size) for p in range(ids.size)]
+    out: list[list[tuple[int, ...]]] = [[] for _ in range(int(ids.max()) + 1)]
+    for p, tap in enumerate(taps):
+        out[int(ids[p])].append(tuple(int(t) for t in tap))
+    return out
+
+
+def orbit_representatives(orbit_ids: np.ndarray) -> torch.Tensor:
+    """Flat kernel position of the first tap of each orbit."""
+    ids = np.asarray(orbit_ids).reshape(-1)
+    _, first = np.unique(ids, return_index=True)
+    return torch.from_numpy(first.astype(np.int64))
+
+
+class SpatialFold(nn.Module):
+    """``(N, C, *S) -> (N, F·C, *S_out)``: the padded input summed over each of the ``F`` kernel orbits.
+
+    Channel order is (group, orbit, channel-in-group).  The loop below runs over the ``kh·kw`` taps of one kernel
+    (a compile-time constant, unrolled by tracing), never over channels or pixels.
+    """
+
+    def __init__(self, orbit_ids, kernel_size, stride, dilation, padding, padding_mode: str = "zeros",
+                 groups: int = 1):
+        super().__init__()
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.stride = tuple(int(s) for s in stride)
+        self.dilation = tuple(int(d) for d in dilation)
+        self.padding = tuple(int(p) for p in padding)  # F.pad order: last dim first, (left, right) pairs
+        self.mode = "constant" if padding_mode == "zeros" else padding_mode
+        self.groups = int(groups)
+        self.taps = orbit_taps(orbit_ids, self.kernel_size)
+        self.orbits = len(self.taps)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Module, orbit_ids=None) -> "SpatialFold":
+        """The fold of ``conv`` (a Conv1d/Conv2d) over the orbits of its spatial symmetry (or ``orbit_ids``)."""
+        if orbit_ids is None:
+            from weightsym.nn import symmetric_parametrization
+            from weightsym.symmetry import Composite, plane_orbits
+
+            sym = symmetric_parametrization(conv, "weight").symmetry
+            spatial = sym.spatial if isinstance(sym, Composite) else sym
+            kh, kw = (1, *conv.kernel_size) if len(conv.kernel_size) == 1 else conv.kernel_size
+            orbit_ids = plane_orbits(spatial.generators, kh, kw)
+        return cls(orbit_ids, conv.kernel_size, conv.stride, conv.dilation, conv._reversed_padding_repeated_twice,
+                   conv.padding_mode, conv.groups)
+
+    def extra_repr(self) -> str:
+        return (f"orbits={self.orbits}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"dilation={self.dilation}, padding={self.padding}, mode={self.mode!r}, groups={self.groups}")
+
+    def _slice(self, xp: torch.Tensor, tap: tuple[int, ...], out: list[int]) -> torch.Tensor:
+        index = [slice(None), slice(None)]
+        for t, o, s, d in zip(tap, out, self.stride, self.dilation):
+            start = t * d
+            index.append(slice(start, start + (o - 1) * s + 1, s))
+        return xp[tuple(index)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xp = F.pad(x, self.padding, mode=self.mode) if any(self.padding) else x
+        sizes = xp.shape[2:]
+        out = [(n - d * (k - 1) - 1) // s + 1
+               for n, k, s, d in zip(sizes, self.kernel_size, self.stride, self.dilation)]
+        maps = []
+        for taps in self.taps:
+            acc = self._slice(xp, taps[0], out)
+            if len(taps) > 1:
+                acc = acc + self._slice(xp, taps[1], out)
+                for tap in taps[2:]:
+                    acc.add_(self._slice(xp, tap, out))  # acc is a fresh tensor: safe in place
+            maps.append(acc)
+        if self.groups == 1:
+            return torch.cat(maps, 1)
+        n, c = x.shape[0], x.shape[1]
+        stacked = torch.stack(maps, 1)  # (N, F, C, *S)
+        stacked = stacked.unflatten(2, (self.groups, c // self.groups)).transpose(1, 2)  # (N, g, F, C/g, *S)
+        return stacked.reshape(n, self.orbits * c, *out)
+
+
+def fold_weight(weight: torch.Tensor, orbit_ids, groups: int = 1) -> torch.Tensor:
+    """``(R, C/g, *k) -> (R, F·C/g)``: the orbit value of every (output, input) pair, columns ordered (orbit, channel).
+
+    Exact for a weight that obeys the spatial symmetry: every tap of an orbit holds the same value.
+    """
+    rep = orbit_representatives(orbit_ids)
+    per_orbit = weight.flatten(2).index_select(2, rep)  # (R, C/g, F)
+    return per_orbit.transpose(1, 2).reshape(weight.shape[0], -1).contiguous()
