@@ -268,3 +268,11 @@ def test_symmetrized_model_reports_its_symmetry_and_zero_residual():
     assert records["1"].score == pytest.approx(1.0, abs=1e-6)  # spatially D4-symmetric kernels
     assert records["1"].symmetry is not None and records["0"].symmetry is None
     assert records["0"].residuals["dihedral"] > 0.05
+
+
+def test_uninitialised_lazy_conv_gives_a_clear_error():
+    net = nn.Sequential(nn.LazyConv2d(4, 3))
+    with pytest.raises(ValueError, match=r"conv `0` is lazy"):
+        kernel_symmetry(net)
+    net(torch.randn(1, 2, 5, 5))
+    assert [r.name for r in kernel_symmetry(net)] == ["0"]

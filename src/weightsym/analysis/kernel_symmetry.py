@@ -324,6 +324,10 @@ def kernel_symmetry(
                 if not isinstance(module, nn.Conv2d):
                     continue
                 weight = module.weight
+                if isinstance(weight, nn.parameter.UninitializedParameter):
+                    raise ValueError(
+                        f"conv `{name}` is lazy and not initialised yet; run one forward pass before kernel_symmetry"
+                    )
                 if not _is_kernel(weight):
                     continue
                 records.append(_layer_record(name, weight, module, constrained.get(id(module)), residuals))
