@@ -17,6 +17,9 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "weightsym.demo:setup_cli",
     "plot-structure": "weightsym.symmetry.plot:setup_cli",
+    "train": "weightsym.train.cli:setup_train",
+    "eval": "weightsym.train.cli:setup_eval",
+    "describe": "weightsym.train.cli:setup_describe",
     # --- commands (add one line per subcommand above this marker) ---
 }
 

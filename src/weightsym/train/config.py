@@ -1,0 +1,125 @@
+"""The configuration of a training run: one dataclass, stored in every checkpoint so a run can be resumed or evaluated.
+
+Fields fall in two groups:
+
+* **training options** (model, data, symmetry, optimizer, schedule, seed, ...): they define the run.  ``--resume``
+  takes them from the checkpoint; changing them on resume is an error (start a new ``--out`` instead).
+* **run-control options** (:data:`RUN_CONTROL`: where to write, how often to checkpoint, when to stop early, which
+  device, where the data is, progress bar): they may change between an interrupted run and its resumption.
+
+Example:
+    >>> cfg = TrainConfig(model="mnist1d-cnn", epochs=2, lr=0.05)
+    >>> cfg.resolved_milestones()          # the paper's 60/120/160 of 200 epochs, scaled to 2 epochs
+    [1, 1, 2]
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# Options that may differ between an interrupted run and its resumption.
+RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
+                         "eval_batch_size", "threads"})
+
+PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (SCIENCE.md §1.3)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (see the module docstring for the two groups of fields)."""
+
+    # model and data
+    model: str = "wrn-16-4-bottleneck"
+    model_args: dict[str, Any] = field(default_factory=dict)  # passed to weightsym.models.create_model
+    dataset: str | None = None  # default: the model's dataset (weightsym.models.model_info)
+    train_subset: int | None = None  # fixed seeded class-balanced subset of the training set
+    augment: str | None = "default"  # the dataset's default training augmentation ("none" to switch off)
+    expand_input: int = 1  # weightsym.transforms.ExpandInput factor applied to every batch (1 = off)
+    expand_fill: float = 0.0  # fill value of ExpandInput, in normalised units (0 = the dataset mean)
+    # symmetry (weightsym.symmetrize)
+    channel: str | None = None
+    spatial: str | None = None
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    strict: bool = False
+    hh_gates: str = "1111"
+    ih_gates: str | None = None
+    # optimisation
+    optimizer: str = "sgd"  # "sgd" or "adamw"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "step"  # "step", "cosine" or "constant"
+    milestones: list[float] | None = None  # epochs (>= 1) or fractions of --epochs (< 1); default 0.3, 0.6, 0.8
+    gamma: float = 0.2
+    epochs: int = 200
+    batch_size: int = 128  # global batch size (split across processes under torchrun)
+    label_smoothing: float = 0.0
+    seed: int = 0
+    deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only for ops without a deterministic kernel)
+    # run control
+    out: str = "runs/train"
+    resume: bool = False
+    max_steps: int | None = None  # stop after this many optimizer steps in total (the schedule is unchanged)
+    checkpoint_every: int | None = None  # also write checkpoint.safetensors every N steps (exact mid-epoch resume)
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
+    data_dir: str | None = None
+    progress: bool = True
+    eval_batch_size: int = 500
+    threads: int | None = None  # torch.set_num_threads per process
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer={self.optimizer!r}: use 'sgd' or 'adamw'")
+        if self.schedule not in ("step", "cosine", "constant"):
+            raise ValueError(f"schedule={self.schedule!r}: use 'step', 'cosine' or 'constant'")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
+        if self.expand_input < 1:
+            raise ValueError(f"expand_input={self.expand_input} must be >= 1 (1 = off)")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps} must be >= 1")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} must be >= 1")
+        if self.include is not None and isinstance(self.include, str):
+            self.include = [self.include]
+        if self.exclude is not None and isinstance(self.exclude, str):
+            self.exclude = [self.exclude]
+
+    @property
+    def symmetric(self) -> bool:
+        return bool(self.channel or self.spatial)
+
+    def symmetry_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`weightsym.symmetrize`."""
+        return {"channel": self.channel, "spatial": self.spatial, "include": self.include, "exclude": self.exclude,
+                "strict": self.strict, "hh_gates": self.hh_gates, "ih_gates": self.ih_gates}
+
+    def resolved_milestones(self) -> list[int]:
+        """Step-schedule milestones in epochs: values < 1 are fractions of ``epochs`` (rounded, at least 1)."""
+        values = PAPER_MILESTONES if self.milestones is None else self.milestones
+        return [max(1, round(m * self.epochs)) if m < 1 else int(m) for m in values]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+    def training_options(self) -> dict[str, Any]:
+        """The fields that define the run (everything but :data:`RUN_CONTROL`)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUN_CONTROL}

@@ -1,0 +1,55 @@
+"""``weightsym describe``: which layers of a registry model a symmetry choice touches, and what it saves, untrained.
+
+Example:
+    >>> text, counts = describe_model("wrn-16-4-bottleneck", channel="triangular", include=["*conv2"])
+    >>> counts.dense - counts.stored == sum(n * (n - 1) // 2 * 9 for n in (16, 32, 64))   # one conv2 per group
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import weightsym as ws
+
+PLACEMENT_NOTE = (
+    "Placement: on bottleneck models (wrn-*-bottleneck, resnet-50/101/152) the paper symmetrizes only the middle 3x3 "
+    "conv of each block, the square one: use --include '*conv2'. The default (every eligible layer except the stem "
+    "and the classifier) also picks up the square 1x1 convs (conv1/conv3/downsample where in == out channels)."
+)
+
+
+def describe_model(name: str, channel: str | None = None, spatial: str | None = None,
+                   include: list[str] | None = None, exclude: list[str] | None = None, strict: bool = False,
+                   hh_gates: str = "1111", ih_gates: str | None = None,
+                   model_args: dict[str, Any] | None = None) -> tuple[str, "ws.ParameterCount"]:
+    """Build registry model ``name``, symmetrize it as asked and return ``(text, ParameterCount)``.
+
+    ``text`` is the per-layer table (the :class:`~weightsym.SymmetrizeReport`; without a symmetry, the dense weight
+    layers), the whole-model totals (dense-equivalent, stored, free, % saved; BatchNorm and biases included) and the
+    placement note for bottleneck models.
+    """
+    from weightsym.models import create_model, model_info
+
+    info = model_info(name)
+    model = create_model(name, **(model_args or {}))
+    lines = [f"{info['name']}: {info.get('description', '')}".rstrip(": ")]
+    if channel or spatial:
+        report = ws.symmetrize(model, channel=channel, spatial=spatial, include=include, exclude=exclude,
+                               strict=strict, hh_gates=hh_gates, ih_gates=ih_gates)
+        lines += [str(report), f"{len(report.symmetric)} of {len(report.rows)} weight tensors symmetric"]
+    else:
+        rows = []
+        for layer, module in ws.nn.weight_layers(model):
+            for tensor, value in module.named_parameters(recurse=False):
+                if tensor.startswith("weight"):
+                    rows.append([layer, tensor, "x".join(map(str, value.shape)), f"{value.numel():,}"])
+        lines += [ws.nn.format_table(["layer", "tensor", "shape", "dense"], rows, numeric={3}),
+                  "no symmetry requested (pass --channel and/or --spatial to see what it would save)"]
+    counts = ws.count_parameters(model)
+    lines.append(ws.nn.format_table(
+        ["whole model", "dense-equivalent", "stored", "free", "saved"],
+        [["parameters", f"{counts.dense:,}", f"{counts.stored:,}", f"{counts.free:,}", f"{100 * counts.saved:.2f}%"]],
+        numeric={1, 2, 3, 4}))
+    lines.append(PLACEMENT_NOTE)
+    return "\n\n".join(lines), counts

@@ -1,0 +1,426 @@
+"""The image-classification training loop: registry model + ``weightsym.data`` + symmetry options, exactly resumable.
+
+``train(TrainConfig(...))`` builds the model (``weightsym.models.create_model``), applies the symmetry from outside
+(``weightsym.symmetrize``), and trains it with SGD or AdamW under a step or cosine schedule.  In ``config.out`` it
+writes
+
+* ``log.jsonl``: one JSON line per epoch (losses, accuracies, lr, seconds, images/s, a digest of the weights on
+  every rank);
+* ``checkpoint.safetensors``: the last state (every epoch, every ``checkpoint_every`` steps, and when stopped);
+* ``best.safetensors``: the state with the best test accuracy so far (the paper's CIFAR protocol has no validation
+  split; the summary reports the *final* accuracy, ``best_test_accuracy`` is for reference only);
+* ``summary.json``: parameter counts (dense-equivalent, stored, free), final test accuracy, seconds per epoch.
+
+Exact resume: everything random is either a pure function of ``(seed, epoch, batch, rank)`` (data order and
+augmentation, ``weightsym.data.loader.TensorLoader``) or saved in the checkpoint (torch/numpy/Python RNG states for
+dropout), the learning rate is a pure function of the step, and the optimizer state is saved in full.  So a run
+stopped at any checkpoint and resumed with ``resume=True`` ends with the same weights, bit for bit, as an
+uninterrupted run (same machine, same number of processes and threads; deterministic algorithms on).
+
+Example (MNIST-1D is generated offline, so this runs anywhere in a few seconds):
+    >>> from weightsym.train import TrainConfig, train
+    >>> summary = train(TrainConfig(model="mnist1d-cnn", channel="triangular", epochs=1, lr=0.05,
+    ...                             batch_size=64, out="/tmp/ws-doc-run", progress=False))  # doctest: +SKIP
+    >>> summary["params"]["stored"] < summary["params"]["dense"]                             # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import weightsym as ws
+from weightsym.train import distributed
+from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, unwrap_model
+from weightsym.train.config import RUN_CONTROL, TrainConfig
+from weightsym.train.data import dataset_info, make_test_loader, make_train_loader
+
+CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
+LOG = "log.jsonl"
+SUMMARY = "summary.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or a weight) became NaN/inf; the last good checkpoint on disk is left untouched."""
+
+
+# ---------------------------------------------------------------------------------------------------- construction
+def build_model(config: TrainConfig) -> tuple[nn.Module, "ws.SymmetrizeReport | None", dict]:
+    """The registry model for ``config`` (classes from the dataset), symmetrized as configured.
+
+    Returns ``(model, report or None, data_info)``.  Used by training, ``weightsym eval`` and tests alike, so a
+    checkpoint's stored config always rebuilds the same architecture and symmetry.
+    """
+    from weightsym.models import create_model, model_info
+
+    info = model_info(config.model)
+    data = dataset_info(config.dataset or info["dataset"])
+    model = create_model(config.model, num_classes=data["num_classes"], **config.model_args)
+    report = ws.symmetrize(model, **config.symmetry_options()) if config.symmetric else None
+    return model, report, data
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum, nesterov, weight decay) or AdamW, over all parameters (free values of symmetric layers)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
+def lr_factor(config: TrainConfig, steps_per_epoch: int):
+    """``factor(step)``: the learning-rate multiplier after ``step`` optimizer steps (a pure function of the step).
+
+    ``step``: multiplied by ``gamma`` at each milestone epoch (changes exactly at the epoch boundary);
+    ``cosine``: ``0.5 (1 + cos(pi step / total_steps))``, per step; ``constant``: 1.
+    """
+    total = config.epochs * steps_per_epoch
+    milestones = config.resolved_milestones()
+    if config.schedule == "step":
+        def factor(step: int) -> float:
+            epoch = step // steps_per_epoch
+            return config.gamma ** sum(epoch >= m for m in milestones)
+    elif config.schedule == "cosine":
+        def factor(step: int) -> float:
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    else:
+        def factor(step: int) -> float:
+            return 1.0
+    return factor
+
+
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """A ``LambdaLR`` stepped once per optimizer step, following :func:`lr_factor`."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter's bytes in ``named_parameters()`` order (free values for symmetric layers)."""
+    h = hashlib.sha256()
+    for name, p in unwrap_model(model).named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, ctx: distributed.DistContext | None = None, expand=None,
+             criterion: nn.Module | None = None) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` over ``loader`` (summed over processes when distributed)."""
+    ctx = ctx or distributed.DistContext()
+    criterion = criterion or nn.CrossEntropyLoss()
+    module = unwrap_model(model)
+    was_training = module.training
+    module.eval()
+    loss_sum = correct = count = 0.0
+    for xb, yb in loader:
+        xb, yb = xb.to(ctx.device), yb.to(ctx.device)
+        if expand is not None:
+            xb = expand(xb)
+        logits = module(xb)
+        loss_sum += float(criterion(logits, yb)) * yb.shape[0]
+        correct += float((logits.argmax(1) == yb).sum())
+        count += yb.shape[0]
+    module.train(was_training)
+    loss_sum, correct, count = ctx.all_reduce_sum([loss_sum, correct, count])
+    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "samples": int(count)}
+
+
+def _expander(config: TrainConfig, data: dict):
+    if config.expand_input == 1:
+        return None
+    from weightsym.transforms import ExpandInput
+
+    return ExpandInput(config.expand_input, fill=config.expand_fill, spatial_dims=len(data["input_shape"]) - 1)
+
+
+def resume_config(config: TrainConfig) -> TrainConfig:
+    """The config of the run in ``config.out``: training options from its checkpoint, run control from ``config``."""
+    path = Path(config.out) / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}; start the run without --resume first")
+    saved = checkpoint_info(path)["state"].get("config")
+    if saved is None:
+        raise ValueError(f"--resume: {path} holds no training config (not written by weightsym train)")
+    merged = {**saved, **{k: getattr(config, k) for k in RUN_CONTROL}}
+    merged["resume"] = True
+    return TrainConfig.from_dict(merged)
+
+
+# ---------------------------------------------------------------------------------------------------------- training
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train (or, with ``config.resume``, continue) a run; returns the summary dict (also in ``summary.json``).
+
+    Under ``torchrun`` every process calls this; the model is wrapped in DistributedDataParallel, each process sees
+    its shard of every batch (``batch_size`` is the global batch), and only rank 0 prints and writes files.
+    Raises :class:`TrainingDiverged` on a NaN/inf loss, leaving the last good checkpoint in place.
+    """
+    ctx = distributed.setup(config.device)
+    try:
+        return _train(config, ctx)
+    finally:
+        ctx.cleanup()
+
+
+def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
+    if config.resume:
+        config = resume_config(config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"--batch-size {config.batch_size} (global) must be divisible by the number of processes "
+                         f"({ctx.world_size})")
+    out = Path(config.out)
+    ckpt_path, best_path = out / CHECKPOINT, out / BEST
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not config.resume and ckpt_path.exists():
+            raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    ctx.barrier()
+
+    _seed_everything(config.seed, config.deterministic)
+    model, report, data = build_model(config)
+    model.to(ctx.device)
+    counts = ws.count_parameters(model)
+    optimizer = make_optimizer(config, model)
+    train_loader = make_train_loader(config, data, ctx)
+    test_loader = make_test_loader(config, data, ctx)
+    steps_per_epoch = len(train_loader)
+    scheduler = make_scheduler(config, optimizer, steps_per_epoch)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    expand = _expander(config, data)
+
+    state = {"step": 0, "epoch_sums": [0.0, 0.0, 0.0, 0.0], "best_accuracy": None, "best_epoch": None,
+             "epoch_seconds": []}
+    if config.resume:
+        saved = load_checkpoint(ckpt_path, model, optimizer, scheduler, restore_rng=True)
+        if saved.get("world_size", 1) != ctx.world_size:
+            raise ValueError(f"--resume: the run used {saved.get('world_size', 1)} process(es), this one has "
+                             f"{ctx.world_size}; exact resumption needs the same number")
+        train_loader.load_state_dict(saved["loader"])
+        state.update({k: saved[k] for k in state})
+    dmodel = ctx.wrap(model)
+    dmodel.train()
+
+    total_steps = config.epochs * steps_per_epoch
+    stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
+    if ctx.is_main:
+        _print_header(config, ctx, counts, report, steps_per_epoch, out)
+        if config.resume:
+            _truncate_log(out / LOG, train_loader.epoch)
+            print(f"resuming at step {state['step']} (epoch {train_loader.epoch + 1}, batch {train_loader.batch})",
+                  flush=True)
+
+    def checkpoint_state() -> dict:
+        return {"config": config.to_dict(), "loader": train_loader.state_dict(), "world_size": ctx.world_size,
+                "epochs_done": train_loader.epoch, **state}
+
+    def write_checkpoint(*paths: Path) -> None:
+        if not _all_finite(model):
+            raise TrainingDiverged(f"a weight became NaN/inf at step {state['step']}; the last good checkpoint "
+                                   f"{ckpt_path} was kept; lower --lr")
+        ctx.barrier()
+        if ctx.is_main:
+            snapshot = checkpoint_state()
+            for path in paths:
+                save_checkpoint(path, model, optimizer, scheduler, snapshot)
+        ctx.barrier()
+
+    last_eval = None
+    while state["step"] < stop_at:
+        epoch = train_loader.epoch
+        start_batch = train_loader.batch
+        bar = _progress(config, ctx, epoch, steps_per_epoch, start_batch)
+        tic = time.perf_counter()
+        seconds_before = state["epoch_sums"][3]
+        for xb, yb in train_loader:
+            if expand is not None:
+                xb = expand(xb)
+            logits = dmodel(xb)
+            loss = criterion(logits, yb)
+            batch_stats = [float(loss.detach()) * yb.shape[0], float((logits.argmax(1) == yb).sum()), yb.shape[0]]
+            batch_stats = ctx.all_reduce_sum(batch_stats)
+            if not math.isfinite(batch_stats[0]):
+                bar.close()
+                kept = (f"the last good checkpoint {ckpt_path} (step {checkpoint_info(ckpt_path)['state']['step']}) "
+                        "was kept" if ckpt_path.exists() else "no checkpoint had been written yet")
+                raise TrainingDiverged(
+                    f"loss is {batch_stats[0] / batch_stats[2]} at step {state['step'] + 1} (epoch {epoch + 1}, "
+                    f"lr {optimizer.param_groups[0]['lr']:.3g}); training stopped; {kept}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            state["step"] += 1
+            sums = state["epoch_sums"]
+            for i in range(3):
+                sums[i] += batch_stats[i]
+            sums[3] = seconds_before + time.perf_counter() - tic
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}", acc=f"{sums[1] / sums[2]:.3f}",
+                            img_s=f"{sums[2] / max(sums[3], 1e-9):.0f}", refresh=False)
+            if state["step"] >= stop_at:
+                break
+            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 \
+                    and train_loader.batch < steps_per_epoch:
+                write_checkpoint(ckpt_path)
+        bar.close()
+        if train_loader.epoch == epoch and train_loader.batch == steps_per_epoch:
+            train_loader.set_epoch(epoch + 1)  # stopped on the epoch's last batch: the epoch is complete
+        if train_loader.epoch == epoch:  # stopped mid-epoch by max_steps
+            write_checkpoint(ckpt_path)
+            break
+        sums = state["epoch_sums"]
+        last_eval = evaluate(dmodel, test_loader, ctx, expand, criterion)
+        digests = ctx.all_gather_int(int(weights_digest(model)[:15], 16))
+        state["epoch_seconds"].append(sums[3])
+        record = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                  "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2],
+                  "test_loss": last_eval["loss"], "test_accuracy": last_eval["accuracy"], "seconds": sums[3],
+                  "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": weights_digest(model),
+                  "rank_digests": [f"{d:015x}" for d in digests]}
+        improved = state["best_accuracy"] is None or last_eval["accuracy"] > state["best_accuracy"]
+        if improved:
+            state["best_accuracy"], state["best_epoch"] = last_eval["accuracy"], epoch + 1
+        state["epoch_sums"] = [0.0, 0.0, 0.0, 0.0]
+        write_checkpoint(*([ckpt_path, best_path] if improved else [ckpt_path]))
+        if ctx.is_main:
+            with open(out / LOG, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            _write_epoch_line(config, record)
+
+    if last_eval is None:
+        last_eval = evaluate(dmodel, test_loader, ctx, expand, criterion)
+    seconds = state["epoch_seconds"]
+    summary = {
+        "model": config.model, "dataset": data["name"], "symmetry": _symmetry_summary(config),
+        "params": counts.to_dict(), "symmetric_layers": len(report.symmetric) if report else 0,
+        "test_accuracy": last_eval["accuracy"], "test_loss": last_eval["loss"],
+        "best_test_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"],
+        "epochs_completed": train_loader.epoch, "steps": state["step"],
+        "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+        "world_size": ctx.world_size, "device": str(ctx.device), "weights_sha256": weights_digest(model),
+        "checkpoint": str(ckpt_path), "config": config.to_dict(),
+    }
+    if ctx.is_main:
+        (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        print(format_summary(summary), flush=True)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------------------ output
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(config: TrainConfig, ctx, epoch: int, steps_per_epoch: int, start: int):
+    if not (config.progress and ctx.is_main):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def _symmetry_summary(config: TrainConfig) -> dict:
+    """The symmetry options that were set (``hh_gates`` only when not the default)."""
+    if not config.symmetric:
+        return {}
+    return {k: v for k, v in config.symmetry_options().items()
+            if v not in (None, False) and not (k == "hh_gates" and v == "1111")}
+
+
+def _print_header(config, ctx, counts, report, steps_per_epoch, out) -> None:
+    sym = ", ".join(f"{k}={v}" for k, v in _symmetry_summary(config).items()) or "none (dense)"
+    print(f"weightsym train: {config.model} on {config.dataset or 'its default dataset'}, symmetry {sym}; "
+          f"{ctx.world_size} process(es) on {ctx.device}; {steps_per_epoch} steps/epoch; out {out}", flush=True)
+    print(f"parameters: stored {counts.stored:,} of dense-equivalent {counts.dense:,} "
+          f"({100 * counts.saved:.1f}% saved), free {counts.free:,}", flush=True)
+
+
+def _write_epoch_line(config, record) -> None:
+    print(f"epoch {record['epoch']:>3}/{config.epochs}  step {record['step']:>6}  lr {record['lr']:.4g}  "
+          f"train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}  "
+          f"test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}  "
+          f"{record['seconds']:.1f}s ({record['images_per_second']:.0f} img/s)", flush=True)
+
+
+def _truncate_log(path: Path, epochs_done: int) -> None:
+    """Keep the log lines of the epochs the checkpoint has completed (a crash can leave one line too many)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= epochs_done]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def format_summary(summary: dict) -> str:
+    """The final summary as a small table."""
+    p = summary["params"]
+    spe = summary["seconds_per_epoch"]
+    rows = [
+        ["model", summary["model"]],
+        ["dataset", summary["dataset"]],
+        ["symmetry", ", ".join(f"{k}={v}" for k, v in summary["symmetry"].items()) or "none (dense)"],
+        ["stored parameters", f"{p['stored']:,}"],
+        ["dense-equivalent parameters", f"{p['dense']:,}"],
+        ["free parameters", f"{p['free']:,}"],
+        ["saved", f"{100 * p['saved']:.2f}%"],
+        ["test accuracy", f"{100 * summary['test_accuracy']:.2f}%"],
+        ["epochs / steps", f"{summary['epochs_completed']} / {summary['steps']}"],
+        ["seconds per epoch", "-" if spe is None else f"{spe:.1f}"],
+    ]
+    return ws.nn.format_table(["summary", "value"], rows, numeric=set())
+
+
+# -------------------------------------------------------------------------------------------------------- evaluation
+def evaluate_checkpoint(path: str | os.PathLike, data_dir: str | None = None, device: str = "auto",
+                        batch_size: int = 500) -> dict[str, Any]:
+    """Rebuild the model from the config stored in checkpoint ``path`` (symmetry included), load it, and evaluate it
+    on the test split of its dataset.  Returns ``{"loss", "accuracy", "samples", "model", "dataset", "params"}``."""
+    info = checkpoint_info(path)
+    saved = info["state"].get("config")
+    if saved is None:
+        raise ValueError(f"{path} holds no training config (not written by weightsym train)")
+    config = TrainConfig.from_dict({**saved, "data_dir": data_dir if data_dir is not None else saved.get("data_dir"),
+                                    "eval_batch_size": batch_size, "device": device})
+    ctx = distributed.DistContext(device=distributed.resolve_device(device))
+    model, _, data = build_model(config)
+    load_checkpoint(path, model)
+    model.to(ctx.device)
+    result = evaluate(model, make_test_loader(config, data, ctx), ctx, _expander(config, data))
+    return {**result, "model": config.model, "dataset": data["name"], "params": ws.count_parameters(model).to_dict(),
+            "step": info["state"].get("step"), "epochs_done": info["state"].get("epochs_done")}
