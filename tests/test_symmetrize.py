@@ -277,3 +277,10 @@ def test_count_parameters_shared_tensors_once():
     ws.symmetrize(model, channel="average", include=["mid"])
     counts = ws.count_parameters(model)
     assert (counts.dense, counts.stored, counts.free) == (106, 106, 106 - 36 + 21)
+
+
+def test_impossible_repeat_factor_names_the_layer():
+    with pytest.raises(SymmetryError, match=r"Conv2d `3` weight \(8, 8, 3, 3\): repeat with 3 copies"):
+        ws.symmetrize(convnet(), channel="repeat:3", strict=True)
+    report = ws.symmetrize(convnet(), channel="repeat:4")
+    assert {r.name: r.symmetry for r in report.rows}["3"] == "repeat:4:out"

@@ -1,9 +1,9 @@
 """The ``weightsym`` command line: a thin layer that parses arguments and calls the library.
 
-Every subcommand is registered in ``COMMANDS`` below as ``name -> "module:function"``; the module provides
-``add_arguments(parser)`` via ``<function>_arguments`` convention is avoided: each entry names a *setup* function
-``setup(subparsers)`` that adds its parser and sets ``func``.  Errors that users can fix (``WeightsymError``,
-``ValueError``, ``FileNotFoundError``) end the program with one readable line and exit code 2.
+Every subcommand is registered in ``COMMANDS`` below as ``name -> "module:setup_function"``; the setup function
+adds its parser to the subparsers object and sets ``func``.  Errors users can fix (``ValueError``,
+``FileNotFoundError``, ``RuntimeError``, ``OSError``) end the program with one readable line and exit code 2;
+set ``WEIGHTSYM_DEBUG=1`` for the traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "train": "weightsym.train.cli:setup_train",
     "eval": "weightsym.train.cli:setup_eval",
     "describe": "weightsym.train.cli:setup_describe",
+    "analyze": "weightsym.analysis.report:setup_cli",
+    "reproduce": "weightsym.reproduce.cli:setup_cli",
     # --- commands (add one line per subcommand above this marker) ---
 }
 
