@@ -1,0 +1,70 @@
+"""The fallback kernel: materialise the symmetric weight once into a plain module.
+
+Every symmetric layer can be run as the plain layer holding its dense weight: exact, and as fast as the dense
+model (it *is* the dense model).  This is what ``optimize`` uses for structures that save no multiplies
+(``triangular``, ``average``, ``eigen``, ``lowrank``), for recurrent layers, and wherever the calibration finds the
+structured kernel slower.  The gather runs once here, never at call time.
+
+Note: ``unsymmetrize(copy.deepcopy(model))`` is *not* safe in torch 2.x: a deep copy of a parametrized module
+shares its dynamically created class, and removing the parametrization from the copy deletes the property from that
+shared class, which breaks the original.  :func:`plain_copy` builds the plain copy without touching any class.
+
+>>> import torch, weightsym as ws
+>>> lin = torch.nn.Linear(6, 6)
+>>> _ = ws.nn.attach(lin, "weight", ws.get_symmetry("tri"))
+>>> plain = materialize(lin)
+>>> type(plain).__name__, torch.equal(plain.weight, lin.weight), type(lin).__name__
+('Linear', True, 'ParametrizedLinear')
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+
+def _strip(module: nn.Module, values: dict[str, torch.Tensor], requires_grad: dict[str, bool]) -> None:
+    """Turn the parametrized ``module`` (a private copy) into its plain class holding ``values``."""
+    module.__class__ = module.__class__.__bases__[0]  # the class torch.parametrize derived from
+    del module._modules["parametrizations"]
+    for tensor, value in values.items():
+        module._parameters[tensor] = nn.Parameter(value, requires_grad=requires_grad[tensor])
+    hooks = module._load_state_dict_pre_hooks
+    for key in [k for k, h in hooks.items() if isinstance(getattr(h, "hook", None), functools.partial)
+                and getattr(h.hook.func, "__name__", "") == "_load_dense_hook"]:
+        del hooks[key]
+    if isinstance(module, nn.RNNBase):
+        module._init_flat_weights()
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in which every parametrized tensor is a plain parameter holding its current value.
+
+    ``model`` is left untouched (unlike ``unsymmetrize(copy.deepcopy(model))``, see the module note).
+    """
+    values = {}
+    with torch.no_grad():
+        for name, module in model.named_modules(remove_duplicate=False):
+            if parametrize.is_parametrized(module):
+                values[name] = ({t: getattr(module, t).detach().clone() for t in module.parametrizations.keys()},
+                                {t: module.parametrizations[t].original.requires_grad
+                                 for t in module.parametrizations.keys()})
+    plain = copy.deepcopy(model)
+    done = set()
+    for name, module in plain.named_modules(remove_duplicate=False):
+        if name in values and id(module) not in done:
+            done.add(id(module))
+            _strip(module, *values[name])
+    return plain
+
+
+def materialize(module: nn.Module) -> nn.Module:
+    """A plain copy of ``module`` whose symmetric tensors hold their dense values, with ``requires_grad=False``."""
+    plain = plain_copy(module)
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    return plain
