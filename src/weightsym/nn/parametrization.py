@@ -37,8 +37,12 @@ class SymmetricParametrization(nn.Module):
         self.block_mask = None if block_mask is None else tuple(bool(b) for b in block_mask)
         self.layout = symmetry.layout(self.shape, self.row_blocks, self.block_mask)
         self.register_buffer("index", self.layout.index.clone(), persistent=False)
+        # e.g. ``average`` on every gate: the core already is the dense weight in row-major order; skip the gather
+        self.identity = bool(torch.equal(self.layout.index, torch.arange(self.layout.index.numel())))
 
     def forward(self, free: torch.Tensor) -> torch.Tensor:
+        if self.identity and free.dim() == 1 and free.numel() == self.layout.stored_count:
+            return self.layout.core(free).view(self.shape)
         return self.layout.expand(free, self.index)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:

@@ -147,6 +147,22 @@ def _load_dense_hook(module, state_dict, prefix, local_metadata, strict, missing
         state_dict[free_key] = param.right_inverse(dense)
 
 
+def _cached_rnn_forward(self, *args, **kwargs):
+    """Forward of a symmetric ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``: the stock fused kernel, with every symmetric
+    weight expanded exactly once per call (``RNNBase.forward`` reads each weight several times to check whether it
+    changed; inside ``parametrize.cached()`` those reads share one expansion)."""
+    with parametrize.cached():
+        return super(type(self), self).forward(*args, **kwargs)
+
+
+def _expand_once_per_call(module: nn.Module) -> None:
+    # ``parametrize`` gave this module its own subclass (``ParametrizedLSTM``); override forward there only.  Removing
+    # the last parametrization (``unsymmetrize``) restores the original class and with it the stock forward.
+    cls = type(module)
+    if cls.__dict__.get("forward") is not _cached_rnn_forward:
+        cls.forward = _cached_rnn_forward
+
+
 def symmetrize(
     model: nn.Module,
     channel: str | Symmetry | None = None,
@@ -229,6 +245,8 @@ def symmetrize(
                 report.rows.append(_dense_row(label, tensor, module, "; ".join(notes)))
                 continue
             param = attach(module, tensor, sym, row_blocks, mask)
+            if recurrent:
+                _expand_once_per_call(module)
             module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor),
                                                       with_module=True)
             n = int(torch.Size(shape).numel())

@@ -77,6 +77,8 @@ class Layout:
         if self.map is None:
             return free
         planes = self.map.expand_planes(free[: self.map_params].view(self.map_batch, -1), self.map_size)
+        if free.numel() == self.map_params:  # every block symmetric: no dense tail to append
+            return planes.reshape(-1)
         return torch.cat([planes.reshape(-1), free[self.map_params :]])
 
     def expand(self, free: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
