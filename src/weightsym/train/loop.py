@@ -118,7 +118,8 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def _all_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    """Every floating-point parameter and buffer (e.g. BatchNorm running statistics) is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
@@ -232,7 +233,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     total_steps = config.epochs * steps_per_epoch
     stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
     if ctx.is_main:
-        _print_header(config, ctx, counts, report, steps_per_epoch, out)
+        _print_header(config, data, ctx, counts, steps_per_epoch, out)
         if config.resume:
             _truncate_log(out / LOG, train_loader.epoch)
             print(f"resuming at step {state['step']} (epoch {train_loader.epoch + 1}, batch {train_loader.batch})",
@@ -242,10 +243,15 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         return {"config": config.to_dict(), "loader": train_loader.state_dict(), "world_size": ctx.world_size,
                 "epochs_done": train_loader.epoch, **state}
 
+    def kept() -> str:
+        if not ckpt_path.exists():
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint {ckpt_path} (step {checkpoint_info(ckpt_path)['state']['step']}) was kept"
+
     def write_checkpoint(*paths: Path) -> None:
         if not _all_finite(model):
-            raise TrainingDiverged(f"a weight became NaN/inf at step {state['step']}; the last good checkpoint "
-                                   f"{ckpt_path} was kept; lower --lr")
+            raise TrainingDiverged(f"a weight or BatchNorm statistic became NaN/inf at step {state['step']} (lr "
+                                   f"{optimizer.param_groups[0]['lr']:.3g}); training stopped; {kept()}; lower --lr")
         ctx.barrier()
         if ctx.is_main:
             snapshot = checkpoint_state()
@@ -269,11 +275,9 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
             batch_stats = ctx.all_reduce_sum(batch_stats)
             if not math.isfinite(batch_stats[0]):
                 bar.close()
-                kept = (f"the last good checkpoint {ckpt_path} (step {checkpoint_info(ckpt_path)['state']['step']}) "
-                        "was kept" if ckpt_path.exists() else "no checkpoint had been written yet")
                 raise TrainingDiverged(
                     f"loss is {batch_stats[0] / batch_stats[2]} at step {state['step'] + 1} (epoch {epoch + 1}, "
-                    f"lr {optimizer.param_groups[0]['lr']:.3g}); training stopped; {kept}; lower --lr")
+                    f"lr {optimizer.param_groups[0]['lr']:.3g}); training stopped; {kept()}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -319,6 +323,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     if last_eval is None:
         last_eval = evaluate(dmodel, test_loader, ctx, expand, criterion)
     seconds = state["epoch_seconds"]
+    digests = ctx.all_gather_int(int(weights_digest(model)[:15], 16))
     summary = {
         "model": config.model, "dataset": data["name"], "symmetry": _symmetry_summary(config),
         "params": counts.to_dict(), "symmetric_layers": len(report.symmetric) if report else 0,
@@ -327,7 +332,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         "epochs_completed": train_loader.epoch, "steps": state["step"],
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
         "world_size": ctx.world_size, "device": str(ctx.device), "weights_sha256": weights_digest(model),
-        "checkpoint": str(ckpt_path), "config": config.to_dict(),
+        "rank_digests": [f"{d:015x}" for d in digests], "checkpoint": str(ckpt_path), "config": config.to_dict(),
     }
     if ctx.is_main:
         (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
@@ -364,9 +369,9 @@ def _symmetry_summary(config: TrainConfig) -> dict:
             if v not in (None, False) and not (k == "hh_gates" and v == "1111")}
 
 
-def _print_header(config, ctx, counts, report, steps_per_epoch, out) -> None:
+def _print_header(config, data, ctx, counts, steps_per_epoch, out) -> None:
     sym = ", ".join(f"{k}={v}" for k, v in _symmetry_summary(config).items()) or "none (dense)"
-    print(f"weightsym train: {config.model} on {config.dataset or 'its default dataset'}, symmetry {sym}; "
+    print(f"weightsym train: {config.model} on {data['name']}, symmetry {sym}; "
           f"{ctx.world_size} process(es) on {ctx.device}; {steps_per_epoch} steps/epoch; out {out}", flush=True)
     print(f"parameters: stored {counts.stored:,} of dense-equivalent {counts.dense:,} "
           f"({100 * counts.saved:.1f}% saved), free {counts.free:,}", flush=True)
@@ -376,7 +381,7 @@ def _write_epoch_line(config, record) -> None:
     print(f"epoch {record['epoch']:>3}/{config.epochs}  step {record['step']:>6}  lr {record['lr']:.4g}  "
           f"train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}  "
           f"test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}  "
-          f"{record['seconds']:.1f}s ({record['images_per_second']:.0f} img/s)", flush=True)
+          f"{record['seconds']:.3g}s ({record['images_per_second']:.0f} img/s)", flush=True)
 
 
 def _truncate_log(path: Path, epochs_done: int) -> None:
@@ -401,7 +406,7 @@ def format_summary(summary: dict) -> str:
         ["saved", f"{100 * p['saved']:.2f}%"],
         ["test accuracy", f"{100 * summary['test_accuracy']:.2f}%"],
         ["epochs / steps", f"{summary['epochs_completed']} / {summary['steps']}"],
-        ["seconds per epoch", "-" if spe is None else f"{spe:.1f}"],
+        ["seconds per epoch", "-" if spe is None else f"{spe:.3g}"],
     ]
     return ws.nn.format_table(["summary", "value"], rows, numeric=set())
 
