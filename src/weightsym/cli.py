@@ -22,6 +22,11 @@ COMMANDS: dict[str, str] = {
     "describe": "weightsym.train.cli:setup_describe",
     "analyze": "weightsym.analysis.report:setup_cli",
     "reproduce": "weightsym.reproduce.cli:setup_cli",
+    "bench": "weightsym.fast.bench:setup_cli",
+    "export": "weightsym.fast.export:setup_cli",
+    "lm": "weightsym.lm.cli:setup_lm",
+    "lm-sample": "weightsym.lm.cli:setup_sample",
+    "download": "weightsym.lm.cli:setup_download",
     # --- commands (add one line per subcommand above this marker) ---
 }
 

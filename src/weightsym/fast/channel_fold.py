@@ -64,9 +64,9 @@ def channel_plan(symmetry, rows: int, cols: int) -> tuple[str, int] | None:
 
 
 # -- runtime transforms (traceable, no loops over channels) -------------------------------------------------------
-def pair_fold(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``x₁ + J x₂`` (plus the middle entry for odd sizes): ``⌈n/2⌉`` entries along ``dim``."""
-    n = x.shape[dim]
+def pair_fold(x: torch.Tensor, dim: int, n: int | None = None) -> torch.Tensor:
+    """``x₁ + J x₂`` (plus the middle entry for odd sizes): ``⌈n/2⌉`` entries along ``dim`` (``n`` = its size)."""
+    n = x.shape[dim] if n is None else n
     h = n // 2
     folded = x.narrow(dim, 0, h) + x.narrow(dim, n - h, h).flip(dim)
     if n % 2:
@@ -74,9 +74,9 @@ def pair_fold(x: torch.Tensor, dim: int) -> torch.Tensor:
     return folded
 
 
-def pair_diff(x: torch.Tensor, dim: int) -> torch.Tensor:
+def pair_diff(x: torch.Tensor, dim: int, n: int | None = None) -> torch.Tensor:
     """``x₁ − J x₂``: ``⌊n/2⌋`` entries along ``dim``."""
-    n = x.shape[dim]
+    n = x.shape[dim] if n is None else n
     h = n // 2
     return x.narrow(dim, 0, h) - x.narrow(dim, n - h, h).flip(dim)
 
@@ -97,10 +97,11 @@ def centro_combine(sym: torch.Tensor, anti: torch.Tensor, dim: int, n: int) -> t
     return torch.cat(parts, dim)
 
 
-def chunk_sum(x: torch.Tensor, dim: int, copies: int) -> torch.Tensor:
+def chunk_sum(x: torch.Tensor, dim: int, copies: int, n: int | None = None) -> torch.Tensor:
     """Sum of the ``copies`` equal chunks of ``x`` along ``dim`` (input fold of ``repeat`` along in)."""
     dim = dim % x.dim()
-    return x.unflatten(dim, (copies, x.shape[dim] // copies)).sum(dim)
+    n = x.shape[dim] if n is None else n
+    return x.unflatten(dim, (copies, n // copies)).sum(dim)
 
 
 def tile(y: torch.Tensor, dim: int, copies: int) -> torch.Tensor:

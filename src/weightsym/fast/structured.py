@@ -106,7 +106,10 @@ class StructuredLayer(nn.Module):
             weights = [fold_weight(w, ids, module.groups) for w in weights]
             if product == "conv":
                 weights = [w.view(*w.shape, *([1] * len(module.kernel_size))) for w in weights]
-        if product == "matmul" and module.groups != 1:
+        groups = getattr(module, "groups", 1)
+        if fold is None:
+            product = "conv"  # the product is the layer's own op with the reduced weight
+        elif product == "matmul" and groups != 1:
             product = "conv"
             weights = [w.view(*w.shape[:2], *([1] * len(module.kernel_size))) if w.dim() == 2 else w
                        for w in weights]
@@ -148,11 +151,11 @@ class StructuredLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.dim
         if self.in_mode == "pair":
-            inputs = [cf.pair_fold(x, d)]
+            inputs = [cf.pair_fold(x, d, self.n_in)]
         elif self.in_mode == "centro":
-            inputs = [cf.pair_fold(x, d), cf.pair_diff(x, d)]
+            inputs = [cf.pair_fold(x, d, self.n_in), cf.pair_diff(x, d, self.n_in)]
         elif self.in_mode == "chunks":
-            inputs = [cf.chunk_sum(x, d, self.copies)]
+            inputs = [cf.chunk_sum(x, d, self.copies, self.n_in)]
         else:
             inputs = [x]
         outs = [self._product(t, getattr(self, f"weight{i}")) for i, t in enumerate(inputs)]

@@ -1,0 +1,3 @@
+"""placeholder"""
+def setup_cli(subparsers):
+    pass
