@@ -12,11 +12,20 @@ import os
 import tarfile
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from weightsym.data.download import (RESOURCES, ChecksumError, Resource, download, download_dataset, download_resource,
-                                     extract, sha256_file)
+from weightsym.data.download import (
+    RESOURCES,
+    ChecksumError,
+    Resource,
+    download,
+    download_dataset,
+    download_resource,
+    extract,
+    sha256_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +35,7 @@ def shared_data_dir() -> Path:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -165,7 +174,7 @@ def test_extract_gz_and_refuse_path_traversal(tmp_path):
         info.size = 4
         tar.addfile(info, io.BytesIO(b"evil"))
     (tmp_path / "evil.tar.gz").write_bytes(buffer.getvalue())
-    with pytest.raises(Exception):
+    with pytest.raises((tarfile.TarError, ValueError)):  # data filter: OutsideDestinationError
         extract(tmp_path / "evil.tar.gz", tmp_path / "safe")
     assert not (tmp_path / "evil.txt").exists()
     with pytest.raises(ValueError, match="don't know how to extract"):
@@ -173,7 +182,7 @@ def test_extract_gz_and_refuse_path_traversal(tmp_path):
 
 
 def test_resource_table_is_well_formed_and_matches_the_shared_text_files():
-    for name, variants in RESOURCES.items():
+    for variants in RESOURCES.values():
         for resources in variants.values():
             for resource in resources:
                 assert len(resource.sha256) == 64 and int(resource.sha256, 16) >= 0, resource

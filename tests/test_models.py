@@ -6,8 +6,19 @@ import pytest
 import torch
 from torch import nn
 
-from weightsym.models import (MLP, FashionCNN, MNIST1DCNN, create_model, list_models, model_info, register_model,
-                              resnet, resnet_param_count, wrn, wrn_param_count)
+from weightsym.models import (
+    MLP,
+    MNIST1DCNN,
+    FashionCNN,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+    resnet,
+    resnet_param_count,
+    wrn,
+    wrn_param_count,
+)
 
 
 def count(model: nn.Module) -> int:
@@ -176,13 +187,23 @@ def test_small_models_reject_bad_options():
 
 
 # ---------------------------------------------------------------- registry
-@pytest.mark.parametrize("name", list_models())
-def test_every_registry_entry_builds_and_runs(name):
+CLASSIFIERS = [name for name in list_models() if model_info(name)["task"] == "classification"]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_every_classifier_in_the_registry_builds_and_runs(name):
+    """Image/signal classifiers: input (2, *input_shape) → logits (2, num_classes). (Language models, task
+    "language-model", take token ids and are tested in their own module.)"""
     info = model_info(name)
     assert info["name"] == name and info["num_classes"] >= 2 and info["dataset"]
     shape = info["input_shape"]
     if info["dataset"] == "imagenet":
         shape = (3, 64, 64)  # full 224x224 is slow on CPU; the layout is size-agnostic
+    if count(build_on_meta(create_model, name)) > 30_000_000:  # ResNet-101/152, WRN-28-10: shapes only, on "meta"
+        with torch.device("meta"):
+            out = create_model(name).eval()(torch.empty(2, *shape))
+        assert out.shape == (2, info["num_classes"])
+        return
     model = create_model(name).eval()
     with torch.no_grad():
         out = model(torch.randn(2, *shape))
@@ -191,6 +212,8 @@ def test_every_registry_entry_builds_and_runs(name):
 
 
 def test_registry_parses_wrn_names_and_passes_options():
+    assert {"wrn-16-4", "wrn-16-4-bottleneck", "wrn-28-10", "resnet-18", "resnet-50", "resnet-50-small",
+            "mnist1d-cnn", "mnist1d-mlp", "fmnist-cnn"} <= set(CLASSIFIERS)
     model = create_model("wrn-22-2-bottleneck", num_classes=100)
     assert count(model) == wrn_param_count(22, 2, "bottleneck", 100)
     assert count(create_model("WRN-10-3")) == wrn_param_count(10, 3, "basic", 10)

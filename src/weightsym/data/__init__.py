@@ -21,8 +21,16 @@ from .cifar import decode_jpeg_npz, load_cifar, load_jpeg_npz_cached, read_cifar
 from .datasets import class_names, dataset_info, get_dataset, get_loader, pixel_sha256
 from .download import ChecksumError, download, download_dataset, extract, sha256_file
 from .fashion_mnist import load_fashion_mnist, read_idx
-from .image_folder import (CenterCrop, Compose, ImageFolder, RandomHorizontalFlip, RandomResizedCrop, Resize, ToTensor,
-                           imagenet_transform)
+from .image_folder import (
+                           CenterCrop,
+                           Compose,
+                           ImageFolder,
+                           RandomHorizontalFlip,
+                           RandomResizedCrop,
+                           Resize,
+                           ToTensor,
+                           imagenet_transform,
+)
 from .loader import RandomCropFlip, RandomFlip, TensorLoader, normalize, subset_indices
 from .mnist1d import load_mnist1d
 from .paths import cache_root, data_root

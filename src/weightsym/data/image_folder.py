@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,17 +68,17 @@ class RandomResizedCrop:
         for _ in range(10):
             target = area * _uniform(*self.scale)
             aspect = math.exp(_uniform(*log_ratio))
-            w = int(round(math.sqrt(target * aspect)))
-            h = int(round(math.sqrt(target / aspect)))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
             if 0 < w <= width and 0 < h <= height:
                 top = int(torch.randint(0, height - h + 1, ()))
                 left = int(torch.randint(0, width - w + 1, ()))
                 return left, top, w, h
         in_ratio = width / height
         if in_ratio < min(self.ratio):
-            w, h = width, int(round(width / min(self.ratio)))
+            w, h = width, round(width / min(self.ratio))
         elif in_ratio > max(self.ratio):
-            h, w = height, int(round(height * max(self.ratio)))
+            h, w = height, round(height * max(self.ratio))
         else:
             w, h = width, height
         return (width - w) // 2, (height - h) // 2, w, h
@@ -134,7 +134,7 @@ class CenterCrop:
     def __call__(self, image: Image.Image) -> Image.Image:
         width, height = image.size
         h, w = self.size
-        left, top = int(round((width - w) / 2)), int(round((height - h) / 2))
+        left, top = round((width - w) / 2), round((height - h) / 2)
         return image.crop((left, top, left + w, top + h))
 
     def __repr__(self) -> str:
@@ -172,7 +172,7 @@ def imagenet_transform(train: bool, size: int = 224, resize: int | None = None, 
     """
     if train:
         return Compose([RandomResizedCrop(size), RandomHorizontalFlip(), ToTensor(mean, std)])
-    resize = resize if resize is not None else int(round(size * 256 / 224))
+    resize = resize if resize is not None else round(size * 256 / 224)
     return Compose([Resize(resize), CenterCrop(size), ToTensor(mean, std)])
 
 

@@ -6,12 +6,10 @@ read-only (e.g. a shared folder): anything weightsym derives from it (decoded JP
 ``$WEIGHTSYM_CACHE``, else ``<user cache>/weightsym/derived``.
 
 Example:
-    >>> import os
-    >>> os.environ["WEIGHTSYM_DATA"] = "/data/shared"
-    >>> str(data_root())
-    '/data/shared'
-    >>> str(data_root("/tmp/mine"))
+    >>> str(data_root("/tmp/mine"))          # an explicit folder always wins
     '/tmp/mine'
+    >>> data_root() == Path(os.environ.get("WEIGHTSYM_DATA") or user_cache_dir())
+    True
 """
 
 from __future__ import annotations

@@ -14,10 +14,22 @@ Example:
 
 from .registry import ModelSpec, create_model, list_models, model_info, register_model
 from .resnet import ResNet, resnet, resnet_param_count
-from .small import MLP, FashionCNN, MNIST1DCNN
+from .small import MLP, MNIST1DCNN, FashionCNN
 from .wrn import WideResNet, wrn, wrn_param_count
 
 __all__ = [
-    "FashionCNN", "MLP", "MNIST1DCNN", "ModelSpec", "ResNet", "WideResNet", "create_model", "list_models",
-    "model_info", "register_model", "resnet", "resnet_param_count", "wrn", "wrn_param_count",
+    "MLP",
+    "MNIST1DCNN",
+    "FashionCNN",
+    "ModelSpec",
+    "ResNet",
+    "WideResNet",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+    "resnet",
+    "resnet_param_count",
+    "wrn",
+    "wrn_param_count",
 ]

@@ -27,13 +27,14 @@ import importlib
 import importlib.util
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
 from .resnet import RESNET_LAYOUTS, resnet
-from .small import MLP, FashionCNN, MNIST1DCNN
+from .small import MLP, MNIST1DCNN, FashionCNN
 from .wrn import wrn
 
 CIFAR_SHAPE = (3, 32, 32)
@@ -54,7 +55,7 @@ class ModelSpec:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": self.input_shape, "num_classes": self.num_classes,
-                "dataset": self.dataset, "description": self.description, **self.extra}
+                "dataset": self.dataset, "description": self.description, "task": "classification", **self.extra}
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -136,7 +137,7 @@ def list_models() -> list[str]:
 
 def _spec(name: str) -> ModelSpec:
     if not isinstance(name, str):
-        raise ValueError(f"model name must be a string, got {name!r}")
+        raise TypeError(f"model name must be a string, got {name!r}")
     _load_plugins()
     key = name.strip().lower()
     if key in _REGISTRY:
@@ -149,7 +150,10 @@ def _spec(name: str) -> ModelSpec:
 
 
 def model_info(name: str) -> dict[str, Any]:
-    """What ``name`` expects: ``{"name", "input_shape" (C, H, W) or (C, L), "num_classes", "dataset", ...}``.
+    """What ``name`` expects: ``{"name", "input_shape" (C, H, W) or (C, L), "num_classes", "dataset", "task", ...}``.
+
+    ``task`` is ``"classification"`` unless the entry says otherwise (language models registered by
+    ``weightsym.models.language`` say ``"language-model"``, with ``input_shape`` (T,) of token ids).
 
     Example: ``model_info("mnist1d-cnn")["input_shape"] == (1, 40)``.
     """
