@@ -78,17 +78,36 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None
     return Path(path)
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The decoded weightsym metadata of a file (``format``, ``layers``, ``aliases``, ``user``)."""
+def read_safetensors_metadata(path: str | os.PathLike, kind: str = "weight file") -> dict[str, str]:
+    """The raw (string) metadata of a safetensors file; clear errors for a missing or non-safetensors file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"weight file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"{kind} {str(path)!r} does not exist")
     try:
         with safe_open(str(path), framework="pt") as fh:
-            raw = fh.metadata() or {}
+            return dict(fh.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"{str(path)!r} is not a safetensors file ({exc})") from None
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The decoded weightsym metadata of a file (``format``, ``layers``, ``aliases``, ``user``)."""
+    raw = read_safetensors_metadata(path)
     return {k: (json.loads(v) if k != "format" else v) for k, v in raw.items()}
+
+
+def check_layer_metadata(file_layers: dict, model: nn.Module, source: str, hint: str) -> None:
+    """Raise ``ValueError`` naming the first layer (in network order) whose symmetry, shape or gate mask differs
+    between ``file_layers`` (from a file's metadata) and ``model``.  ``source`` names the file in the message and
+    ``hint`` says how to build a matching model."""
+    model_layers = layer_metadata(model)
+    for name in list(model_layers) + [k for k in file_layers if k not in model_layers]:  # network order
+        f, m = file_layers.get(name), model_layers.get(name)
+        if f is None or m is None or f["symmetry"] != m["symmetry"] or f["shape"] != m["shape"] \
+                or f.get("block_mask") != m.get("block_mask"):
+            fs = f"{f['symmetry']} {tuple(f['shape'])}" if f else "dense"
+            ms = f"{m['symmetry']} {tuple(m['shape'])}" if m else "dense"
+            raise ValueError(f"layer `{name}`: {source} holds {fs} but the model has {ms}; {hint}")
 
 
 def load(path: str | os.PathLike, model: nn.Module, strict: bool = True) -> dict:
@@ -101,17 +120,10 @@ def load(path: str | os.PathLike, model: nn.Module, strict: bool = True) -> dict
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not a weightsym weight file (format {meta.get('format')!r}); "
-                         "for a plain state dict use weightsym.load_state_dict_file")
-    file_layers, model_layers = meta.get("layers", {}), layer_metadata(model)
-    for name in list(model_layers) + [k for k in file_layers if k not in model_layers]:  # network order
-        f, m = file_layers.get(name), model_layers.get(name)
-        if f is None or m is None or f["symmetry"] != m["symmetry"] or f["shape"] != m["shape"] \
-                or f.get("block_mask") != m.get("block_mask"):
-            fs = f"{f['symmetry']} {tuple(f['shape'])}" if f else "dense"
-            ms = f"{m['symmetry']} {tuple(m['shape'])}" if m else "dense"
-            raise ValueError(f"layer `{name}`: the file {str(path)!r} holds {fs} but the model has {ms}; "
-                             "symmetrize the model the same way before loading (see the file's metadata with "
-                             "weightsym.read_metadata)")
+                         "for a plain state dict use safetensors.torch.load_file and model.load_state_dict")
+    check_layer_metadata(meta.get("layers", {}), model, f"the file {str(path)!r}",
+                         "symmetrize the model the same way before loading (see the file's metadata with "
+                         "weightsym.read_metadata)")
     tensors = load_file(str(path))
     for alias, key in meta.get("aliases", {}).items():
         tensors[alias] = tensors[key]
