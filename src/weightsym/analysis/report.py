@@ -33,7 +33,8 @@ from torch import nn
 from .consistency import flip_consistency, shift_consistency
 from .kernel_symmetry import LayerSymmetry, kernel_symmetry
 
-__all__ = ["analyze", "load_state_dict", "plot_mean_kernels", "plot_score_depth", "setup_cli"]
+__all__ = ["analyze", "load_state_dict", "load_training_checkpoint", "plot_mean_kernels", "plot_score_depth",
+           "setup_cli"]
 
 
 def _pyplot():
@@ -133,8 +134,32 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistency: dict | None) -> str:
+def _accuracy(model: nn.Module, loader: Iterable, max_batches: int | None) -> float:
+    """Fraction of correct argmax predictions over the (x, y) batches of ``loader`` (eval mode, no grad)."""
+    flags = [m.training for m in model.modules()]
+    model.eval()
+    correct = count = 0
+    try:
+        with torch.no_grad():
+            for index, (x, y) in enumerate(loader):
+                if max_batches is not None and index >= max_batches:
+                    break
+                correct += int((model(x).argmax(1) == y).sum())
+                count += y.shape[0]
+    finally:
+        for module, flag in zip(model.modules(), flags):
+            module.training = flag
+    return correct / max(count, 1)
+
+
+def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistency: dict | None,
+              source: dict | None = None) -> str:
     lines = [f"# {title}", ""]
+    if source:
+        lines += ["| loaded | |", "|---|---|"]
+        lines += [f"| {key} | {_fmt(value, 4) if not isinstance(value, dict) else json.dumps(value)} |"
+                  for key, value in source.items()]
+        lines += [""]
     lines += [
         f"{summary['layers']} conv layers with kernels larger than 1×1. Mean kernel symmetry score S = "
         f"{_fmt(summary['mean_score'])} (stride 1: {_fmt(summary['mean_score_stride1'])}, strided: "
@@ -186,12 +211,18 @@ def analyze(
     max_batches: int | None = None,
     max_shift: int = 4,
     seed: int = 0,
+    input_transform: nn.Module | None = None,
+    source: Mapping[str, Any] | None = None,
+    accuracy: bool = False,
 ) -> dict[str, Any]:
     """Analyse ``model`` (an nn.Module or a state dict) and write the report files to ``out_dir``.
 
     With a ``loader`` of (x, y) batches and a module, also measures flip and shift consistency (``max_batches`` and
-    ``max_shift``/``seed`` as in ``shift_consistency``). Returns the content of ``analysis.json`` (NaN → null)
-    plus ``"files"``: the paths written.
+    ``max_shift``/``seed`` as in ``shift_consistency``) and, with ``accuracy=True``, the accuracy on those batches.
+    ``input_transform`` (e.g. the ``ExpandInput`` a run was trained with) is applied to every batch *after* the flip
+    or shift, so consistency is measured in the space of the original images. ``source`` (what was loaded: file,
+    model, dataset, step, ...) is stored under ``"source"`` and listed in the report. Returns the content of
+    ``analysis.json`` (NaN → null) plus ``"files"``: the paths written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,22 +231,26 @@ def analyze(
     if loader is not None:
         if not isinstance(model, nn.Module):
             raise ValueError("consistency needs a model, not a state dict: pass loader=None or load the model first")
+        predictor = model if input_transform is None else nn.Sequential(input_transform, model)
         consistency = {
-            "flip_consistency": flip_consistency(model, loader, max_batches=max_batches),
+            "flip_consistency": flip_consistency(predictor, loader, max_batches=max_batches),
             f"shift_consistency (max_shift={max_shift}, reflect)": shift_consistency(
-                model, loader, max_shift=max_shift, seed=seed, max_batches=max_batches
+                predictor, loader, max_shift=max_shift, seed=seed, max_batches=max_batches
             ),
         }
+        if accuracy:
+            consistency["accuracy"] = _accuracy(predictor, loader, max_batches)
     summary = _summary(layers)
     result = _json_safe(
-        {"title": title, "summary": summary, "consistency": consistency, "layers": [l.to_dict() for l in layers]}
+        {"title": title, "source": dict(source) if source else None, "summary": summary, "consistency": consistency,
+         "layers": [l.to_dict() for l in layers]}
     )
     files = [
         plot_mean_kernels(layers, out_dir / "kernels.png", title=title),
         plot_score_depth(layers, out_dir / "score_depth.png", title=title),
     ]
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out_dir / "report.md").write_text(_markdown(title, layers, summary, consistency))
+    (out_dir / "report.md").write_text(_markdown(title, layers, summary, consistency, result["source"]))
     files += [out_dir / "analysis.json", out_dir / "report.md"]
     return {**result, "files": files}
 
@@ -281,33 +316,109 @@ def _expand_symmetric(state: dict[str, torch.Tensor], layers: dict[str, dict], p
     return state
 
 
+def load_training_checkpoint(
+    path: str | Path, data: str | None = None, data_dir: str | None = None, batch_size: int = 500,
+) -> tuple[nn.Module, Iterable, nn.Module | None, dict[str, Any]]:
+    """Rebuild the model of a ``weightsym train`` checkpoint and a test loader for consistency measurements.
+
+    The architecture and symmetry come from the training config stored in the checkpoint
+    (``weightsym.train.build_model``); the weights are loaded with ``weightsym.train.load_checkpoint``, which checks
+    every symmetric layer. The loader is the normalised, un-augmented test split of the checkpoint's dataset or of
+    ``data`` (which must have the input shape the model was trained on). Returns ``(model, loader, input_transform,
+    source)``: ``input_transform`` is the ``ExpandInput`` of runs trained with ``--expand-input K`` (else ``None``),
+    ``source`` describes what was loaded (for the report).
+    """
+    from weightsym.train import TrainConfig, build_model, checkpoint_info, load_checkpoint
+    from weightsym.train.data import dataset_info, make_test_loader
+    from weightsym.train.distributed import DistContext
+    from weightsym.transforms import ExpandInput
+
+    info = checkpoint_info(path)
+    saved = info["state"].get("config")
+    if saved is None:
+        raise ValueError(f"{path} is a training checkpoint without a training config; analyse its weights as a "
+                         "state dict instead")
+    config = TrainConfig.from_dict({**saved, "eval_batch_size": batch_size, "device": "cpu",
+                                    "data_dir": data_dir if data_dir is not None else saved.get("data_dir")})
+    model, _, trained_on = build_model(config)
+    load_checkpoint(path, model)
+    model.eval()
+    target = dataset_info(data) if data else trained_on
+    if tuple(target["input_shape"]) != tuple(trained_on["input_shape"]):
+        raise ValueError(f"--data {data}: its inputs are {tuple(target['input_shape'])} but {config.model} was "
+                         f"trained on {trained_on['name']} {tuple(trained_on['input_shape'])}; use a dataset with "
+                         "that shape")
+    loader = make_test_loader(config, target, DistContext())
+    expand = None
+    if config.expand_input > 1:
+        expand = ExpandInput(config.expand_input, fill=config.expand_fill,
+                             spatial_dims=len(trained_on["input_shape"]) - 1)
+    source = {
+        "checkpoint": str(path), "model": config.model, "model_args": config.model_args,
+        "trained_on": trained_on["name"], "test_data": target["name"],
+        "symmetry": {k: v for k, v in config.symmetry_options().items() if v not in (None, False, "1111")},
+        "expand_input": config.expand_input, "step": info["state"].get("step"),
+        "epochs_done": info["state"].get("epochs_done"),
+    }
+    return model, loader, expand, source
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    if path.suffix != ".safetensors" or not path.exists():
+        return False
+    from safetensors import safe_open
+
+    from weightsym.train.checkpoint import FORMAT
+
+    with safe_open(str(path), framework="pt") as handle:
+        return (handle.metadata() or {}).get("format") == FORMAT
+
+
 def _run_cli(args) -> int:
-    state = load_state_dict(args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / (Path(args.checkpoint).stem + "_analysis")
-    if args.data:
-        print(
-            f"note: --data {args.data} ignored: consistency needs the model, and {args.checkpoint} is analysed as a "
-            "plain state dict (kernel symmetry only)"
-        )
-    result = analyze(state, out, title=args.title or f"analysis of {Path(args.checkpoint).name}")
+    path = Path(args.checkpoint)
+    out = Path(args.out) if args.out else path.parent / (path.stem + "_analysis")
+    title = args.title or f"analysis of {path.name}"
+    if _is_training_checkpoint(path):
+        model, loader, expand, source = load_training_checkpoint(path, args.data, args.data_dir)
+        result = analyze(model, out, loader=loader, title=title, max_batches=args.max_batches,
+                         max_shift=args.max_shift, input_transform=expand, source=source,
+                         accuracy=source["test_data"] == source["trained_on"])
+        consistency = result["consistency"]
+        extra = ", ".join(f"{k.split(' ')[0]} {v:.4f}" for k, v in consistency.items())
+    else:
+        state = load_state_dict(path)
+        if args.data:
+            print(f"note: --data {args.data} ignored: {path.name} is a plain weight file without the architecture, "
+                  "analysed as a state dict (kernel symmetry only); pass a `weightsym train` checkpoint for "
+                  "flip/shift consistency")
+        result = analyze(state, out, title=title, source={"weights": str(path)})
+        extra = "no consistency (weights only)"
     summary = result["summary"]
-    print(f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}; wrote {out}/report.md")
+    print(f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}; {extra}; wrote {out}/report.md")
     return 0
 
 
 def setup_cli(subparsers) -> None:
     """Add the ``analyze`` subcommand: ``weightsym analyze CHECKPOINT [--data NAME] [--data-dir DIR] [--out DIR]
-    [--max-batches N]``."""
+    [--max-batches N] [--max-shift S]``."""
     parser = subparsers.add_parser(
         "analyze",
-        help="kernel symmetry report (mean-kernel D4 scores, figures) for a checkpoint",
+        help="symmetry report of a checkpoint: mean-kernel D4 scores, figures, flip/shift consistency",
         description="Write report.md, analysis.json and figures about the symmetry of a checkpoint's conv kernels. "
-        "A .safetensors (or torch) state dict is analysed as plain tensors; flip/shift consistency needs a model.",
+        "A `weightsym train` checkpoint is rebuilt as its model (symmetric or not) and also measured for flip and "
+        "shift consistency (and accuracy) on the test split of its dataset or of --data. A weight file "
+        "(weightsym.save) or a plain torch/safetensors state dict is analysed as tensors (kernel symmetry only).",
     )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="state dict file (.safetensors, .pt)")
-    parser.add_argument("--data", metavar="NAME", help="dataset for flip/shift consistency (needs a model checkpoint)")
-    parser.add_argument("--data-dir", metavar="DIR", help="where the datasets live")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="training checkpoint (checkpoint.safetensors / best.safetensors of `weightsym train`), "
+                        "weightsym weight file or state dict (.safetensors, .pt)")
+    parser.add_argument("--data", metavar="NAME", help="test set for flip/shift consistency (default: the dataset "
+                        "the checkpoint was trained on)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where the datasets live (default: $WEIGHTSYM_DATA)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: CHECKPOINT_analysis next to it)")
-    parser.add_argument("--max-batches", type=int, metavar="N", help="limit the consistency evaluation to N batches")
+    parser.add_argument("--max-batches", type=int, metavar="N", help="limit the consistency evaluation to N test "
+                        "batches of 500")
+    parser.add_argument("--max-shift", type=int, default=4, metavar="S", help="shift consistency: offsets in "
+                        "[-S, S] per axis (default 4)")
     parser.add_argument("--title", help="report title")
     parser.set_defaults(func=_run_cli)
