@@ -15,6 +15,10 @@ from __future__ import annotations
 import importlib
 
 STUDIES: dict[str, str] = {
+    "params": "weightsym.reproduce.params",
+    "width-sweep": "weightsym.reproduce.width_sweep",
+    "kernel-symmetry": "weightsym.reproduce.kernel_symmetry",
+    "consistency": "weightsym.reproduce.consistency",
     # --- studies (add one line per study above this marker) ---
 }
 
