@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -81,7 +82,10 @@ class DistContext:
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def cleanup(self) -> None:
+        """Destroy the process group.  DistributedDataParallel wrappers live in reference cycles; collecting them
+        first keeps their gloo work objects from being torn down at interpreter exit (which can abort)."""
         if self.distributed and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
 
 

@@ -185,9 +185,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """
     ctx = distributed.setup(config.device)
     try:
-        return _train(config, ctx)
-    finally:
+        summary = _train(config, ctx)
+    except BaseException:
         ctx.cleanup()
+        raise
+    ctx.barrier()  # every rank finished: tearing gloo down while a peer is still talking aborts the process
+    ctx.cleanup()
+    return summary
 
 
 def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
