@@ -19,6 +19,7 @@ STUDIES: dict[str, str] = {
     "width-sweep": "weightsym.reproduce.width_sweep",
     "kernel-symmetry": "weightsym.reproduce.kernel_symmetry",
     "consistency": "weightsym.reproduce.consistency",
+    "input-expansion": "weightsym.reproduce.input_expansion",
     # --- studies (add one line per study above this marker) ---
 }
 
