@@ -1,3 +1,441 @@
-"""placeholder"""
-def setup_cli(subparsers):
-    pass
+"""Inference benchmark: optimized (``weightsym.fast.optimize``) vs dense, per layer and whole model.
+
+Run as ``weightsym bench [--quick]`` or ``python benchmarks/bench_inference.py``.  For every case the dense model (the
+symmetric model materialised into plain layers: what you get without weightsym.fast) and the optimized model run
+**interleaved in one process** (alternating dense/optimized, the order flipped every round); each measurement is a
+loop of calls lasting at least ``--min-time`` seconds and the reported time is the **median of ``--repeats``** such
+measurements.  Beside the measured ratio (dense time / optimized time) the table prints the **multiply ratio** the
+structure allows (dense multiplies / structured multiplies, from the orbits) and the ratio of the kernels actually
+chosen.  Peak memory is the increase of the process's peak resident set size (``ru_maxrss``) during one forward pass,
+measured in a fresh subprocess per model variant (so one variant's peak cannot hide another's).  File sizes compare
+``weightsym.save`` (free values only) with ``weightsym.fast.export_dense`` (dense state dict).
+
+Output: a Markdown table and JSON (``--out`` base path, default ``docs/results/inference``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import median
+
+import torch
+from torch import nn
+
+GOALS = [
+    # (key, description, predicate on a result row, required ratio)
+    ("block-linear", "block Linear n ≥ 1024", lambda r: r["kind"] == "linear" and r["channel"] == "block"
+     and r["n"] >= 1024, 3.0),
+    ("centro-linear", "centrosymmetric/bisymmetric Linear n ≥ 1024",
+     lambda r: r["kind"] == "linear" and r["channel"] in ("centrosymmetric", "bisymmetric") and r["n"] >= 1024, 1.6),
+    ("dihedral-conv", "dihedral 3x3 conv C ≥ 128", lambda r: r["kind"] == "conv" and r["spatial"] == "dihedral"
+     and not r["channel"] and r["n"] >= 128, 1.8),
+    ("materialised", "materialised plain-symmetric layers", lambda r: r["kind"] in ("conv", "linear")
+     and r["allowed_ratio"] == 1.0, 0.95),
+    ("wrn-dihedral", "WRN-16-4 whole model, dihedral", lambda r: r["kind"] == "model" and r["name"] == "wrn-16-4"
+     and r["spatial"] == "dihedral", 1.3),
+]
+
+MATERIALISED = ("triangular", "average", "eigen", "lowrank")
+
+
+def plan(quick: bool) -> dict:
+    """The benchmark cases; ``quick`` is for development on a busy machine (small batches, few cases)."""
+    if quick:
+        return {
+            "conv": [(c, m) for c, m in ((64, 16), (128, 16), (256, 8))],
+            "conv_batch": 8,
+            "conv_symmetries": [(None, "dihedral"), ("block", None), ("centrosymmetric", None),
+                                ("block", "dihedral"), ("triangular", None)],
+            "linear": [1024, 2048],
+            "linear_batches": [1, 64],
+            "linear_symmetries": ["block", "centrosymmetric", "bisymmetric", "eighth", "repeat:2:out",
+                                  "triangular", "average"],
+            "models": [("wrn-16-4", None, "dihedral", 8), ("wrn-16-4", "block", None, 8),
+                       ("resnet-50-small", None, "dihedral", 2)],
+            "repeats": 5, "min_time": 0.02,
+        }
+    return {
+        "conv": [(c, m) for c in (64, 128, 256) for m in (32, 16, 8)],
+        "conv_batch": 32,
+        "conv_symmetries": [(None, "dihedral"), (None, "hflip"), (None, "rot180"), (None, "transpose"),
+                            ("block", None), ("centrosymmetric", None), ("block", "dihedral"), ("triangular", None)],
+        "linear": [512, 1024, 2048],
+        "linear_batches": [1, 256],
+        "linear_symmetries": ["block", "centrosymmetric", "bisymmetric", "eighth", "repeat:2:out", "repeat:4:in",
+                              "triangular", "average", "eigen", "lowrank"],
+        "models": [("wrn-16-4", None, "dihedral", 32), ("wrn-16-4", "block", None, 32),
+                   ("resnet-50-small", None, "dihedral", 8), ("resnet-50-small", "block", None, 8)],
+        "repeats": 7, "min_time": 0.05,
+    }
+
+
+# -- environment --------------------------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "allocator": allocator(),
+    }
+
+
+def allocator() -> dict:
+    """Allocator settings in force (they change the cost of the large temporaries of folded kernels)."""
+    keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_TOP_PAD_", "LD_PRELOAD",
+            "OMP_NUM_THREADS")
+    env = {k: os.environ.get(k) for k in keys}
+    preload = env["LD_PRELOAD"] or ""
+    env["malloc"] = ("jemalloc" if "jemalloc" in preload else "tcmalloc" if "tcmalloc" in preload
+                     else f"glibc malloc ({'defaults' if not env['MALLOC_MMAP_THRESHOLD_'] else 'tuned'})")
+    return env
+
+
+# -- timing -------------------------------------------------------------------------------------------------------
+def interleaved(fns: dict, args: tuple, repeats: int, min_time: float) -> dict[str, list[float]]:
+    """Per-call seconds of each function, ``repeats`` measurements each, interleaved (order flipped per round)."""
+    names = list(fns)
+    with torch.no_grad():
+        inner = {}
+        for name in names:
+            fns[name](*args)
+            t0 = time.perf_counter()
+            fns[name](*args)
+            one = max(time.perf_counter() - t0, 1e-6)
+            inner[name] = max(1, math.ceil(min_time / one))
+        n = max(inner.values()) if max(inner.values()) <= 4 * min(inner.values()) else None
+        out = {name: [] for name in names}
+        for r in range(repeats):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                k = n or inner[name]
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    fns[name](*args)
+                out[name].append((time.perf_counter() - t0) / k)
+    return out
+
+
+def macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates of every Linear/Conv layer of a plain model on input ``x`` (by name)."""
+    counts: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            def hook(mod, inp, out, name=name):
+                if isinstance(mod, nn.Linear):
+                    per = mod.in_features
+                else:
+                    per = mod.in_channels // mod.groups * math.prod(mod.kernel_size)
+                counts[name] = counts.get(name, 0) + out.numel() * per
+            handles.append(module.register_forward_hook(hook))
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return counts
+
+
+def _fractions(symmetric: nn.Module, fast: nn.Module) -> tuple[dict[str, float], dict[str, float]]:
+    """Per symmetric layer: the smallest multiply fraction its structure allows, and the chosen kernel's."""
+    from weightsym.fast.optimize import candidates
+
+    allowed, chosen = {}, {}
+    for row in fast.optimize_report.rows:
+        name = "" if row.name == type(symmetric).__name__ and not hasattr(symmetric, row.name) else row.name
+        module = symmetric.get_submodule(name) if name else symmetric
+        options = candidates(module)
+        allowed[name] = min(getattr(o, "multiply_fraction", 1.0) for o in options.values())
+        chosen[name] = row.multiply_fraction
+    return allowed, chosen
+
+
+# -- cases --------------------------------------------------------------------------------------------------------
+def _random_free(module: nn.Module) -> None:
+    import weightsym as ws
+
+    with torch.no_grad():
+        for _, layer, _ in ws.symmetric_layers(module):
+            p = layer.parametrizations.weight.original
+            p.normal_(0, 1 / math.sqrt(max(1, layer.weight[0].numel())))
+
+
+def layer_case(kind: str, n: int, size: int, batch: int, channel, spatial, cfg) -> dict:
+    import weightsym as ws
+    from weightsym.fast import optimize
+    from weightsym.fast.materialize import materialize
+    from weightsym.symmetry import combine
+
+    torch.manual_seed(0)
+    if kind == "conv":
+        module = nn.Conv2d(n, n, 3, padding=1, bias=False)
+        x = torch.randn(batch, n, size, size)
+    else:
+        module = nn.Linear(n, n)
+        x = torch.randn(batch, n)
+    ws.nn.attach(module, "weight", combine(channel, spatial))
+    _random_free(module)
+    module.eval()
+    dense = materialize(module)
+    fast = optimize(module, example_input=x)
+    with torch.no_grad():
+        err = float((fast(x) - dense(x)).abs().max() / dense(x).abs().max())
+    allowed, chosen = _fractions(module, fast)
+    times = interleaved({"dense": dense, "optimized": fast}, (x,), cfg["repeats"], cfg["min_time"])
+    td, to = median(times["dense"]), median(times["optimized"])
+    row = fast.optimize_report.rows[0]
+    return {
+        "kind": kind, "name": f"{'Conv3x3' if kind == 'conv' else 'Linear'} {n}", "n": n, "map": size,
+        "batch": batch, "channel": channel, "spatial": spatial, "kernel": row.kernel,
+        "allowed_ratio": round(1 / allowed[""], 3), "chosen_ratio": round(1 / chosen[""], 3),
+        "dense_ms": td * 1e3, "optimized_ms": to * 1e3, "ratio": td / to,
+        "dense_runs_ms": [t * 1e3 for t in times["dense"]], "optimized_runs_ms": [t * 1e3 for t in times["optimized"]],
+        "throughput_dense": batch / td, "throughput_optimized": batch / to, "max_rel_error": err,
+    }
+
+
+def memory_probe(spec: dict) -> dict:
+    """Peak RSS increase (KiB) of one forward pass of one model variant; runs in a fresh subprocess."""
+    code = ("import json,sys; from weightsym.fast.bench import _probe; "
+            f"print(json.dumps(_probe(json.loads(sys.argv[1]))))")
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _build_model(name, channel, spatial):
+    import weightsym as ws
+    from weightsym.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    ws.symmetrize(model, channel=channel, spatial=spatial)
+    return model
+
+
+def _probe(spec: dict) -> dict:
+    from weightsym.fast import optimize
+    from weightsym.fast.materialize import materialize
+
+    model = _build_model(spec["model"], spec["channel"], spec["spatial"])
+    if spec["variant"] == "dense":
+        run = materialize(model)
+    else:
+        run = optimize(model, calibrate=False, choices=spec["choices"])
+    del model
+    x = torch.randn(spec["batch"], *spec["input_shape"])
+    gc.collect()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        run(x)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"baseline_kib": before, "peak_increase_kib": after - before}
+
+
+def model_case(name: str, channel, spatial, batch: int, cfg, memory: bool = True) -> dict:
+    import weightsym as ws
+    from weightsym.fast import export_dense, optimize
+    from weightsym.fast.materialize import materialize
+    from weightsym.models import model_info
+
+    shape = model_info(name)["input_shape"]
+    model = _build_model(name, channel, spatial)
+    x = torch.randn(batch, *shape)
+    dense = materialize(model)
+    t0 = time.perf_counter()
+    fast = optimize(model, example_input=x)
+    calib_s = time.perf_counter() - t0
+    with torch.no_grad():
+        ref = dense(x)
+        err = float((fast(x) - ref).abs().max() / ref.abs().max())
+    allowed, chosen = _fractions(model, fast)
+    counts = macs(dense, x)
+    total = sum(counts.values())
+    allowed_macs = sum(c * allowed.get(k, 1.0) for k, c in counts.items())
+    chosen_macs = sum(c * chosen.get(k, 1.0) for k, c in counts.items())
+    times = interleaved({"dense": dense, "optimized": fast}, (x,), cfg["repeats"], cfg["min_time"])
+    td, to = median(times["dense"]), median(times["optimized"])
+    with tempfile.TemporaryDirectory() as tmp:
+        free_bytes = ws.save(model, Path(tmp) / "free.safetensors").stat().st_size
+        dense_bytes = export_dense(model, Path(tmp) / "dense.safetensors").stat().st_size
+    row = {
+        "kind": "model", "name": name, "n": 0, "map": shape[-1], "batch": batch, "channel": channel,
+        "spatial": spatial,
+        "kernel": f"{sum(r.chosen != 'dense' for r in fast.optimize_report.rows)}/{len(fast.optimize_report.rows)} "
+                  "symmetric layers structured",
+        "allowed_ratio": round(total / allowed_macs, 3), "chosen_ratio": round(total / chosen_macs, 3),
+        "dense_ms": td * 1e3, "optimized_ms": to * 1e3, "ratio": td / to,
+        "dense_runs_ms": [t * 1e3 for t in times["dense"]], "optimized_runs_ms": [t * 1e3 for t in times["optimized"]],
+        "throughput_dense": batch / td, "throughput_optimized": batch / to, "max_rel_error": err,
+        "calibration_s": calib_s, "free_file_bytes": free_bytes, "dense_file_bytes": dense_bytes,
+        "gmacs_dense": total / 1e9, "layers": [r.__dict__ for r in fast.optimize_report.rows],
+    }
+    if memory:
+        choices = {r.name: r.chosen for r in fast.optimize_report.rows}
+        spec = {"model": name, "channel": channel, "spatial": spatial, "batch": batch, "input_shape": list(shape),
+                "choices": choices}
+        row["memory_dense"] = memory_probe(dict(spec, variant="dense"))
+        row["memory_optimized"] = memory_probe(dict(spec, variant="optimized"))
+    return row
+
+
+# -- report -------------------------------------------------------------------------------------------------------
+def _sym(r) -> str:
+    return "+".join(s for s in (r["channel"], r["spatial"]) if s)
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    out = []
+    for key, text, pred, need in GOALS:
+        hits = [r for r in rows if pred(r)]
+        if not hits:
+            out.append({"goal": key, "description": text, "required": need, "measured_min": None, "met": None})
+            continue
+        worst = min(hits, key=lambda r: r["ratio"])
+        out.append({"goal": key, "description": text, "required": need, "measured_min": round(worst["ratio"], 3),
+                    "worst_case": f"{worst['name']} {_sym(worst)} map {worst['map']} batch {worst['batch']}",
+                    "measured_median_of_cases": round(median(r["ratio"] for r in hits), 3),
+                    "met": worst["ratio"] >= need,
+                    "shortfall_pct": round(max(0.0, 100 * (1 - worst["ratio"] / need)), 1)})
+    return out
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        "# Inference benchmark: weightsym.fast.optimize vs dense",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Mode: {'quick (development, busy shared machine)' if result['quick'] else 'full'}; "
+        f"{result['plan']['repeats']} interleaved repeats, median reported; min {result['plan']['min_time']} s per "
+        "measurement  ",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads, "
+        f"Python {m['python']}, {m['platform']}  ",
+        f"Date: {m['date']}; load average at start {m['load_average']}, at end {result.get('load_end')}  ",
+        f"Allocator: {m['allocator']['malloc']}; "
+        + ", ".join(f"{k}={v}" for k, v in m["allocator"].items() if k != "malloc" and v) or "no MALLOC_* set",
+        "",
+        "ratio = dense time / optimized time (higher is better); *allowed* = dense multiplies / multiplies of the "
+        "cheapest structured kernel the symmetry allows; *chosen* = the same for the kernels optimize picked.",
+        "",
+    ]
+    from weightsym.nn import format_table
+
+    header = ["case", "symmetry", "map", "batch", "kernel", "allowed ×", "chosen ×", "dense ms", "optimized ms",
+              "measured ×"]
+    for title, kinds in (("Per layer", ("conv", "linear")), ("Whole model", ("model",))):
+        rows = [r for r in result["rows"] if r["kind"] in kinds]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", format_table(header, [
+            [r["name"], _sym(r), r["map"] if r["kind"] != "linear" else "-", r["batch"], r["kernel"],
+             f"{r['allowed_ratio']:.2f}", f"{r['chosen_ratio']:.2f}", f"{r['dense_ms']:.3f}", f"{r['optimized_ms']:.3f}",
+             f"{r['ratio']:.2f}"] for r in rows], numeric={2, 3, 5, 6, 7, 8, 9}), ""]
+    models = [r for r in result["rows"] if r["kind"] == "model"]
+    if models:
+        lines += ["## Whole model: throughput, memory, files", "",
+                  "Peak memory: increase of ru_maxrss (KiB) during one forward pass, fresh subprocess per variant.",
+                  "", format_table(
+                      ["model", "symmetry", "batch", "img/s dense", "img/s optimized", "peak KiB dense",
+                       "peak KiB optimized", "free-only file", "dense file", "calibration s"],
+                      [[r["name"], _sym(r), r["batch"], f"{r['throughput_dense']:.1f}",
+                        f"{r['throughput_optimized']:.1f}",
+                        str(r.get("memory_dense", {}).get("peak_increase_kib", "-")),
+                        str(r.get("memory_optimized", {}).get("peak_increase_kib", "-")),
+                        f"{r['free_file_bytes']:,}", f"{r['dense_file_bytes']:,}", f"{r['calibration_s']:.1f}"]
+                       for r in models], numeric={2, 3, 4, 5, 6, 7, 8, 9}), ""]
+    lines += ["## Goals", "", format_table(
+        ["goal", "required ×", "worst measured ×", "median of cases ×", "met", "short by", "worst case"],
+        [[g["description"], f"{g['required']:.2f}", "-" if g["measured_min"] is None else f"{g['measured_min']:.2f}",
+          "-" if g["measured_min"] is None else f"{g['measured_median_of_cases']:.2f}",
+          {True: "yes", False: "no", None: "not measured"}[g["met"]],
+          f"{g.get('shortfall_pct', 0):.1f}%" if g["met"] is False else "", g.get("worst_case", "")]
+         for g in result["goals"]]), ""]
+    return "\n".join(lines)
+
+
+def run(quick: bool = False, out: str | None = "docs/results/inference", only: str | None = None,
+        repeats: int | None = None, memory: bool = True, threads: int | None = None, log=print) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = plan(quick)
+    if repeats:
+        cfg["repeats"] = repeats
+    command = "weightsym bench" + (" --quick" if quick else "") + (f" --threads {threads}" if threads else "") \
+        + (f" --only {only}" if only else "")
+    result = {"command": command, "quick": quick, "machine": machine(),
+              "plan": {k: v for k, v in cfg.items() if k in ("repeats", "min_time", "conv_batch")}, "rows": []}
+    started = time.perf_counter()
+
+    def add(row):
+        result["rows"].append(row)
+        log(f"  {row['name']:<18} {_sym(row):<24} map {row['map']:>3} batch {row['batch']:>3}: dense "
+            f"{row['dense_ms']:9.3f} ms, optimized {row['optimized_ms']:9.3f} ms, x{row['ratio']:.2f} "
+            f"(allowed x{row['allowed_ratio']:.2f}) [{row['kernel']}]")
+
+    if only in (None, "layers", "conv"):
+        for channel, spatial in cfg["conv_symmetries"]:
+            for c, m in cfg["conv"]:
+                add(layer_case("conv", c, m, cfg["conv_batch"], channel, spatial, cfg))
+    if only in (None, "layers", "linear"):
+        for sym in cfg["linear_symmetries"]:
+            for n in cfg["linear"]:
+                for b in cfg["linear_batches"]:
+                    add(layer_case("linear", n, 0, b, sym, None, cfg))
+    if only in (None, "models"):
+        for name, channel, spatial, batch in cfg["models"]:
+            add(model_case(name, channel, spatial, batch, cfg, memory=memory))
+    result["load_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result["seconds"] = time.perf_counter() - started
+    result["goals"] = goals(result["rows"])
+    text = markdown(result)
+    if out:
+        base = Path(out)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.with_suffix(".md").write_text(text + f"\nTotal run time: {result['seconds']:.0f} s\n")
+        base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+        log(f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')}")
+    log(text)
+    return result
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="few small cases (development on a busy machine)")
+    p.add_argument("--out", default="docs/results/inference",
+                   help="base path of the .md and .json results (default docs/results/inference; '' to skip)")
+    p.add_argument("--only", choices=("layers", "conv", "linear", "models"), help="run one group of cases")
+    p.add_argument("--repeats", type=int, help="interleaved repeats per case (default 7, quick 5)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default, all cores); "
+                   "1 gives steadier numbers on an oversubscribed machine")
+
+
+def setup_cli(subparsers) -> None:
+    """``weightsym bench``: the inference benchmark."""
+    p = subparsers.add_parser("bench", help="inference benchmark: weightsym.fast.optimize vs dense",
+                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    add_arguments(p)
+    p.set_defaults(func=lambda args: run(args.quick, args.out or None, args.only, args.repeats,
+                                         not args.no_memory, threads=args.threads) and 0)

@@ -16,9 +16,9 @@ The functions here act along one tensor dimension (``-1`` for Linear, ``1`` for 
 
 >>> import torch
 >>> x = torch.arange(5.)
->>> pair_fold(x, -1).tolist()          # x0+x4, x1+x3, x2
-[4.0, 4.0, 2.0]
->>> mirror(torch.tensor([1., 2., 3.]), -1, 5).tolist()
+>>> pair_fold(x, -1, fold_index(5)).tolist()          # x0+x4, x1+x3, 2·x2 (the middle weight column is halved)
+[4.0, 4.0, 4.0]
+>>> mirror(torch.tensor([1., 2., 3.]), -1, mirror_index(5)).tolist()
 [1.0, 2.0, 3.0, 2.0, 1.0]
 """
 
@@ -63,31 +63,42 @@ def channel_plan(symmetry, rows: int, cols: int) -> tuple[str, int] | None:
     return None
 
 
-# -- runtime transforms (traceable, no loops over channels) -------------------------------------------------------
-def pair_fold(x: torch.Tensor, dim: int, n: int | None = None) -> torch.Tensor:
-    """``x₁ + J x₂`` (plus the middle entry for odd sizes): ``⌈n/2⌉`` entries along ``dim`` (``n`` = its size)."""
-    n = x.shape[dim] if n is None else n
+# -- runtime transforms (traceable; one gather per fold/mirror, no loops over channels) ---------------------------
+def fold_index(n: int) -> torch.Tensor:
+    """``[n-1, n-2, ..., n-h]`` (+ ``[h]`` for odd ``n``): the partner of each of the first ``⌈n/2⌉`` entries.
+
+    An odd middle entry is its own partner, so the fold holds ``2 x_h`` there; the reduced weight's middle column
+    is halved to match (:func:`reduce_weight`), which keeps the fold a single gather plus a single add.
+    """
     h = n // 2
-    folded = x.narrow(dim, 0, h) + x.narrow(dim, n - h, h).flip(dim)
-    if n % 2:
-        folded = torch.cat([folded, x.narrow(dim, h, 1)], dim)
-    return folded
+    idx = list(range(n - 1, n - h - 1, -1)) + ([h] if n % 2 else [])
+    return torch.tensor(idx, dtype=torch.long)
 
 
-def pair_diff(x: torch.Tensor, dim: int, n: int | None = None) -> torch.Tensor:
-    """``x₁ − J x₂``: ``⌊n/2⌋`` entries along ``dim``."""
-    n = x.shape[dim] if n is None else n
-    h = n // 2
-    return x.narrow(dim, 0, h) - x.narrow(dim, n - h, h).flip(dim)
+def mirror_index(n: int) -> torch.Tensor:
+    """``[0, 1, ..., ⌈n/2⌉-1, ⌊n/2⌋-1, ..., 1, 0]``: the outputs of a row-flip-symmetric product from its first half."""
+    hc, h = (n + 1) // 2, n // 2
+    return torch.tensor(list(range(hc)) + list(range(h - 1, -1, -1)), dtype=torch.long)
 
 
-def mirror(half: torch.Tensor, dim: int, n: int) -> torch.Tensor:
-    """The ``n`` outputs of a row-flip-symmetric product from its first ``⌈n/2⌉``."""
-    return torch.cat([half, half.narrow(dim, 0, n // 2).flip(dim)], dim)
+def pair_fold(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``x₁ + J x₂`` (``2 x_h`` in the middle for odd sizes): ``⌈n/2⌉`` entries along ``dim``."""
+    return x.narrow(dim, 0, index.numel()) + x.index_select(dim, index)
+
+
+def pair_fold_diff(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x₁ + J x₂, x₁ − J x₂)``, both ``⌈n/2⌉`` wide (the difference is 0 at an odd middle)."""
+    head, tail = x.narrow(dim, 0, index.numel()), x.index_select(dim, index)
+    return head + tail, head - tail
+
+
+def mirror(half: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """The ``n`` outputs of a row-flip-symmetric product from its first ``⌈n/2⌉`` (``index = mirror_index(n)``)."""
+    return half.index_select(dim, index)
 
 
 def centro_combine(sym: torch.Tensor, anti: torch.Tensor, dim: int, n: int) -> torch.Tensor:
-    """``y₁ = y_s + y_a``, middle ``= y_s[h]``, ``y₂ = J (y_s − y_a)``."""
+    """``y₁ = y_s + y_a``, middle ``= y_s[h]``, ``y₂ = J (y_s − y_a)`` (``anti`` has ``⌊n/2⌋`` entries)."""
     h = n // 2
     head = sym.narrow(dim, 0, h)
     parts = [head + anti]
@@ -97,10 +108,9 @@ def centro_combine(sym: torch.Tensor, anti: torch.Tensor, dim: int, n: int) -> t
     return torch.cat(parts, dim)
 
 
-def chunk_sum(x: torch.Tensor, dim: int, copies: int, n: int | None = None) -> torch.Tensor:
-    """Sum of the ``copies`` equal chunks of ``x`` along ``dim`` (input fold of ``repeat`` along in)."""
+def chunk_sum(x: torch.Tensor, dim: int, copies: int, n: int) -> torch.Tensor:
+    """Sum of the ``copies`` equal chunks of ``x`` (``n`` entries) along ``dim`` (input fold of ``repeat`` along in)."""
     dim = dim % x.dim()
-    n = x.shape[dim] if n is None else n
     return x.unflatten(dim, (copies, n // copies)).sum(dim)
 
 
@@ -123,18 +133,27 @@ def _pair_bases(n: int) -> tuple[np.ndarray, np.ndarray]:
     return sym, anti
 
 
+def _halve_middle_column(w: torch.Tensor, n: int) -> torch.Tensor:
+    """The fold doubles an odd middle input (``2 x_h``): halve the weight column that multiplies it."""
+    if n % 2:
+        w = w.clone()
+        w[:, n // 2] = w[:, n // 2] / 2
+    return w
+
+
 def reduce_weight(weight: torch.Tensor, plan: str, copies: int = 1) -> list[torch.Tensor]:
     """The reduced weight(s) the plan multiplies with (channel dims 0 and 1, any trailing kernel dims).
 
     ``block``: the top-left ``⌈R/2⌉ x ⌈C/2⌉`` quarter; ``colflip``/``rowflip``: the left/top half; ``repeat``:
-    one copy; ``centro``: ``[M_s, M_a] = [Sᵀ W S, Aᵀ W A]`` (float64), where the columns of ``S``/``A`` are ``(e_i ± e_{n-1-i})/2``
-    (and ``e_h`` for an odd middle).
+    one copy; ``centro``: ``[M_s, M_a] = [Sᵀ W S, Aᵀ W A]`` (float64), where the columns of ``S``/``A`` are
+    ``(e_i ± e_{n-1-i})/2`` (and ``e_h`` for an odd middle).  Input folds double an odd middle entry, so the
+    matching weight column is halved (``M_a`` gets a zero column there: the difference is 0).
     """
     R, C = weight.shape[:2]
     if plan == "block":
-        return [weight[: (R + 1) // 2, : (C + 1) // 2]]
+        return [_halve_middle_column(weight[: (R + 1) // 2, : (C + 1) // 2], C)]
     if plan == "colflip":
-        return [weight[:, : (C + 1) // 2]]
+        return [_halve_middle_column(weight[:, : (C + 1) // 2], C)]
     if plan == "rowflip":
         return [weight[: (R + 1) // 2]]
     if plan == "repeat_out":
@@ -145,8 +164,10 @@ def reduce_weight(weight: torch.Tensor, plan: str, copies: int = 1) -> list[torc
         sym, anti = (torch.from_numpy(b) for b in _pair_bases(C))
         w64 = weight.to(torch.float64)
         # with F the ±pair basis and G = FᵀF: y_s = G⁻¹ Fᵀ W F G⁻¹ u = Sᵀ W S u, since S = F G⁻¹ (same for A)
-        m_sym = torch.einsum("ra,rc...,cb->ab...", sym, w64, sym)
+        m_sym = _halve_middle_column(torch.einsum("ra,rc...,cb->ab...", sym, w64, sym), C)
         m_anti = torch.einsum("ra,rc...,cb->ab...", anti, w64, anti)
+        if C % 2:
+            m_anti = torch.cat([m_anti, torch.zeros_like(m_anti[:, :1])], 1)
         return [m_sym.to(weight.dtype).contiguous(), m_anti.to(weight.dtype).contiguous()]
     raise ValueError(f"unknown channel plan {plan!r}")
 

@@ -38,7 +38,7 @@ class LayerChoice:
     chosen: str  # "dense" (materialised) or the name of a structured candidate
     kernel: str  # human description of the chosen kernel
     multiply_fraction: float  # multiplies of the chosen kernel / dense multiplies
-    how: str  # "calibrated", "size rule", "no structure"
+    how: str  # "calibrated", "size rule", "no structure", "given"
     times_ms: dict = field(default_factory=dict)
 
 
@@ -102,7 +102,8 @@ def _replace(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
 
 
 def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compile: bool = False,
-             margin: float = 0.03, rounds: int = 5, verbose: bool = False) -> nn.Module:
+             margin: float = 0.03, rounds: int = 5, choices: dict[str, str] | None = None,
+             verbose: bool = False) -> nn.Module:
     """A copy of ``model`` for inference in which every symmetric layer runs its cheapest exact kernel.
 
     ``model`` is left untouched.  The copy is in eval mode, its parameters do not require grad, and it contains no
@@ -113,7 +114,8 @@ def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compi
     otherwise the documented size rule decides.  ``compile=True`` wraps the result in ``torch.compile`` (CPU
     inductor) and falls back to the eager model, with a warning, when compilation is unavailable.
 
-    The choices are in ``result.optimize_report`` (an :class:`OptimizeReport`).
+    ``choices`` (``{layer name: candidate}``, e.g. the ``chosen`` column of an earlier report) replays a plan
+    without timing.  The choices are in ``result.optimize_report`` (an :class:`OptimizeReport`).
     """
     from weightsym.nn import symmetric_layers
 
@@ -136,8 +138,13 @@ def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compi
         shape = tuple(module.weight.shape) if param is not None else ()
         options = candidates(module)
         times: dict[str, float] = {}
+        label = name or type(module).__name__
         if len(options) == 1:
             chosen, how = "dense", "no structure"
+        elif choices is not None and label in choices:
+            if choices[label] not in options:
+                raise ValueError(f"layer `{label}`: no candidate {choices[label]!r}; it has {sorted(options)}")
+            chosen, how = choices[label], "given"
         elif name in inputs:
             times = cal.time_candidates(options, inputs[name], rounds=rounds)
             chosen, how = cal.pick(times, margin), "calibrated"
@@ -147,7 +154,7 @@ def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compi
             how = "size rule"
         new = options[chosen]
         kernel, fraction = _describe(new)
-        report.rows.append(LayerChoice(name or type(module).__name__, type(module).__name__, spec, shape, chosen,
+        report.rows.append(LayerChoice(label, type(module).__name__, spec, shape, chosen,
                                        kernel, fraction, how, {k: v * 1e3 for k, v in times.items()}))
         if name == "":
             fast = new

@@ -67,6 +67,11 @@ class StructuredLayer(nn.Module):
             self.register_buffer(f"weight{i}", w.contiguous())
         self.branches = len(weights)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        # gathers of the channel folds (non-persistent: derived from the sizes)
+        self.register_buffer("fold_idx", cf.fold_index(self.n_in), persistent=False)
+        self.register_buffer("mirror_idx", cf.mirror_index(self.n_out), persistent=False)
+        # a bias is added by the product itself when no output transform follows (one fused op)
+        self.fused_bias = self.out_mode == "none" and bias is not None
         self.multiply_fraction = sum(w.numel() for w in weights) / dense_numel
 
     # -- construction ---------------------------------------------------------------------------------------------
@@ -132,41 +137,44 @@ class StructuredLayer(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------------------------
     def _product(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        bias = self.bias if self.fused_bias else None
         if self.kind == "linear":
-            return F.linear(x, weight)
+            return F.linear(x, weight, bias)
         conv = self.conv
         if self.spatial is not None:
             z = self.spatial(x)
             if self.product == "matmul":
                 y = torch.matmul(weight, z.flatten(2))
+                if bias is not None:
+                    y = y + bias.unsqueeze(-1)
                 return y.view(z.shape[0], weight.shape[0], *z.shape[2:])
             if conv["ndim"] == 1:
-                return F.conv1d(z, weight, groups=conv["groups"])
-            return F.conv2d(z, weight, groups=conv["groups"])
+                return F.conv1d(z, weight, bias, groups=conv["groups"])
+            return F.conv2d(z, weight, bias, groups=conv["groups"])
         if conv["pad"] is not None:
             x = F.pad(x, conv["pad"], mode=conv["mode"])
         op = F.conv1d if conv["ndim"] == 1 else F.conv2d
-        return op(x, weight, None, conv["stride"], conv["padding"], conv["dilation"], conv["groups"])
+        return op(x, weight, bias, conv["stride"], conv["padding"], conv["dilation"], conv["groups"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.dim
         if self.in_mode == "pair":
-            inputs = [cf.pair_fold(x, d, self.n_in)]
+            inputs = [cf.pair_fold(x, d, self.fold_idx)]
         elif self.in_mode == "centro":
-            inputs = [cf.pair_fold(x, d, self.n_in), cf.pair_diff(x, d, self.n_in)]
+            inputs = list(cf.pair_fold_diff(x, d, self.fold_idx))
         elif self.in_mode == "chunks":
             inputs = [cf.chunk_sum(x, d, self.copies, self.n_in)]
         else:
             inputs = [x]
         outs = [self._product(t, getattr(self, f"weight{i}")) for i, t in enumerate(inputs)]
         if self.out_mode == "mirror":
-            y = cf.mirror(outs[0], d, self.n_out)
+            y = cf.mirror(outs[0], d, self.mirror_idx)
         elif self.out_mode == "centro":
             y = cf.centro_combine(outs[0], outs[1], d, self.n_out)
         elif self.out_mode == "tile":
             y = cf.tile(outs[0], d, self.copies)
         else:
             y = outs[0]
-        if self.bias is not None:
+        if self.bias is not None and not self.fused_bias:
             y = y + (self.bias if self.kind == "linear" else self.bias.view(-1, *([1] * (y.dim() - 2))))
         return y
