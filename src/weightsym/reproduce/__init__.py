@@ -20,6 +20,7 @@ STUDIES: dict[str, str] = {
     "kernel-symmetry": "weightsym.reproduce.kernel_symmetry",
     "consistency": "weightsym.reproduce.consistency",
     "input-expansion": "weightsym.reproduce.input_expansion",
+    "replica-breakers": "weightsym.reproduce.replica_breakers",
     # --- studies (add one line per study above this marker) ---
 }
 
