@@ -176,10 +176,12 @@ def symmetrize(
     """Impose ``channel`` and/or ``spatial`` symmetry on the weight layers of ``model`` (in place).
 
     Which layers: every Linear / Conv1d / Conv2d / LSTM / GRU layer the symmetries apply to, **except the first and
-    the last weight layer** (input stem and classifier), as in the paper.  ``include`` (module-name globs, fnmatch
-    on ``named_modules()`` names) replaces that rule: exactly the matching layers are considered.  ``exclude`` globs
-    remove layers.  A layer the requested symmetry cannot act on is left dense (or gets the part that applies: a
-    non-square 3x3 conv still takes a spatial symmetry) and the report says why; ``strict=True`` raises instead.
+    the last weight layer** (input stem and classifier), as in the paper; an ``nn.Embedding`` registered before them
+    counts as the stem (so in embedding -> LSTM -> decoder language models the LSTM is symmetrized).  ``include``
+    (module-name globs, fnmatch on ``named_modules()`` names) replaces that rule: exactly the matching layers are
+    considered.  ``exclude`` globs remove layers.  A layer the requested symmetry cannot act on is left dense (or
+    gets the part that applies: a non-square 3x3 conv still takes a spatial symmetry) and the report says why;
+    ``strict=True`` raises instead.
 
     Channel symmetries act on each group of a grouped conv (in == out per group).  On LSTM/GRU layers they act on
     each gate's square block of ``weight_hh`` selected by ``hh_gates`` (e.g. ``"1111"``; gate order i, f, g, o for
@@ -198,7 +200,10 @@ def symmetrize(
     layers = weight_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Linear/Conv1d/Conv2d/LSTM/GRU layers to symmetrize")
-    edge = {layers[0][0], layers[-1][0]}
+    # the stem / classifier rule: an embedding in front (language models) is the stem, so a recurrent layer after it
+    # is not mistaken for one
+    ordered = [n for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS + (nn.Embedding, nn.EmbeddingBag))]
+    edge = {ordered[0], layers[-1][0]}
 
     report = SymmetrizeReport()
     for name, module in layers:
@@ -207,7 +212,7 @@ def symmetrize(
         if any(fnmatch.fnmatchcase(name, g) for g in exclude):
             considered, why = False, "excluded"
         elif not considered:
-            why = "not in include" if include else ("first weight layer (stem)" if name == layers[0][0]
+            why = "not in include" if include else ("first weight layer (stem)" if name == ordered[0]
                                                     else "last weight layer (classifier)")
         for tensor, row_blocks, mask, recurrent in _tensor_plan(module, label, hh_gates, ih_gates):
             if symmetric_parametrization(module, tensor) is not None:

@@ -1,0 +1,337 @@
+"""Train and evaluate a word-level LSTM/GRU language model, dense or with symmetric gate blocks.
+
+The recipe is the pytorch/examples ``word_language_model`` one the paper's code (hushell/deep-symmetry, ``symmRNN``)
+started from:
+
+* truncated BPTT: the training stream is cut into ``batch_size`` columns (:func:`~weightsym.data.text.batchify`)
+  and walked in windows of ``bptt`` steps; the hidden state is carried from one window to the next, detached
+  (:func:`~weightsym.models.language.repackage_hidden`), and reset to zero at the start of every epoch;
+* plain SGD (``lr`` 20), gradient-norm clipping (0.25);
+* after each epoch the validation loss is computed; if it did not improve on the best so far, the learning rate is
+  divided by ``anneal`` (4); the best model is kept (``best.safetensors``) and the test perplexity is computed with it.
+
+Symmetry is applied from outside, as everywhere in weightsym: ``channel`` (e.g. ``average``, ``triangular``) on
+the gate blocks chosen by ``hh_gates`` / ``ih_gates`` (gate order i, f, g, o for LSTM; r, z, n for GRU).  The
+symmetric LSTM runs on the stock fused kernel (each symmetric weight is expanded once per forward call).
+
+Files written to ``out``: ``log.jsonl`` (one JSON object per epoch), ``last.safetensors`` (model, optimizer, RNG and
+run state after the last finished epoch: ``resume=True`` continues from it and gives the same result as an
+uninterrupted run), ``best.safetensors`` (best validation model; its state holds the config and the vocabulary, so
+:func:`load_language_model` / ``weightsym lm-sample`` need nothing else), ``summary.json``.
+
+Example:
+    >>> config = LMConfig(corpus="ptb", data_dir="/work/shared/data", hidden=128, emb=128, tie=True,
+    ...                   channel="average", epochs=1, max_train_tokens=100_000, out="runs/lm-avg")   # doctest: +SKIP
+    >>> summary = fit(config)                                                                          # doctest: +SKIP
+    >>> summary["test_ppl"]                                                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import weightsym as ws
+from weightsym.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
+from weightsym.models.language import LSTMLanguageModel, repackage_hidden
+from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class LMConfig:
+    """Every option of a language-model run (the ``weightsym lm`` flags map one to one)."""
+
+    corpus: str = "ptb"
+    data_dir: str | None = None
+    rnn_type: str = "lstm"
+    emb: int = 256
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.5
+    tie: bool = False
+    channel: str | None = None  # None: dense model
+    hh_gates: str = "1111"
+    ih_gates: str | None = None  # None or all zeros: weight_ih stays dense
+    epochs: int = 6
+    bptt: int = 35
+    batch_size: int = 20
+    eval_batch_size: int = 10
+    lr: float = 20.0
+    anneal: float = 4.0
+    clip: float = 0.25
+    seed: int = 1111
+    max_train_tokens: int | None = None  # first N training tokens only (quick runs)
+    max_eval_tokens: int | None = None  # first N valid/test tokens only (quick runs; None: the full sets)
+    threads: int | None = None
+    out: str = "runs/lm"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LMConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def symmetry_options(self) -> dict | None:
+        """Keyword arguments for :func:`weightsym.symmetrize`, or None for a dense model."""
+        if not self.channel or self.channel == "none":
+            return None
+        ih = self.ih_gates if self.ih_gates and "1" in self.ih_gates else None
+        hh = self.hh_gates if self.hh_gates and "1" in self.hh_gates else None
+        if hh is None and ih is None:
+            return None
+        gates = 4 if self.rnn_type == "lstm" else 3
+        return {"channel": self.channel, "hh_gates": hh or "0" * gates, "ih_gates": ih, "include": ["rnn"]}
+
+
+def build_model(config: LMConfig, vocab_size: int) -> tuple[LSTMLanguageModel, "ws.SymmetrizeReport | None"]:
+    """The (possibly symmetric) model of ``config`` and the symmetrize report (None if dense)."""
+    model = LSTMLanguageModel(vocab_size, config.emb, config.hidden, config.layers, config.dropout, config.tie,
+                              config.rnn_type)
+    options = config.symmetry_options()
+    if options is not None and options["ih_gates"] and config.emb != config.hidden:
+        raise ValueError(f"--ih-gates {options['ih_gates']}: symmetric weight_ih blocks need --emb == --hidden "
+                         f"(layer 0 maps {config.emb} -> {config.hidden}); use equal sizes or --ih-gates 0000")
+    report = ws.symmetrize(model, **options) if options is not None else None
+    if report is not None:
+        refused = [r for r in report.skipped if r.name == "rnn" and r.note and r.note != "no gate selected"]
+        if refused or not report.symmetric:
+            row = refused[0] if refused else report.rows[0]
+            raise ValueError(f"--channel {config.channel}: cannot be applied to `rnn` {row.tensor} "
+                             f"{tuple(row.shape)}: {row.note or 'no gate selected'}")
+    return model, report
+
+
+def evaluate(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
+    """Mean cross-entropy per token (nats) over the batchified ``data``, hidden state carried across windows."""
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    total, count = 0.0, 0
+    hidden = model.init_hidden(data.size(1))
+    with torch.no_grad():
+        for i in range(0, data.size(0) - 1, bptt):
+            x, y = get_batch(data, i, bptt)
+            logits, hidden = model(x, hidden)
+            total += criterion(logits.view(-1, logits.size(-1)), y.reshape(-1)).item()
+            count += y.numel()
+    return total / max(count, 1)
+
+
+def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Optimizer, bptt: int, clip: float,
+                progress=None) -> dict:
+    """One pass of truncated BPTT over the batchified ``data``; returns ``{"loss", "tokens", "seconds"}``."""
+    model.train()
+    criterion = nn.CrossEntropyLoss()
+    hidden = model.init_hidden(data.size(1))
+    total, tokens, start = 0.0, 0, time.perf_counter()
+    for i in range(0, data.size(0) - 1, bptt):
+        x, y = get_batch(data, i, bptt)
+        hidden = repackage_hidden(hidden)
+        optimizer.zero_grad(set_to_none=True)
+        logits, hidden = model(x, hidden)
+        loss = criterion(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        loss.backward()
+        if clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise RuntimeError(f"training loss became {value} at window {i // bptt}; lower --lr or --clip")
+        total += value * y.numel()
+        tokens += y.numel()
+        if progress is not None:
+            elapsed = time.perf_counter() - start
+            progress.update(1)
+            progress.set_postfix(loss=f"{total / tokens:.3f}", ppl=f"{math.exp(min(total / tokens, 50)):.1f}",
+                                 tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
+    return {"loss": total / max(tokens, 1), "tokens": tokens, "seconds": time.perf_counter() - start}
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(min(loss, 700.0))
+
+
+def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
+    """Run (or with ``resume=True`` continue) the training described by ``config``; return the summary dict.
+
+    Summary keys: ``config``, ``vocab``, ``params`` (dense-equivalent / stored / free), ``epochs_done``,
+    ``best_epoch``, ``valid_ppl`` (best), ``test_ppl`` (of the best model), ``seconds_per_epoch`` (training only,
+    mean), ``tokens_per_second``, ``history``.
+    """
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "log.jsonl"
+    if resume:
+        if not last_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint {last_path} (run without --resume first)")
+        saved = LMConfig.from_dict(checkpoint_info(last_path)["state"]["config"])
+        if saved.epochs != config.epochs:
+            saved.epochs = config.epochs  # the one option that may change on resume: train for longer
+        config = saved
+    elif last_path.exists():
+        raise FileExistsError(f"{out} already holds a run (last.safetensors); pass --resume to continue it or choose "
+                              "another --out")
+
+    torch.manual_seed(config.seed)
+    corpus = load_corpus(config.corpus, config.data_dir)
+    train_ids = corpus.train[: config.max_train_tokens] if config.max_train_tokens else corpus.train
+    valid_ids = corpus.valid[: config.max_eval_tokens] if config.max_eval_tokens else corpus.valid
+    test_ids = corpus.test[: config.max_eval_tokens] if config.max_eval_tokens else corpus.test
+    train_data = batchify(train_ids, config.batch_size)
+    valid_data = batchify(valid_ids, config.eval_batch_size)
+    test_data = batchify(test_ids, config.eval_batch_size)
+
+    model, report = build_model(config, len(corpus.dictionary))
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    counts = ws.count_parameters(model)
+    state = {"epoch": 0, "best_val": None, "best_epoch": None, "history": [], "config": asdict(config)}
+    if resume:
+        state = load_checkpoint(last_path, model, optimizer, restore_rng=True)
+        log(f"resumed {last_path} after epoch {state['epoch']} (lr {optimizer.param_groups[0]['lr']:g})")
+    else:
+        log_path.write_text("")
+        log(f"{corpus.name}: vocab {len(corpus.dictionary):,}, train {train_ids.numel():,} tokens, "
+            f"valid {valid_ids.numel():,}, test {test_ids.numel():,}")
+        if report is not None:
+            log(str(report))
+        log(f"parameters: dense-equivalent {counts.dense:,}, stored {counts.stored:,}, free {counts.free:,} "
+            f"({100 * counts.saved:.2f}% saved)")
+
+    steps = (train_data.size(0) - 1 + config.bptt - 1) // config.bptt
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        bar = _progress(steps, f"epoch {epoch}/{config.epochs}", progress)
+        try:
+            stats = train_epoch(model, train_data, optimizer, config.bptt, config.clip, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        eval_start = time.perf_counter()
+        val_loss = evaluate(model, valid_data, config.bptt)
+        lr = optimizer.param_groups[0]["lr"]
+        improved = state["best_val"] is None or val_loss < state["best_val"]
+        record = {"epoch": epoch, "lr": lr, "train_loss": stats["loss"], "train_ppl": _ppl(stats["loss"]),
+                  "valid_loss": val_loss, "valid_ppl": _ppl(val_loss), "train_seconds": stats["seconds"],
+                  "eval_seconds": time.perf_counter() - eval_start,
+                  "tokens_per_second": stats["tokens"] / max(stats["seconds"], 1e-9), "improved": improved}
+        if improved:
+            state["best_val"], state["best_epoch"] = val_loss, epoch
+            save_checkpoint(best_path, model, state={"config": asdict(config), "epoch": epoch, "valid_loss": val_loss,
+                                                     "vocab": corpus.dictionary.idx2word})
+        else:
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] / config.anneal
+        state["epoch"] = epoch
+        state["history"].append(record)
+        save_checkpoint(last_path, model, optimizer, state=state)
+        with open(log_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        log(f"epoch {epoch:3d} | lr {lr:g} | {stats['seconds']:.1f} s | {record['tokens_per_second']:,.0f} tok/s | "
+            f"train ppl {record['train_ppl']:.2f} | valid ppl {record['valid_ppl']:.2f}"
+            + ("" if improved else f" | lr -> {optimizer.param_groups[0]['lr']:g}"))
+
+    if state["best_epoch"] is None:
+        raise RuntimeError("no epoch was trained (--epochs must be >= 1)")
+    best_model, _ = build_model(config, len(corpus.dictionary))
+    load_checkpoint(best_path, best_model)
+    test_loss = evaluate(best_model, test_data, config.bptt)
+    history = state["history"]
+    summary = {
+        "config": asdict(config),
+        "corpus": corpus.summary(),
+        "params": counts.to_dict(),
+        "epochs_done": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "valid_ppl": _ppl(state["best_val"]),
+        "test_ppl": _ppl(test_loss),
+        "seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
+        "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
+        "train_tokens": int(train_ids.numel()),
+        "history": history,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(format_summary(summary))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    c, p = summary["config"], summary["params"]
+    if c.get("channel"):
+        sym = f"{c['channel']} hh={c['hh_gates']} ih={c.get('ih_gates') or '-'}"
+    else:
+        sym = "dense"
+    rows = [[f"{c['rnn_type']} {c['layers']}x{c['hidden']}{' tied' if c['tie'] else ''}", sym, f"{p['stored']:,}",
+             f"{p['dense']:,}", f"{summary['valid_ppl']:.2f}", f"{summary['test_ppl']:.2f}",
+             f"{summary['seconds_per_epoch']:.1f}", f"{summary['epochs_done']}"]]
+    return ws.nn.format_table(["model", "symmetry", "stored params", "dense-equivalent", "valid ppl", "test ppl",
+                               "s/epoch", "epochs"], rows, numeric={2, 3, 4, 5, 6, 7})
+
+
+def load_language_model(path: str | os.PathLike) -> tuple[LSTMLanguageModel, Dictionary, LMConfig]:
+    """Rebuild the model of a ``best.safetensors`` / ``last.safetensors`` written by :func:`fit` (symmetric layers
+    included) and its vocabulary; returns ``(model in eval mode, dictionary, config)``."""
+    state = checkpoint_info(path)["state"]
+    config = LMConfig.from_dict(state["config"])
+    vocab = state.get("vocab")
+    if vocab is None:
+        best = Path(path).with_name("best.safetensors")
+        if not best.exists():
+            raise ValueError(f"{path} holds no vocabulary; use the run's best.safetensors")
+        vocab = checkpoint_info(best)["state"]["vocab"]
+    dictionary = Dictionary()
+    for word in vocab:
+        dictionary.add_word(word)
+    model, _ = build_model(config, len(dictionary))
+    load_checkpoint(path, model)
+    return model.eval(), dictionary, config
+
+
+def generate(model: LSTMLanguageModel, dictionary: Dictionary, words: int = 50, temperature: float = 1.0,
+             seed: int | None = None, prompt: list[str] | None = None) -> list[str]:
+    """Sample ``words`` tokens from ``model`` (softmax of logits / ``temperature``).  Without ``prompt`` the first
+    input word is drawn uniformly, as in pytorch/examples; ``<eos>`` tokens are returned as they are."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    model.eval()
+    hidden = model.init_hidden(1)
+    with torch.no_grad():
+        if prompt:
+            ids = torch.tensor(dictionary.encode(prompt), dtype=torch.int64).view(-1, 1)
+            logits, hidden = model(ids, hidden)
+            logits = logits[-1, 0]
+        else:
+            start = torch.randint(len(dictionary), (1, 1), generator=generator)
+            logits, hidden = model(start, hidden)
+            logits = logits[-1, 0]
+        out = []
+        for _ in range(words):
+            probs = torch.softmax(logits.double() / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator)
+            out.append(dictionary.idx2word[int(token)])
+            logits, hidden = model(token.view(1, 1), hidden)
+            logits = logits[-1, 0]
+    return out
+
+
+def format_text(words: list[str]) -> str:
+    """Words joined by spaces, a newline for every ``<eos>``."""
+    return " ".join(words).replace(" <eos> ", "\n").replace("<eos> ", "\n").replace(" <eos>", "\n").strip("\n")
+
+
+__all__ = ["Corpus", "LMConfig", "build_model", "evaluate", "fit", "format_summary", "format_text", "generate",
+           "load_language_model", "train_epoch"]
