@@ -74,6 +74,12 @@ class DistContext:
         dist.all_gather(out, t)
         return [int(o.item()) for o in out]
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Copy rank 0's buffers (e.g. BatchNorm running statistics) to every process."""
+        if self.distributed:
+            for buffer in module.buffers():
+                dist.broadcast(buffer.data, 0)
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """``DistributedDataParallel(model)`` when distributed, else ``model``."""
         if not self.distributed:

@@ -138,6 +138,7 @@ def evaluate(model: nn.Module, loader, ctx: distributed.DistContext | None = Non
     ctx = ctx or distributed.DistContext()
     criterion = criterion or nn.CrossEntropyLoss()
     module = unwrap_model(model)
+    ctx.broadcast_buffers(module)  # rank 0's BatchNorm statistics everywhere, so every shard uses the same model
     was_training = module.training
     module.eval()
     loss_sum = correct = count = 0.0
