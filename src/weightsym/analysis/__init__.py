@@ -22,7 +22,14 @@ from .kernel_symmetry import (
     transform_scores,
 )
 from .replica import ReplicaDistance, effective_weights, pairwise_distances, replica_distance
-from .report import analyze, load_state_dict, plot_mean_kernels, plot_score_depth, setup_cli
+from .report import (
+    analyze,
+    load_state_dict,
+    load_training_checkpoint,
+    plot_mean_kernels,
+    plot_score_depth,
+    setup_cli,
+)
 
 __all__ = [
     "D4_TRANSFORMS",
@@ -36,6 +43,7 @@ __all__ = [
     "kernel_scores",
     "kernel_symmetry",
     "load_state_dict",
+    "load_training_checkpoint",
     "mean_kernel",
     "pairwise_distances",
     "plot_mean_kernels",
