@@ -49,10 +49,16 @@ def test_single_process_context_outside_torchrun(monkeypatch):
     assert isinstance(ctx, DistContext)
 
 
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted 2-process run: 300 samples per rank / 64 = 5 steps per epoch, 8 steps end mid-epoch 2."""
+    out = tmp_path_factory.mktemp("ddp") / "full"
+    return out, torchrun(out, "--max-steps", "8", "--checkpoint-every", "2")
+
+
 @pytest.mark.slow
-def test_two_process_gloo_run_keeps_symmetric_weights_identical_across_ranks(tmp_path):
-    out = tmp_path / "ddp"
-    result = torchrun(out, "--max-steps", "8")  # 300 samples per rank / 64 = 5 steps per epoch: ends mid-epoch 2
+def test_two_process_gloo_run_keeps_symmetric_weights_identical_across_ranks(full_run):
+    out, result = full_run
     assert "2 process(es) on cpu" in result.stdout
     assert result.stdout.count("| summary") == 1  # only rank 0 prints
     summary = json.loads((out / "summary.json").read_text())
@@ -75,11 +81,12 @@ def test_two_process_gloo_run_keeps_symmetric_weights_identical_across_ranks(tmp
 
 
 @pytest.mark.slow
-def test_two_process_resume_is_exact(tmp_path):
-    torchrun(tmp_path / "full", "--max-steps", "7", "--checkpoint-every", "2")
+def test_two_process_resume_is_exact(full_run, tmp_path):
+    full, _ = full_run
     torchrun(tmp_path / "cut", "--max-steps", "3")
-    torchrun(tmp_path / "cut", "--resume", "--max-steps", "7", "--no-progress")
-    a = load_file(str(tmp_path / "full" / "checkpoint.safetensors"))
+    resumed = torchrun(tmp_path / "cut", "--resume", "--max-steps", "8", "--no-progress")
+    assert "resuming at step 3 (epoch 1, batch 3)" in resumed.stdout
+    a = load_file(str(full / "checkpoint.safetensors"))
     b = load_file(str(tmp_path / "cut" / "checkpoint.safetensors"))
     for key in (k for k in a if k.startswith(("model.", "optim."))):
         assert torch.equal(a[key], b[key]), key
