@@ -67,10 +67,10 @@ def candidates(module: nn.Module) -> dict[str, nn.Module]:
     out: dict[str, nn.Module] = {"dense": materialize(module)}
     variants = {
         "structured": dict(),
+        "structured-conv": dict(product="conv"),
         "structured-mm": dict(product="matmul"),
         "channel-only": dict(use_spatial=False),
         "spatial-only": dict(use_channel=False),
-        "spatial-only-mm": dict(use_channel=False, product="matmul"),
     }
     built: list[StructuredLayer] = []
     for name, kw in variants.items():
@@ -89,7 +89,7 @@ def _describe(layer: nn.Module) -> tuple[str, float]:
     if isinstance(layer, StructuredLayer):
         parts = [] if layer.plan == "dense" else [f"channel {layer.plan}"]
         if layer.spatial is not None:
-            parts.append(f"spatial fold {layer.spatial.orbits} orbits ({layer.product})")
+            parts.append(f"spatial fold {layer.spatial.orbits} orbits ({layer.product} 1x1)")
         return " + ".join(parts), layer.multiply_fraction
     return f"materialised {type(layer).__name__}", 1.0
 

@@ -43,11 +43,30 @@ def orbit_representatives(orbit_ids: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(first.astype(np.int64))
 
 
+def pair_axis(orbit_ids, kernel_size: tuple[int, ...]) -> int | None:
+    """The kernel axis (0 rows, 1 columns) whose flip maps every orbit onto itself, or None.
+
+    When the group contains that flip, taps come in mirror pairs along it, and the pair sums (one add over the whole
+    padded width) are shared by every orbit: dihedral 3x3 then needs 4 adds instead of 6.
+    """
+    if len(kernel_size) == 1:
+        ids = np.asarray(orbit_ids).reshape(1, -1)
+        return 1 if kernel_size[0] > 1 and (ids == ids[:, ::-1]).all() else None
+    ids = np.asarray(orbit_ids).reshape(kernel_size)
+    if kernel_size[0] > 1 and (ids == ids[::-1, :]).all():
+        return 0
+    if kernel_size[1] > 1 and (ids == ids[:, ::-1]).all():
+        return 1
+    return None
+
+
 class SpatialFold(nn.Module):
     """``(N, C, *S) -> (N, F·C, *S_out)``: the padded input summed over each of the ``F`` kernel orbits.
 
-    Channel order is (group, orbit, channel-in-group).  The loop below runs over the ``kh·kw`` taps of one kernel
-    (a compile-time constant, unrolled by tracing), never over channels or pixels.
+    Channel order is (group, orbit, channel-in-group).  When the symmetry contains a kernel flip along an axis
+    (:func:`pair_axis`), mirror taps are summed first along that axis (shared pair maps), then each orbit adds a few
+    slices of those.  The loops below run over the ``kh·kw`` taps of one kernel (constants, unrolled by tracing),
+    never over channels or pixels.
     """
 
     def __init__(self, orbit_ids, kernel_size, stride, dilation, padding, padding_mode: str = "zeros",
@@ -61,6 +80,25 @@ class SpatialFold(nn.Module):
         self.groups = int(groups)
         self.taps = orbit_taps(orbit_ids, self.kernel_size)
         self.orbits = len(self.taps)
+        # the fold as terms: per orbit a list of (pair index or -1, tap) along the pairing axis
+        axis = pair_axis(orbit_ids, self.kernel_size)
+        self.axis = None if axis is None else (axis if len(self.kernel_size) == 2 else 0)
+        self.terms: list[list[tuple[int, tuple[int, ...]]]] = []
+        pairs: set[int] = set()
+        for taps in self.taps:
+            terms = []
+            for tap in taps:
+                if self.axis is None:
+                    terms.append((-1, tap))
+                    continue
+                k, i = self.kernel_size[self.axis], tap[self.axis]
+                if i == k - 1 - i:
+                    terms.append((-1, tap))
+                elif i < k - 1 - i:
+                    terms.append((i, tap))
+                    pairs.add(i)
+            self.terms.append(terms)
+        self.pairs = sorted(pairs)
 
     @classmethod
     def from_conv(cls, conv: nn.Module, orbit_ids=None) -> "SpatialFold":
@@ -78,11 +116,15 @@ class SpatialFold(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"orbits={self.orbits}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"dilation={self.dilation}, padding={self.padding}, mode={self.mode!r}, groups={self.groups}")
+                f"dilation={self.dilation}, padding={self.padding}, mode={self.mode!r}, groups={self.groups}, "
+                f"pair_axis={self.axis}")
 
-    def _slice(self, xp: torch.Tensor, tap: tuple[int, ...], out: list[int]) -> torch.Tensor:
+    def _slice(self, xp: torch.Tensor, tap: tuple[int, ...], out: list[int], axes=None) -> torch.Tensor:
         index = [slice(None), slice(None)]
-        for t, o, s, d in zip(tap, out, self.stride, self.dilation):
+        for a, (t, o, s, d) in enumerate(zip(tap, out, self.stride, self.dilation)):
+            if axes is not None and a not in axes:
+                index.append(slice(None))
+                continue
             start = t * d
             index.append(slice(start, start + (o - 1) * s + 1, s))
         return xp[tuple(index)]
@@ -92,13 +134,24 @@ class SpatialFold(nn.Module):
         sizes = xp.shape[2:]
         out = [(n - d * (k - 1) - 1) // s + 1
                for n, k, s, d in zip(sizes, self.kernel_size, self.stride, self.dilation)]
+        pair_maps = {}
+        if self.axis is not None:
+            k = self.kernel_size[self.axis]
+            for i in self.pairs:  # x[row i] + x[row k-1-i], sliced along the pairing axis only
+                lo = tuple(i if a == self.axis else 0 for a in range(len(out)))
+                hi = tuple(k - 1 - i if a == self.axis else 0 for a in range(len(out)))
+                pair_maps[i] = (self._slice(xp, lo, out, axes=(self.axis,))
+                                + self._slice(xp, hi, out, axes=(self.axis,)))
+        others = tuple(a for a in range(len(out)) if a != self.axis)
         maps = []
-        for taps in self.taps:
-            acc = self._slice(xp, taps[0], out)
-            if len(taps) > 1:
-                acc = acc + self._slice(xp, taps[1], out)
-                for tap in taps[2:]:
-                    acc.add_(self._slice(xp, tap, out))  # acc is a fresh tensor: safe in place
+        for terms in self.terms:
+            parts = [self._slice(xp, tap, out) if p < 0 else self._slice(pair_maps[p], tap, out, axes=others)
+                     for p, tap in terms]
+            acc = parts[0]
+            if len(parts) > 1:
+                acc = acc + parts[1]
+                for part in parts[2:]:
+                    acc.add_(part)  # acc is a fresh tensor: safe in place
             maps.append(acc)
         if self.groups == 1:
             return torch.cat(maps, 1)

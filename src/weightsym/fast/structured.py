@@ -29,6 +29,13 @@ from weightsym.symmetry import ChannelMap, Composite, SpatialTying, plane_orbits
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 
 
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is None:
+        return False
+    return bool(compiler.is_compiling() or (hasattr(compiler, "is_exporting") and compiler.is_exporting()))
+
+
 def split_symmetry(symmetry):
     """``(channel part or None, spatial part or None)`` of a layer's symmetry."""
     if isinstance(symmetry, Composite):
@@ -77,11 +84,12 @@ class StructuredLayer(nn.Module):
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, module: nn.Module, use_channel: bool = True, use_spatial: bool = True,
-              product: str = "conv") -> "StructuredLayer | None":
+              product: str = "mkldnn") -> "StructuredLayer | None":
         """The structured kernel of a symmetric ``module`` (None if its structure saves no multiplies).
 
         ``use_channel``/``use_spatial`` switch the channel or the spatial part off (that part then stays a dense
-        product with the reduced weight); ``product`` picks the 1x1 product after a spatial fold.
+        product with the reduced weight); ``product`` picks the 1x1 product after a spatial fold: ``"mkldnn"``
+        (oneDNN, eager float32 CPU; falls back to ``"conv"`` otherwise), ``"conv"`` (``F.conv2d``) or ``"matmul"``.
         """
         from weightsym.nn import symmetric_parametrization
 
@@ -109,7 +117,7 @@ class StructuredLayer(nn.Module):
         weights = [weight] if plan == "dense" else cf.reduce_weight(weight, plan, copies)
         if fold is not None:
             weights = [fold_weight(w, ids, module.groups) for w in weights]
-            if product == "conv":
+            if product != "matmul":
                 weights = [w.view(*w.shape, *([1] * len(module.kernel_size))) for w in weights]
         groups = getattr(module, "groups", 1)
         if fold is None:
@@ -143,6 +151,11 @@ class StructuredLayer(nn.Module):
         conv = self.conv
         if self.spatial is not None:
             z = self.spatial(x)
+            if self.product == "mkldnn" and z.dtype == torch.float32 and z.device.type == "cpu" \
+                    and conv["ndim"] == 2 and not _compiling():
+                # oneDNN's 1x1 conv: torch routes NCHW 1x1 convs to a BLAS GEMM, which is far slower on some CPUs
+                # (MKL on AMD); torch.export/compile cannot trace this op, so they take F.conv2d below
+                return torch.mkldnn_convolution(z, weight, bias, [0, 0], [1, 1], [1, 1], conv["groups"])
             if self.product == "matmul":
                 y = torch.matmul(weight, z.flatten(2))
                 if bias is not None:
