@@ -152,7 +152,13 @@ def _cached_rnn_forward(self, *args, **kwargs):
     weight expanded exactly once per call (``RNNBase.forward`` reads each weight several times to check whether it
     changed; inside ``parametrize.cached()`` those reads share one expansion)."""
     with parametrize.cached():
-        return super(type(self), self).forward(*args, **kwargs)
+        try:
+            return super(type(self), self).forward(*args, **kwargs)
+        finally:
+            # The stock forward keeps the expanded weights in ``_flat_weights``; they are rebuilt on every call anyway.
+            # Keep them detached: non-leaf tensors there would make the module impossible to deepcopy.
+            self._flat_weights = [w.detach() if isinstance(w, torch.Tensor) and w.grad_fn is not None else w
+                                  for w in self._flat_weights]
 
 
 def _expand_once_per_call(module: nn.Module) -> None:
