@@ -114,7 +114,7 @@ def _summary(layers: list[LayerSymmetry]) -> dict[str, Any]:
     scores = [l.score for l in layers if not math.isnan(l.score)]
     strided = [l.score for l in layers if l.strided and not math.isnan(l.score)]
     unstrided = [l.score for l in layers if l.strided is False and not math.isnan(l.score)]
-    mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
+    mean = lambda values: sum(values) / len(values) if values else None
     return {
         "layers": len(layers),
         "mean_score": mean(scores),
@@ -328,7 +328,12 @@ def load_training_checkpoint(
     source)``: ``input_transform`` is the ``ExpandInput`` of runs trained with ``--expand-input K`` (else ``None``),
     ``source`` describes what was loaded (for the report).
     """
-    from weightsym.train import TrainConfig, build_model, checkpoint_info, load_checkpoint
+    from weightsym.train import (
+        TrainConfig,
+        build_model,
+        checkpoint_info,
+        load_checkpoint,
+    )
     from weightsym.train.data import dataset_info, make_test_loader
     from weightsym.train.distributed import DistContext
     from weightsym.transforms import ExpandInput

@@ -24,8 +24,17 @@ from pathlib import Path
 import torch
 
 from weightsym.reproduce.common import header, write_outputs
-from weightsym.reproduce.small_runs import (accuracy, fit, image_tensors, markdown_table, mean_std, one_thread, pm,
-                                            pyplot)
+from weightsym.reproduce.small_runs import (
+    accuracy,
+    fit,
+    image_tensors,
+    markdown_table,
+    mean_std,
+    note,
+    one_thread,
+    pm,
+    pyplot,
+)
 
 NAME = "consistency"
 TITLE = "Flip and shift consistency of dense vs hflip / dihedral fmnist-cnn (Fashion-MNIST)"
@@ -56,6 +65,7 @@ def train_one(variant: str, seed: int, settings: dict, data) -> dict:
     report = ws.symmetrize(model, **options) if options else None
     (x, y), (xt, yt) = data
     log = fit(model, x, y, settings["epochs"], settings["batch_size"], settings["lr"], seed)
+    note(f"{NAME}: {variant} seed {seed}: {log['seconds']:.0f} s")
     loader = [(xt[i:i + 500], yt[i:i + 500]) for i in range(0, xt.shape[0], 500)]
     return {
         "variant": variant, "seed": seed, **log,

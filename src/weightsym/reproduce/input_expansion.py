@@ -25,8 +25,17 @@ import torch
 from torch import nn
 
 from weightsym.reproduce.common import header, write_outputs
-from weightsym.reproduce.small_runs import (accuracy, fit, image_tensors, markdown_table, mean_std, one_thread, pm,
-                                            pyplot)
+from weightsym.reproduce.small_runs import (
+    accuracy,
+    fit,
+    image_tensors,
+    markdown_table,
+    mean_std,
+    note,
+    one_thread,
+    pm,
+    pyplot,
+)
 
 NAME = "input-expansion"
 TITLE = "Input dimension expansion K = 1, 2, 3 on Fashion-MNIST: accuracy and replica distance at a fixed budget"
@@ -68,13 +77,15 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None) -> dict:
                 torch.manual_seed(seed)
                 model = make_model(factor, settings, fill)
                 log = fit(model, x, y, settings["epochs"], settings["batch_size"], settings["lr"], seed)
+                note(f"{NAME}: K={factor} seed {seed}: {log['seconds']:.0f} s")
                 runs.append({"K": factor, "seed": seed, **log, "test_accuracy": accuracy(model, xt, yt),
                              "train_accuracy": accuracy(model, x, y)})
             r = settings["replica"]
-            result = replica_distance(lambda: make_model(factor, settings, fill), (x, y), replicas=r["replicas"],
+            result = replica_distance(lambda factor=factor: make_model(factor, settings, fill), (x, y), replicas=r["replicas"],
                                       steps=r["steps"], lr=r["lr"], batch_size=r["batch_size"], seed=r["seed"],
                                       subset=min(r["subset"], x.shape[0] - r["probe_size"]),
                                       probe_size=r["probe_size"])
+            note(f"{NAME}: K={factor} replica distance {result.mean:.4f}")
             replicas[factor] = {"mean": result.mean, "std": result.std, "pairwise": result.pairwise.tolist(),
                                 "final_loss": result.final_loss, "settings": result.settings,
                                 "disagreement": _off_diagonal_mean(result.details.get("disagreement"))}

@@ -21,8 +21,18 @@ from pathlib import Path
 import torch
 
 from weightsym.reproduce.common import header, write_outputs
-from weightsym.reproduce.small_runs import (accuracy, fit, image_tensors, markdown_table, mean_std, one_thread, pm,
-                                            pyplot, set_padding_mode)
+from weightsym.reproduce.small_runs import (
+    accuracy,
+    fit,
+    image_tensors,
+    markdown_table,
+    mean_std,
+    note,
+    one_thread,
+    pm,
+    pyplot,
+    set_padding_mode,
+)
 
 NAME = "kernel-symmetry"
 TITLE = "Mean-kernel D4 symmetry per layer, zero vs reflect padding, stride-2 layers marked (CIFAR-10, Fashion-MNIST)"
@@ -50,6 +60,7 @@ def train_one(dataset: str, padding: str, seed: int, settings: dict, data: dict)
     (x, y), (xt, yt) = data[dataset]
     log = fit(model, x, y, settings[dataset]["epochs"], settings["batch_size"], settings["lr"], seed)
     layers = kernel_symmetry(model, residuals=False)
+    note(f"{NAME}: {dataset} {padding} seed {seed}: {log['seconds']:.0f} s")
     return {
         "dataset": dataset, "padding": padding, "seed": seed, **log, "test_accuracy": accuracy(model, xt, yt),
         "layers": [{"name": l.name, "stride": list(l.stride), "strided": l.strided, "score": l.score,
@@ -224,7 +235,7 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None) -> dict:
           "## Verdict", "", *verdict(summary), "",
           "## Summary (mean ± std over seeds)", ""]
     rows = []
-    for key, entry in summary.items():
+    for entry in summary.values():
         rows.append([entry["dataset"], entry["padding"], pm(entry["test_accuracy"]), pm(entry["stem_score"]),
                      pm(entry["mean_score_stride1_internal"]), pm(entry["mean_score_strided"]),
                      pm(entry["mean_rot180_strided"])])
@@ -232,7 +243,7 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None) -> dict:
                               "S strided (s2)", "s_rot180 strided"], rows))
     md += ["![score against depth](score_depth.png)", "", "![strided layers](strided_transforms.png)", "",
            "## Per layer", ""]
-    for key, entry in summary.items():
+    for entry in summary.values():
         md.append(f"**{entry['dataset']}, {entry['padding']} padding**\n")
         md.append(markdown_table(
             ["layer", "stride", "S(K)", "s_hflip", "s_vflip", "s_rot180", "mean S(single kernel)"],

@@ -31,7 +31,15 @@ import torch
 from torch import nn
 
 from weightsym.reproduce.common import header, write_outputs
-from weightsym.reproduce.small_runs import image_tensors, markdown_table, mean_std, one_thread, pm, pyplot
+from weightsym.reproduce.small_runs import (
+    image_tensors,
+    markdown_table,
+    mean_std,
+    note,
+    one_thread,
+    pm,
+    pyplot,
+)
 
 NAME = "replica-breakers"
 TITLE = "Replica distance with and without dropout, batch norm and flip-equivariant (hflip) kernels (Fashion-MNIST)"
@@ -79,10 +87,11 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None) -> dict:
         data = image_tensors("fashion-mnist", "train", settings["data"], data_dir)
         for variant in VARIANTS:
             for seed in settings["seeds"]:
-                r = replica_distance(lambda: make_model(variant, settings["width"]), data,
+                r = replica_distance(lambda variant=variant: make_model(variant, settings["width"]), data,
                                      replicas=settings["replicas"], steps=settings["steps"], lr=settings["lr"],
                                      batch_size=settings["batch_size"], seed=seed, subset=settings["subset"],
                                      probe_size=settings["probe_size"])
+                note(f"{NAME}: {variant} seed {seed}: {r.mean:.4f}")
                 disagreement = torch.as_tensor(r.details["disagreement"], dtype=torch.float64)
                 count = disagreement.shape[0]
                 results.append({"variant": variant, "seed": seed, "mean": r.mean, "std": r.std,

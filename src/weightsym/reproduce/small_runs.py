@@ -23,7 +23,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["accuracy", "fit", "image_tensors", "markdown_table", "mean_std", "one_thread", "set_padding_mode"]
+__all__ = ["accuracy", "fit", "image_tensors", "markdown_table", "mean_std", "note", "one_thread",
+           "set_padding_mode"]
 
 
 @contextmanager
@@ -105,6 +106,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
                   for i in range(0, x.shape[0], batch_size))
     model.train(was_training)
     return correct / x.shape[0]
+
+
+def note(text: str) -> None:
+    """One progress line on stderr (studies run for minutes; this shows where they are)."""
+    import sys
+
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def mean_std(values: Sequence[float]) -> dict:
