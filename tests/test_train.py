@@ -232,3 +232,36 @@ def test_cifar10_wrn_bottleneck_paper_placement_runs_on_local_data(tmp_path, sha
     assert summary["params"]["dense"] - summary["params"]["stored"] == sum(n * (n - 1) // 2 * 9 for n in (4, 8, 16))
     result = evaluate_checkpoint(out / "checkpoint.safetensors", data_dir=str(shared_data))
     assert result["samples"] == 10_000 and result["accuracy"] == summary["test_accuracy"]
+
+
+def _tiny_image_cnn(num_classes=10):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+
+def test_image_folder_training_and_exact_resume(tmp_path):
+    from PIL import Image
+
+    from weightsym.models import register_model
+
+    gen = torch.Generator().manual_seed(0)
+    for split, count in (("train", 10), ("val", 4)):
+        for label, name in enumerate(("n01", "n02", "n03")):
+            folder = tmp_path / "folder" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (40, 48, 3), generator=gen, dtype=torch.uint8)
+                pixels[..., label] = 255 - label * 40  # a class-coloured channel
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    register_model("test-tiny-image-cnn", _tiny_image_cnn, input_shape=(3, 224, 224), num_classes=1000,
+                   dataset="imagenet", overwrite=True)
+    base = dict(model="test-tiny-image-cnn", channel="triangular", data_dir=str(tmp_path / "folder"),
+                image_size=24, workers=0, batch_size=8, epochs=2, lr=0.05, progress=False, threads=1)
+    full = train(TrainConfig(**base, out=str(tmp_path / "full")))
+    assert full["dataset"] == "imagenet" and full["steps"] == 8  # 30 images / 8 = 4 steps per epoch
+    assert full["params"]["dense"] - full["params"]["stored"] == 8 * 7 // 2 * 9
+    train(TrainConfig(**base, out=str(tmp_path / "cut"), max_steps=3))
+    resumed = train(TrainConfig(**base, out=str(tmp_path / "cut"), resume=True))
+    assert resumed["weights_sha256"] == full["weights_sha256"]
+    result = evaluate_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
+    assert result["samples"] == 12 and result["accuracy"] == full["test_accuracy"]

@@ -60,10 +60,13 @@ def setup_train(sub) -> None:
     g.add_argument("--model-arg", action="append", type=_model_arg, dest="model_args", metavar="KEY=VALUE",
                    help="constructor option for the model (repeatable), e.g. width=16, dropout=0.3")
     g.add_argument("--dataset", help="dataset name (default: the model's), e.g. cifar10, cifar100, fashion-mnist, "
-                                     "mnist1d")
+                                     "mnist1d, or an image folder: imagenet, imagenette, imagefolder (with --data-dir "
+                                     "holding train/<class>/ and val/<class>/)")
     g.add_argument("--data-dir", help="dataset root (default $WEIGHTSYM_DATA, else the user cache)")
     g.add_argument("--train-subset", type=int, metavar="N", help="fixed seeded class-balanced subset of N samples")
     g.add_argument("--augment", help="training augmentation: default (the dataset's), none, crop-flip, crop, flip")
+    g.add_argument("--image-size", type=int,
+                   help="image folders (--dataset imagenet/imagenette/imagefolder): crop size, default 224")
     g.add_argument("--expand-input", type=int, metavar="K",
                    help="weightsym.transforms.ExpandInput factor applied to every batch (1 = off)")
     g.add_argument("--expand-fill", type=float, help="ExpandInput fill, in normalised units (default 0 = the mean)")
@@ -97,6 +100,8 @@ def setup_train(sub) -> None:
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("--eval-batch-size", type=int, help=f"default {_DEFAULTS.eval_batch_size}")
     g.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
+    g.add_argument("--workers", type=int, help="image-folder loading processes per training process "
+                                               "(default min(4, CPUs); 0 = load in the training process)")
     p.set_defaults(func=run_train)
 
 

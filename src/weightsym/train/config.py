@@ -23,7 +23,7 @@ from typing import Any
 
 # Options that may differ between an interrupted run and its resumption.
 RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
-                         "eval_batch_size", "threads"})
+                         "eval_batch_size", "threads", "workers"})
 
 PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (SCIENCE.md §1.3)
 
@@ -40,6 +40,7 @@ class TrainConfig:
     augment: str | None = "default"  # the dataset's default training augmentation ("none" to switch off)
     expand_input: int = 1  # weightsym.transforms.ExpandInput factor applied to every batch (1 = off)
     expand_fill: float = 0.0  # fill value of ExpandInput, in normalised units (0 = the dataset mean)
+    image_size: int = 224  # image-folder datasets (imagenet, imagenette, imagefolder): crop size
     # symmetry (weightsym.symmetrize)
     channel: str | None = None
     spatial: str | None = None
@@ -73,6 +74,7 @@ class TrainConfig:
     progress: bool = True
     eval_batch_size: int = 500
     threads: int | None = None  # torch.set_num_threads per process
+    workers: int | None = None  # image-folder loading processes per training process (default min(4, CPUs))
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)

@@ -45,7 +45,7 @@ import weightsym as ws
 from weightsym.train import distributed
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, unwrap_model
 from weightsym.train.config import RUN_CONTROL, TrainConfig
-from weightsym.train.data import dataset_info, make_test_loader, make_train_loader
+from weightsym.train.data import make_test_loader, make_train_loader, training_data_info
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -67,7 +67,7 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, "ws.SymmetrizeReport | 
     from weightsym.models import create_model, model_info
 
     info = model_info(config.model)
-    data = dataset_info(config.dataset or info["dataset"])
+    data = training_data_info(config.dataset or info["dataset"], config.data_dir, config.image_size)
     model = create_model(config.model, num_classes=data["num_classes"], **config.model_args)
     report = ws.symmetrize(model, **config.symmetry_options()) if config.symmetric else None
     return model, report, data
