@@ -265,3 +265,11 @@ def test_image_folder_training_and_exact_resume(tmp_path):
     assert resumed["weights_sha256"] == full["weights_sha256"]
     result = evaluate_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
     assert result["samples"] == 12 and result["accuracy"] == full["test_accuracy"]
+
+
+def test_wrong_input_size_is_a_clear_error_and_global_settings_are_restored(tmp_path):
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    with pytest.raises(ValueError, match=r"mnist1d-cnn does not accept batches of shape \(128, 1, 120\).*"
+                                         r"--expand-input 3"):
+        train(TrainConfig(**TINY, expand_input=3, max_steps=1, out=str(tmp_path / "x")))
+    assert torch.are_deterministic_algorithms_enabled() == deterministic and torch.get_num_threads() == threads

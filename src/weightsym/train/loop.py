@@ -185,11 +185,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
     Raises :class:`TrainingDiverged` on a NaN/inf loss, leaving the last good checkpoint in place.
     """
     ctx = distributed.setup(config.device)
+    # process-wide settings this run changes; restored afterwards so library callers (and tests) are unaffected
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.get_num_threads())
     try:
         summary = _train(config, ctx)
     except BaseException:
         ctx.cleanup()
         raise
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.set_num_threads(saved[2])
     ctx.barrier()  # every rank finished: tearing gloo down while a peer is still talking aborts the process
     ctx.cleanup()
     return summary
@@ -274,7 +280,15 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         for xb, yb in train_loader:
             if expand is not None:
                 xb = expand(xb)
-            logits = dmodel(xb)
+            try:
+                logits = dmodel(xb)
+            except RuntimeError as exc:
+                if state["step"] > 0:
+                    raise
+                raise ValueError(f"{config.model} does not accept batches of shape {tuple(xb.shape)}"
+                                 f"{f' (after --expand-input {config.expand_input})' if expand else ''}: "
+                                 f"{' '.join(str(exc).split())[:200]}; use a model built for this input size "
+                                 "(global pooling: wrn-*, resnet-*, fmnist-cnn)") from exc
             loss = criterion(logits, yb)
             batch_stats = [float(loss.detach()) * yb.shape[0], float((logits.argmax(1) == yb).sum()), yb.shape[0]]
             batch_stats = ctx.all_reduce_sum(batch_stats)
