@@ -273,3 +273,16 @@ def test_wrong_input_size_is_a_clear_error_and_global_settings_are_restored(tmp_
                                          r"--expand-input 3"):
         train(TrainConfig(**TINY, expand_input=3, max_steps=1, out=str(tmp_path / "x")))
     assert torch.are_deterministic_algorithms_enabled() == deterministic and torch.get_num_threads() == threads
+
+
+def test_describe_the_registry_lstm_language_model(capsys):
+    from weightsym.models import list_models
+
+    if "lstm-lm-small" not in list_models():
+        pytest.skip("SKIPPED LOUDLY: the registry has no lstm-lm-small entry (weightsym.models.language)")
+    assert main(["describe", "--model", "lstm-lm-small", "--channel", "triangular", "--hh-gates", "1111",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    totals = json.loads(out.strip().splitlines()[-1])
+    assert totals["dense"] - totals["stored"] == 2 * 4 * 256 * 255 // 2  # 2 layers x 4 gates of 256x256
+    assert out.count("| triangular |") == 2

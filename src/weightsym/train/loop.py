@@ -260,7 +260,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         return f"the last good checkpoint {ckpt_path} (step {checkpoint_info(ckpt_path)['state']['step']}) was kept"
 
     def write_checkpoint(*paths: Path) -> None:
-        if not _all_finite(model):
+        if ctx.all_reduce_sum([0.0 if _all_finite(model) else 1.0])[0]:  # all ranks decide together
             raise TrainingDiverged(f"a weight or BatchNorm statistic became NaN/inf at step {state['step']} (lr "
                                    f"{optimizer.param_groups[0]['lr']:.3g}); training stopped; {kept()}; lower --lr")
         ctx.barrier()
