@@ -3,6 +3,7 @@
 * :func:`wrn` — pre-activation Wide ResNet (basic or bottleneck blocks) for CIFAR; :func:`wrn_param_count`.
 * :func:`resnet` — ResNet-18/34/50/101/152 in the torchvision layout; :func:`resnet_param_count`.
 * :class:`MLP`, :class:`MNIST1DCNN`, :class:`FashionCNN` — small models with square middle layers.
+* :class:`LSTMLanguageModel` — word-level LSTM/GRU language model (``lstm-lm``, ``gru-lm``, ``lstm-lm-small``).
 * :func:`create_model`, :func:`list_models`, :func:`model_info`, :func:`register_model` — the registry.
 
 Example:
@@ -16,16 +17,19 @@ from .registry import ModelSpec, create_model, list_models, model_info, register
 from .resnet import ResNet, resnet, resnet_param_count
 from .small import MLP, MNIST1DCNN, FashionCNN
 from .wrn import WideResNet, wrn, wrn_param_count
+from .language import LSTMLanguageModel, lm_param_count  # noqa: E402  (registers the language-model entries)
 
 __all__ = [
     "MLP",
     "MNIST1DCNN",
     "FashionCNN",
+    "LSTMLanguageModel",
     "ModelSpec",
     "ResNet",
     "WideResNet",
     "create_model",
     "list_models",
+    "lm_param_count",
     "model_info",
     "register_model",
     "resnet",
