@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "consistency": "weightsym.reproduce.consistency",
     "input-expansion": "weightsym.reproduce.input_expansion",
     "replica-breakers": "weightsym.reproduce.replica_breakers",
+    "universal-approximation": "weightsym.reproduce.universal_approximation",
     # --- studies (add one line per study above this marker) ---
 }
 
