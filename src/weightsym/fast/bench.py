@@ -6,8 +6,10 @@ symmetric model materialised into plain layers: what you get without weightsym.f
 loop of calls lasting at least ``--min-time`` seconds and the reported time is the **median of ``--repeats``** such
 measurements.  Beside the measured ratio (dense time / optimized time) the table prints the **multiply ratio** the
 structure allows (dense multiplies / structured multiplies, from the orbits) and the ratio of the kernels actually
-chosen.  Peak memory is the increase of the process's peak resident set size (``ru_maxrss``) during one forward pass,
-measured in a fresh subprocess per model variant (so one variant's peak cannot hide another's).  File sizes compare
+chosen.  Peak memory is the increase of the process's peak resident set size during one (second) forward pass,
+measured in a fresh subprocess per model variant: the peak mark is reset first (Linux ``/proc/self/clear_refs``,
+read back as ``VmHWM``; ``ru_maxrss`` where that is unavailable, which cannot be reset and may then read 0).
+File sizes compare
 ``weightsym.save`` (free values only) with ``weightsym.fast.export_dense`` (dense state dict).
 
 Output: a Markdown table and JSON (``--out`` base path, default ``docs/results/inference``).
@@ -56,8 +58,8 @@ def plan(quick: bool) -> dict:
         return {
             "conv": [(c, m) for c, m in ((64, 16), (128, 16), (256, 8))],
             "conv_batch": 8,
-            "conv_symmetries": [(None, "dihedral"), ("block", None), ("centrosymmetric", None),
-                                ("block", "dihedral"), ("triangular", None)],
+            "conv_symmetries": [(None, "dihedral", "grid"), ("block", None, "grid"), ("centrosymmetric", None, "grid"),
+                                ("block", "dihedral", "grid"), ("triangular", None, "grid")],
             "linear": [1024, 2048],
             "linear_batches": [1, 64],
             "linear_symmetries": ["block", "centrosymmetric", "bisymmetric", "eighth", "repeat:2:out",
@@ -68,9 +70,11 @@ def plan(quick: bool) -> dict:
         }
     return {
         "conv": [(c, m) for c in (64, 128, 256) for m in (32, 16, 8)],
+        "conv_diagonal": [(64, 32), (128, 16), (256, 8)],  # the WRN-16-4 group shapes
         "conv_batch": 32,
-        "conv_symmetries": [(None, "dihedral"), (None, "hflip"), (None, "rot180"), (None, "transpose"),
-                            ("block", None), ("centrosymmetric", None), ("block", "dihedral"), ("triangular", None)],
+        "conv_symmetries": [(None, "dihedral", "grid"), ("block", None, "grid"), ("block", "dihedral", "grid"),
+                            ("triangular", None, "grid"), (None, "hflip", "diagonal"), (None, "rot180", "diagonal"),
+                            (None, "transpose", "diagonal"), ("centrosymmetric", None, "diagonal")],
         "linear": [512, 1024, 2048],
         "linear_batches": [1, 256],
         "linear_symmetries": ["block", "centrosymmetric", "bisymmetric", "eighth", "repeat:2:out", "repeat:4:in",
@@ -113,7 +117,11 @@ def allocator() -> dict:
 
 # -- timing -------------------------------------------------------------------------------------------------------
 def interleaved(fns: dict, args: tuple, repeats: int, min_time: float) -> dict[str, list[float]]:
-    """Per-call seconds of each function, ``repeats`` measurements each, interleaved (order flipped per round)."""
+    """Per-call wall seconds of each function, ``repeats`` measurements each, interleaved (order flipped per round).
+
+    Also returns ``"<name>:cpu"``: the process CPU seconds per call of the same measurements (robust to other
+    processes taking the CPU; a busy machine shows in wall time first).
+    """
     names = list(fns)
     with torch.no_grad():
         inner = {}
@@ -124,14 +132,15 @@ def interleaved(fns: dict, args: tuple, repeats: int, min_time: float) -> dict[s
             one = max(time.perf_counter() - t0, 1e-6)
             inner[name] = max(1, math.ceil(min_time / one))
         n = max(inner.values()) if max(inner.values()) <= 4 * min(inner.values()) else None
-        out = {name: [] for name in names}
+        out = {key: [] for name in names for key in (name, f"{name}:cpu")}
         for r in range(repeats):
             for name in (names if r % 2 == 0 else names[::-1]):
                 k = n or inner[name]
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(k):
                     fns[name](*args)
                 out[name].append((time.perf_counter() - t0) / k)
+                out[f"{name}:cpu"].append((time.process_time() - c0) / k)
     return out
 
 
@@ -202,12 +211,13 @@ def layer_case(kind: str, n: int, size: int, batch: int, channel, spatial, cfg) 
     allowed, chosen = _fractions(module, fast)
     times = interleaved({"dense": dense, "optimized": fast}, (x,), cfg["repeats"], cfg["min_time"])
     td, to = median(times["dense"]), median(times["optimized"])
+    cpu_ratio = median(times["dense:cpu"]) / median(times["optimized:cpu"])
     row = fast.optimize_report.rows[0]
     return {
         "kind": kind, "name": f"{'Conv3x3' if kind == 'conv' else 'Linear'} {n}", "n": n, "map": size,
         "batch": batch, "channel": channel, "spatial": spatial, "kernel": row.kernel,
         "allowed_ratio": round(1 / allowed[""], 3), "chosen_ratio": round(1 / chosen[""], 3),
-        "dense_ms": td * 1e3, "optimized_ms": to * 1e3, "ratio": td / to,
+        "dense_ms": td * 1e3, "optimized_ms": to * 1e3, "ratio": td / to, "cpu_ratio": cpu_ratio,
         "dense_runs_ms": [t * 1e3 for t in times["dense"]], "optimized_runs_ms": [t * 1e3 for t in times["optimized"]],
         "throughput_dense": batch / td, "throughput_optimized": batch / to, "max_rel_error": err,
     }
@@ -247,11 +257,32 @@ def _probe(spec: dict) -> dict:
     del model
     x = torch.randn(spec["batch"], *spec["input_shape"])
     gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        run(x)  # first call: oneDNN primitives, allocator pools
+    gc.collect()
+    how = _reset_peak()
+    before = _peak_kib(how)
     with torch.no_grad():
         run(x)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"baseline_kib": before, "peak_increase_kib": after - before}
+    after = _peak_kib(how)
+    return {"baseline_kib": before, "peak_increase_kib": after - before, "method": how}
+
+
+def _reset_peak() -> str:
+    """Reset the kernel's peak-RSS mark (Linux ``/proc/self/clear_refs`` 5); say which measure is in use."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return "VmHWM"
+    except OSError:
+        return "ru_maxrss"
+
+
+def _peak_kib(how: str) -> int:
+    if how == "VmHWM":
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def model_case(name: str, channel, spatial, batch: int, cfg, memory: bool = True) -> dict:
@@ -277,6 +308,7 @@ def model_case(name: str, channel, spatial, batch: int, cfg, memory: bool = True
     chosen_macs = sum(c * chosen.get(k, 1.0) for k, c in counts.items())
     times = interleaved({"dense": dense, "optimized": fast}, (x,), cfg["repeats"], cfg["min_time"])
     td, to = median(times["dense"]), median(times["optimized"])
+    cpu_ratio = median(times["dense:cpu"]) / median(times["optimized:cpu"])
     with tempfile.TemporaryDirectory() as tmp:
         free_bytes = ws.save(model, Path(tmp) / "free.safetensors").stat().st_size
         dense_bytes = export_dense(model, Path(tmp) / "dense.safetensors").stat().st_size
@@ -286,7 +318,7 @@ def model_case(name: str, channel, spatial, batch: int, cfg, memory: bool = True
         "kernel": f"{sum(r.chosen != 'dense' for r in fast.optimize_report.rows)}/{len(fast.optimize_report.rows)} "
                   "symmetric layers structured",
         "allowed_ratio": round(total / allowed_macs, 3), "chosen_ratio": round(total / chosen_macs, 3),
-        "dense_ms": td * 1e3, "optimized_ms": to * 1e3, "ratio": td / to,
+        "dense_ms": td * 1e3, "optimized_ms": to * 1e3, "ratio": td / to, "cpu_ratio": cpu_ratio,
         "dense_runs_ms": [t * 1e3 for t in times["dense"]], "optimized_runs_ms": [t * 1e3 for t in times["optimized"]],
         "throughput_dense": batch / td, "throughput_optimized": batch / to, "max_rel_error": err,
         "calibration_s": calib_s, "free_file_bytes": free_bytes, "dense_file_bytes": dense_bytes,
@@ -337,14 +369,16 @@ def markdown(result: dict) -> str:
         f"Allocator: {m['allocator']['malloc']}; "
         + ", ".join(f"{k}={v}" for k, v in m["allocator"].items() if k != "malloc" and v) or "no MALLOC_* set",
         "",
-        "ratio = dense time / optimized time (higher is better); *allowed* = dense multiplies / multiplies of the "
-        "cheapest structured kernel the symmetry allows; *chosen* = the same for the kernels optimize picked.",
+        "measured × = median dense wall time / median optimized wall time (higher is better); CPU-time × = the same "
+        "with process CPU time (robust when other processes share the cores; goals are judged on wall time); "
+        "*allowed* = dense multiplies / multiplies of the cheapest structured kernel the symmetry allows; "
+        "*chosen* = the same for the kernels optimize picked.",
         "",
     ]
     from weightsym.nn import format_table
 
     header = ["case", "symmetry", "map", "batch", "kernel", "allowed ×", "chosen ×", "dense ms", "optimized ms",
-              "measured ×"]
+              "measured ×", "CPU-time ×"]
     for title, kinds in (("Per layer", ("conv", "linear")), ("Whole model", ("model",))):
         rows = [r for r in result["rows"] if r["kind"] in kinds]
         if not rows:
@@ -352,11 +386,12 @@ def markdown(result: dict) -> str:
         lines += [f"## {title}", "", format_table(header, [
             [r["name"], _sym(r), r["map"] if r["kind"] != "linear" else "-", r["batch"], r["kernel"],
              f"{r['allowed_ratio']:.2f}", f"{r['chosen_ratio']:.2f}", f"{r['dense_ms']:.3f}", f"{r['optimized_ms']:.3f}",
-             f"{r['ratio']:.2f}"] for r in rows], numeric={2, 3, 5, 6, 7, 8, 9}), ""]
+             f"{r['ratio']:.2f}", f"{r['cpu_ratio']:.2f}"] for r in rows], numeric={2, 3, 5, 6, 7, 8, 9, 10}), ""]
     models = [r for r in result["rows"] if r["kind"] == "model"]
     if models:
         lines += ["## Whole model: throughput, memory, files", "",
-                  "Peak memory: increase of ru_maxrss (KiB) during one forward pass, fresh subprocess per variant.",
+                  "Peak memory: increase of the peak RSS (KiB, VmHWM after resetting it via /proc/self/clear_refs) "
+                  "during one forward pass, in a fresh subprocess per variant.",
                   "", format_table(
                       ["model", "symmetry", "batch", "img/s dense", "img/s optimized", "peak KiB dense",
                        "peak KiB optimized", "free-only file", "dense file", "calibration s"],
@@ -377,10 +412,12 @@ def markdown(result: dict) -> str:
 
 
 def run(quick: bool = False, out: str | None = "docs/results/inference", only: str | None = None,
-        repeats: int | None = None, memory: bool = True, threads: int | None = None, log=print) -> dict:
+        repeats: int | None = None, memory: bool = True, threads: int | None = None, log=print,
+        cases: dict | None = None) -> dict:
+    """Run the benchmark (``cases`` replaces the built-in :func:`plan`); write ``out``.md/.json; return the result."""
     if threads:
         torch.set_num_threads(threads)
-    cfg = plan(quick)
+    cfg = cases or plan(quick)
     if repeats:
         cfg["repeats"] = repeats
     command = "weightsym bench" + (" --quick" if quick else "") + (f" --threads {threads}" if threads else "") \
@@ -393,11 +430,12 @@ def run(quick: bool = False, out: str | None = "docs/results/inference", only: s
         result["rows"].append(row)
         log(f"  {row['name']:<18} {_sym(row):<24} map {row['map']:>3} batch {row['batch']:>3}: dense "
             f"{row['dense_ms']:9.3f} ms, optimized {row['optimized_ms']:9.3f} ms, x{row['ratio']:.2f} "
+            f"(cpu x{row['cpu_ratio']:.2f}) "
             f"(allowed x{row['allowed_ratio']:.2f}) [{row['kernel']}]")
 
     if only in (None, "layers", "conv"):
-        for channel, spatial in cfg["conv_symmetries"]:
-            for c, m in cfg["conv"]:
+        for channel, spatial, which in cfg["conv_symmetries"]:
+            for c, m in (cfg["conv"] if which == "grid" else cfg["conv_diagonal"]):
                 add(layer_case("conv", c, m, cfg["conv_batch"], channel, spatial, cfg))
     if only in (None, "layers", "linear"):
         for sym in cfg["linear_symmetries"]:

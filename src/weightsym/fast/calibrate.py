@@ -2,8 +2,10 @@
 
 Calibration (``optimize(model, example_input=x)``): a forward pre-hook records the input each symmetric layer sees
 on the sample batch; every candidate kernel (the materialised dense layer, the structured kernel and its variants)
-is then run on that input in interleaved rounds and the fastest by *best-of-rounds* time wins (the minimum is the
-estimate least disturbed by other processes on a shared machine).  A structured kernel must beat the dense layer by
+is then run on that input in interleaved rounds and the fastest by *best-of-rounds* **process CPU time** wins
+(``time.process_time``: the CPU time of all threads of this process, which time slices taken by other processes on
+a shared machine do not inflate; on a quiet machine it is proportional to wall time; the minimum over rounds is the
+estimate least disturbed by interference).  A structured kernel must beat the dense layer by
 ``margin`` (default 3 %), otherwise the dense layer is kept: ``optimize`` never picks a kernel it measured as slower.
 
 Size rule (no sample input, or ``calibrate=False``), from the benchmarks in ``docs/results/inference.md``:
@@ -44,9 +46,9 @@ def record_inputs(model: nn.Module, modules: dict[str, nn.Module], example_input
 
 def time_candidates(candidates: dict[str, nn.Module], args: tuple, rounds: int = 5,
                     budget: float = 2.0) -> dict[str, float]:
-    """Best-of-``rounds`` seconds per call of each candidate on ``args``, measured in interleaved rounds.
+    """Best-of-``rounds`` process CPU seconds per call of each candidate on ``args``, in interleaved rounds.
 
-    Stops early once ``budget`` seconds have been spent (after at least 2 rounds).
+    Stops early once ``budget`` wall seconds have been spent (after at least 2 rounds).
     """
     best = {name: float("inf") for name in candidates}
     start = time.perf_counter()
@@ -54,10 +56,10 @@ def time_candidates(candidates: dict[str, nn.Module], args: tuple, rounds: int =
         for module in candidates.values():  # warm-up (first calls allocate and pick algorithms)
             module(*args)
         for r in range(rounds):
-            for name, module in candidates.items():
-                t0 = time.perf_counter()
+            for name, module in (candidates.items() if r % 2 == 0 else reversed(candidates.items())):
+                t0 = time.process_time()
                 module(*args)
-                best[name] = min(best[name], time.perf_counter() - t0)
+                best[name] = min(best[name], time.process_time() - t0)
             if r >= 1 and time.perf_counter() - start > budget:
                 break
     return best
