@@ -473,7 +473,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def setup_cli(subparsers) -> None:
     """``weightsym bench``: the inference benchmark."""
     p = subparsers.add_parser("bench", help="inference benchmark: weightsym.fast.optimize vs dense",
-                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+                              description="Per-layer and whole-model latency of weightsym.fast.optimize vs dense "
+                                          "(interleaved medians), multiply ratios, peak memory, file sizes; writes "
+                                          "Markdown and JSON.")
     add_arguments(p)
     p.set_defaults(func=lambda args: run(args.quick, args.out or None, args.only, args.repeats,
                                          not args.no_memory, threads=args.threads) and 0)

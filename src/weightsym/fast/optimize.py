@@ -67,6 +67,7 @@ def candidates(module: nn.Module) -> dict[str, nn.Module]:
     out: dict[str, nn.Module] = {"dense": materialize(module)}
     variants = {
         "structured": dict(),
+        "structured-cl": dict(product="mkldnn-cl"),
         "structured-conv": dict(product="conv"),
         "structured-mm": dict(product="matmul"),
         "channel-only": dict(use_spatial=False),

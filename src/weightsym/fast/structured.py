@@ -89,7 +89,8 @@ class StructuredLayer(nn.Module):
 
         ``use_channel``/``use_spatial`` switch the channel or the spatial part off (that part then stays a dense
         product with the reduced weight); ``product`` picks the 1x1 product after a spatial fold: ``"mkldnn"``
-        (oneDNN, eager float32 CPU; falls back to ``"conv"`` otherwise), ``"conv"`` (``F.conv2d``) or ``"matmul"``.
+        (oneDNN, eager float32 CPU; falls back to ``"conv"`` otherwise), ``"mkldnn-cl"`` (the same after moving the
+        input to channels-last), ``"conv"`` (``F.conv2d``) or ``"matmul"``.
         """
         from weightsym.nn import symmetric_parametrization
 
@@ -150,8 +151,11 @@ class StructuredLayer(nn.Module):
             return F.linear(x, weight, bias)
         conv = self.conv
         if self.spatial is not None:
+            if self.product == "mkldnn-cl" and x.dim() == 4:
+                # fold in channels-last layout: oneDNN then reads the folded maps without a reorder
+                x = x.contiguous(memory_format=torch.channels_last)
             z = self.spatial(x)
-            if self.product == "mkldnn" and z.dtype == torch.float32 and z.device.type == "cpu" \
+            if self.product.startswith("mkldnn") and z.dtype == torch.float32 and z.device.type == "cpu" \
                     and conv["ndim"] == 2 and not _compiling():
                 # oneDNN's 1x1 conv: torch routes NCHW 1x1 convs to a BLAS GEMM, which is far slower on some CPUs
                 # (MKL on AMD); torch.export/compile cannot trace this op, so they take F.conv2d below
@@ -190,4 +194,6 @@ class StructuredLayer(nn.Module):
             y = outs[0]
         if self.bias is not None and not self.fused_bias:
             y = y + (self.bias if self.kind == "linear" else self.bias.view(-1, *([1] * (y.dim() - 2))))
+        if self.product == "mkldnn-cl" and not x.is_contiguous(memory_format=torch.channels_last):
+            y = y.contiguous()  # hand back the caller's layout
         return y
