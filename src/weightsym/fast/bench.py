@@ -50,6 +50,7 @@ GOALS = [
 ]
 
 MATERIALISED = ("triangular", "average", "eigen", "lowrank")
+PROBE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 def plan(quick: bool) -> dict:
@@ -227,7 +228,8 @@ def memory_probe(spec: dict) -> dict:
     """Peak RSS increase (KiB) of one forward pass of one model variant; runs in a fresh subprocess."""
     code = ("import json,sys; from weightsym.fast.bench import _probe; "
             f"print(json.dumps(_probe(json.loads(sys.argv[1]))))")
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    # fixed glibc thresholds so freed activations go back to the OS and every forward pass shows its own peak
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), **PROBE_MALLOC)
     res = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, env=env,
                          timeout=600)
     if res.returncode != 0:
@@ -391,7 +393,9 @@ def markdown(result: dict) -> str:
     if models:
         lines += ["## Whole model: throughput, memory, files", "",
                   "Peak memory: increase of the peak RSS (KiB, VmHWM after resetting it via /proc/self/clear_refs) "
-                  "during one forward pass, in a fresh subprocess per variant.",
+                  "during one forward pass, in a fresh subprocess per variant run with "
+                  + ", ".join(f"{k}={v}" for k, v in PROBE_MALLOC.items())
+                  + " (so freed activations return to the OS and each pass shows its own peak).",
                   "", format_table(
                       ["model", "symmetry", "batch", "img/s dense", "img/s optimized", "peak KiB dense",
                        "peak KiB optimized", "free-only file", "dense file", "calibration s"],
