@@ -219,20 +219,6 @@ def test_describe_recurrent_model_through_the_registry(capsys):
     assert "weight_hh_l1" in out and "weight_ih_l0" in out
 
 
-@pytest.mark.slow
-@pytest.mark.data
-def test_cifar10_wrn_bottleneck_paper_placement_runs_on_local_data(tmp_path, shared_data):
-    out = tmp_path / "cifar"
-    summary = train(TrainConfig(model="wrn-10-1-bottleneck", channel="triangular", include=["*conv2"],
-                                data_dir=str(shared_data), train_subset=256, batch_size=64, max_steps=4, epochs=1,
-                                progress=False, threads=1, out=str(out)))
-    assert summary["dataset"] == "cifar10" and summary["steps"] == 4 and summary["symmetric_layers"] == 3
-    assert 0.0 <= summary["test_accuracy"] <= 1.0 and math.isfinite(summary["test_loss"])
-    # one block per group, middle widths 4, 8, 16: n(n-1)/2 * 9 values saved per conv2
-    assert summary["params"]["dense"] - summary["params"]["stored"] == sum(n * (n - 1) // 2 * 9 for n in (4, 8, 16))
-    result = evaluate_checkpoint(out / "checkpoint.safetensors", data_dir=str(shared_data))
-    assert result["samples"] == 10_000 and result["accuracy"] == summary["test_accuracy"]
-
 
 def _tiny_image_cnn(num_classes=10):
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
@@ -286,3 +272,40 @@ def test_describe_the_registry_lstm_language_model(capsys):
     totals = json.loads(out.strip().splitlines()[-1])
     assert totals["dense"] - totals["stored"] == 2 * 4 * 256 * 255 // 2  # 2 layers x 4 gates of 256x256
     assert out.count("| triangular |") == 2
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    """SIGKILL a real training process as soon as it has written a checkpoint, resume, compare bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "weightsym", "train", "--model", "mnist1d-cnn", "--model-arg", "width=8",
+            "--model-arg", "norm=true", "--channel", "triangular", "--train-subset", "600", "--batch-size", "64",
+            "--epochs", "2", "--lr", "0.05", "--no-progress", "--threads", "1", "--checkpoint-every", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # the uninterrupted reference runs in this process (same code path as the command line, one thread)
+    assert main(args[3:] + ["--out", str(tmp_path / "full")]) == 0
+    victim = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
+    checkpoint = tmp_path / "killed" / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = load_checkpoint(checkpoint)["step"]
+    assert 1 <= killed_at < 20  # 10 steps per epoch x 2 epochs
+    subprocess.run(args[:4] + ["--resume", "--out", str(tmp_path / "killed"), "--no-progress"], check=True,
+                   capture_output=True, timeout=180, env=env)
+    a = load_file(str(tmp_path / "full" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "checkpoint.safetensors"))
+    for key in (k for k in a if k.startswith(("model.", "optim."))):
+        assert torch.equal(a[key], b[key]), key
+    full_log, resumed_log = _log(tmp_path / "full"), _log(tmp_path / "killed")
+    assert [r["weights_sha256"] for r in resumed_log] == [r["weights_sha256"] for r in full_log]
+    assert not list((tmp_path / "killed").glob(".*.tmp"))  # a killed write's temp file is removed on resume

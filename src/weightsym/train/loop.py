@@ -247,6 +247,8 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         _print_header(config, data, ctx, counts, steps_per_epoch, out)
         if config.resume:
             _truncate_log(out / LOG, train_loader.epoch)
+            for stale in out.glob(".*.safetensors.*.tmp"):  # left by a process killed while writing
+                stale.unlink()
             print(f"resuming at step {state['step']} (epoch {train_loader.epoch + 1}, batch {train_loader.batch})",
                   flush=True)
 
