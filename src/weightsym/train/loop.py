@@ -324,22 +324,23 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
             break
         sums = state["epoch_sums"]
         last_eval = evaluate(dmodel, test_loader, ctx, expand, criterion)
-        digests = ctx.all_gather_int(int(weights_digest(model)[:15], 16))
+        digest = weights_digest(model)
+        digests = ctx.all_gather_int(int(digest[:15], 16))
         state["epoch_seconds"].append(sums[3])
         record = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                   "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2],
                   "test_loss": last_eval["loss"], "test_accuracy": last_eval["accuracy"], "seconds": sums[3],
-                  "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": weights_digest(model),
+                  "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": digest,
                   "rank_digests": [f"{d:015x}" for d in digests]}
         improved = state["best_accuracy"] is None or last_eval["accuracy"] > state["best_accuracy"]
         if improved:
             state["best_accuracy"], state["best_epoch"] = last_eval["accuracy"], epoch + 1
         state["epoch_sums"] = [0.0, 0.0, 0.0, 0.0]
-        write_checkpoint(*([ckpt_path, best_path] if improved else [ckpt_path]))
-        if ctx.is_main:
+        if ctx.is_main:  # log first: a crash before the checkpoint leaves a line that resuming drops and redoes
             with open(out / LOG, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             _write_epoch_line(config, record)
+        write_checkpoint(*([ckpt_path, best_path] if improved else [ckpt_path]))
 
     if last_eval is None:
         last_eval = evaluate(dmodel, test_loader, ctx, expand, criterion)
