@@ -126,3 +126,18 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_state_round_trips_awkward_values(tmp_path):
+    import collections
+
+    path = tmp_path / "c.safetensors"
+    state = {"a.b": torch.ones(2), "a": {"b": torch.zeros(3)}, 3: "int key", "t": (1, 2.5, None),
+             "c": collections.Counter({60: 1, 120: 1}), "nan": float("nan"), "arr": np.arange(3, dtype=np.int16),
+             "__weird": 1}
+    save_checkpoint(path, _net(), state=state)
+    back = load_checkpoint(path)
+    assert torch.equal(back["a.b"], torch.ones(2)) and torch.equal(back["a"]["b"], torch.zeros(3))
+    assert back[3] == "int key" and back["t"] == (1, 2.5, None) and back["__weird"] == 1
+    assert isinstance(back["c"], collections.Counter) and back["c"] == {60: 1, 120: 1}
+    assert np.isnan(back["nan"]) and back["arr"].dtype == np.int16 and back["arr"].tolist() == [0, 1, 2]

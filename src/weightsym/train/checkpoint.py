@@ -63,8 +63,11 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     """JSON-able form of ``obj``; tensors go to ``tensors[path]`` and are replaced by ``{"__tensor__": path}``."""
     if isinstance(obj, torch.Tensor):
-        tensors[path] = obj.detach().contiguous().cpu().clone()
-        return {"__tensor__": path}
+        key, n = path, 1
+        while key in tensors:  # keys containing "." can map two values to one path
+            key, n = f"{path}#{n}", n + 1
+        tensors[key] = obj.detach().contiguous().cpu().clone()
+        return {"__tensor__": key}
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
     if isinstance(obj, np.generic):
