@@ -2,7 +2,7 @@
 
 Example:
     >>> text, counts = describe_model("wrn-16-4-bottleneck", channel="triangular", include=["*conv2"])
-    >>> counts.dense - counts.stored == sum(n * (n - 1) // 2 * 9 for n in (16, 32, 64))   # one conv2 per group
+    >>> counts.dense - counts.stored == sum(2 * n * (n - 1) // 2 * 9 for n in (16, 32, 64))   # 2 conv2 per group
     True
 """
 
