@@ -133,8 +133,8 @@ def _cnn():
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
                          nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1,
                                                                   padding_mode="reflect"),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * 16, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
-                         nn.Linear(16, 10))
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * 16, 16), nn.ReLU(),
+                         nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 10))
 
 
 @pytest.mark.parametrize("channel,spatial", [(None, "dihedral"), ("block", None), ("centro", "rot180"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import weightsym.fast.bench as bench
+from weightsym.fast import bench
 
 
 def test_bench_tiny_cases_write_markdown_and_json(tmp_path):

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 
@@ -97,7 +97,7 @@ def machine() -> dict:
     except OSError:
         pass
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -227,7 +227,7 @@ def layer_case(kind: str, n: int, size: int, batch: int, channel, spatial, cfg) 
 def memory_probe(spec: dict) -> dict:
     """Peak RSS increase (KiB) of one forward pass of one model variant; runs in a fresh subprocess."""
     code = ("import json,sys; from weightsym.fast.bench import _probe; "
-            f"print(json.dumps(_probe(json.loads(sys.argv[1]))))")
+            "print(json.dumps(_probe(json.loads(sys.argv[1]))))")
     # fixed glibc thresholds so freed activations go back to the OS and every forward pass shows its own peak
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), **PROBE_MALLOC)
     res = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, env=env,
@@ -362,14 +362,15 @@ def markdown(result: dict) -> str:
         "# Inference benchmark: weightsym.fast.optimize vs dense",
         "",
         f"Command: `{result['command']}`  ",
-        f"Mode: {'quick (development, busy shared machine)' if result['quick'] else 'full'}; "
+        f"Mode: {'quick (development)' if result['quick'] else 'full'}; "
         f"{result['plan']['repeats']} interleaved repeats, median reported; min {result['plan']['min_time']} s per "
         "measurement  ",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads, "
         f"Python {m['python']}, {m['platform']}  ",
         f"Date: {m['date']}; load average at start {m['load_average']}, at end {result.get('load_end')}  ",
         f"Allocator: {m['allocator']['malloc']}; "
-        + ", ".join(f"{k}={v}" for k, v in m["allocator"].items() if k != "malloc" and v) or "no MALLOC_* set",
+        + (", ".join(f"{k}={v}" for k, v in m["allocator"].items() if k != "malloc" and v)
+           or "no MALLOC_* / LD_PRELOAD / OMP_NUM_THREADS set"),
         "",
         "measured × = median dense wall time / median optimized wall time (higher is better); CPU-time × = the same "
         "with process CPU time (robust when other processes share the cores; goals are judged on wall time); "
@@ -387,8 +388,9 @@ def markdown(result: dict) -> str:
             continue
         lines += [f"## {title}", "", format_table(header, [
             [r["name"], _sym(r), r["map"] if r["kind"] != "linear" else "-", r["batch"], r["kernel"],
-             f"{r['allowed_ratio']:.2f}", f"{r['chosen_ratio']:.2f}", f"{r['dense_ms']:.3f}", f"{r['optimized_ms']:.3f}",
-             f"{r['ratio']:.2f}", f"{r['cpu_ratio']:.2f}"] for r in rows], numeric={2, 3, 5, 6, 7, 8, 9, 10}), ""]
+             f"{r['allowed_ratio']:.2f}", f"{r['chosen_ratio']:.2f}", f"{r['dense_ms']:.3f}",
+             f"{r['optimized_ms']:.3f}", f"{r['ratio']:.2f}", f"{r['cpu_ratio']:.2f}"] for r in rows],
+            numeric={2, 3, 5, 6, 7, 8, 9, 10}), ""]
     models = [r for r in result["rows"] if r["kind"] == "model"]
     if models:
         lines += ["## Whole model: throughput, memory, files", "",

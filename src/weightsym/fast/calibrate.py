@@ -80,6 +80,6 @@ def size_rule(layer, module: nn.Module) -> bool:
     if layer.plan != "dense" and min(layer.n_in, layer.n_out) < CONV_CHANNEL_MIN:
         return False
     if layer.spatial is not None:
-        rows = getattr(layer, "weight0").shape[0]
+        rows = layer.weight0.shape[0]
         return rows >= FOLD_MIN_OUT
     return True

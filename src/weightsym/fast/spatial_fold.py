@@ -101,7 +101,7 @@ class SpatialFold(nn.Module):
         self.pairs = sorted(pairs)
 
     @classmethod
-    def from_conv(cls, conv: nn.Module, orbit_ids=None) -> "SpatialFold":
+    def from_conv(cls, conv: nn.Module, orbit_ids=None) -> SpatialFold:
         """The fold of ``conv`` (a Conv1d/Conv2d) over the orbits of its spatial symmetry (or ``orbit_ids``)."""
         if orbit_ids is None:
             from weightsym.nn import symmetric_parametrization

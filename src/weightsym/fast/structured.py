@@ -84,7 +84,7 @@ class StructuredLayer(nn.Module):
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, module: nn.Module, use_channel: bool = True, use_spatial: bool = True,
-              product: str = "mkldnn") -> "StructuredLayer | None":
+              product: str = "mkldnn") -> StructuredLayer | None:
         """The structured kernel of a symmetric ``module`` (None if its structure saves no multiplies).
 
         ``use_channel``/``use_spatial`` switch the channel or the spatial part off (that part then stays a dense
