@@ -302,6 +302,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used (logged per epoch: the last one)
             scheduler.step()
             state["step"] += 1
             sums = state["epoch_sums"]
@@ -327,7 +328,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         digest = weights_digest(model)
         digests = ctx.all_gather_int(int(digest[:15], 16))
         state["epoch_seconds"].append(sums[3])
-        record = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+        record = {"epoch": epoch + 1, "step": state["step"], "lr": step_lr,
                   "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2],
                   "test_loss": last_eval["loss"], "test_accuracy": last_eval["accuracy"], "seconds": sums[3],
                   "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": digest,
