@@ -51,7 +51,7 @@ def test_params_smoke_run(tmp_path):
 
     rows = {(r["model"], r["placement"], r["symmetry"]): r for r in payload["rows"]}
     for placement in ("paper", "default"):
-        for symmetry in ["dense"] + params.SYMMETRIES:
+        for symmetry in ["dense"] + params.SMOKE_SYMMETRIES:
             assert ("wrn-16-4-bottleneck", placement, symmetry) in rows
     # WRN-16-4 bottleneck: middle convs of width 16, 32, 64, two blocks each
     tri = rows[("wrn-16-4-bottleneck", "paper", "triangular")]
