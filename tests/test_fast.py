@@ -314,3 +314,28 @@ def test_float32_kernels_including_onednn_product(channel, spatial, groups):
         for name, impl in candidates(conv).items():
             assert _close(impl(x), want), name
     assert candidates(conv)["structured"].product == "mkldnn"
+
+
+@pytest.mark.parametrize("channel,spatial,kept", [(None, "dihedral", "dihedral"), ("block", "dihedral", "dihedral"),
+                                                  ("tri", None, None), ("repeat:2:in", None, "repeat:2:in")])
+def test_fold_batchnorm_keeps_the_surviving_symmetry(channel, spatial, kept):
+    from weightsym.fast.fold_bn import conv_bn_pairs
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 4, 1)).double()
+    with torch.no_grad():
+        bn = model[2]
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    model.eval()
+    ws.symmetrize(model, channel=channel, spatial=spatial)
+    assert conv_bn_pairs(model) == [("1", "2")]
+    fast = optimize(model, fold_bn=True)
+    assert isinstance(fast[2], nn.Identity)
+    row = next(r for r in fast.optimize_report.rows if r.name == "1") if kept else None
+    assert (row.symmetry if row else None) == (ws.get_symmetry(kept).spec if kept else None)
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert _close(fast(x), model(x))

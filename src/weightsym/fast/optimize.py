@@ -104,7 +104,7 @@ def _replace(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
 
 def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compile: bool = False,
              margin: float = 0.03, rounds: int = 5, choices: dict[str, str] | None = None,
-             verbose: bool = False) -> nn.Module:
+             fold_bn: bool = False, verbose: bool = False) -> nn.Module:
     """A copy of ``model`` for inference in which every symmetric layer runs its cheapest exact kernel.
 
     ``model`` is left untouched.  The copy is in eval mode, its parameters do not require grad, and it contains no
@@ -116,11 +116,16 @@ def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compi
     inductor) and falls back to the eager model, with a warning, when compilation is unavailable.
 
     ``choices`` (``{layer name: candidate}``, e.g. the ``chosen`` column of an earlier report) replays a plan
-    without timing.  The choices are in ``result.optimize_report`` (an :class:`OptimizeReport`).
+    without timing.  ``fold_bn=True`` first folds every eval-mode BatchNorm that directly follows a conv into it
+    (:mod:`weightsym.fast.fold_bn`), keeping the part of the conv's symmetry that still holds.  The choices are in ``result.optimize_report`` (an :class:`OptimizeReport`).
     """
     from weightsym.nn import symmetric_layers
 
     fast = copy.deepcopy(model).eval()
+    if fold_bn:
+        from weightsym.fast.fold_bn import fold_batchnorm
+
+        fold_batchnorm(fast)
     modules: dict[str, nn.Module] = {}
     for qualified, module, _ in symmetric_layers(fast):
         name = qualified.rsplit(".", 1)[0] if "." in qualified else ""
