@@ -202,6 +202,28 @@ def trend(summary: list[dict]) -> list[dict]:
     return out
 
 
+def equal_params(summary: list[dict]) -> list[dict]:
+    """Each symmetric point against *dense at the same stored parameter count*: dense test accuracy interpolated
+    linearly in log(parameters) between the two dense widths that bracket it (points outside the dense range are
+    left out).  Positive = the symmetric model is more accurate than a dense one of its size."""
+    out = []
+    for dataset in sorted({r["dataset"] for r in summary}):
+        dense = sorted((r for r in summary if r["dataset"] == dataset and r["symmetry"] == "dense"),
+                       key=lambda r: r["stored"])
+        for r in summary:
+            if r["dataset"] != dataset or r["symmetry"] == "dense":
+                continue
+            for lo, hi in zip(dense, dense[1:]):
+                if lo["stored"] <= r["stored"] <= hi["stored"]:
+                    t = math.log(r["stored"] / lo["stored"]) / math.log(hi["stored"] / lo["stored"])
+                    acc = lo["acc_mean"] + t * (hi["acc_mean"] - lo["acc_mean"])
+                    out.append({"dataset": dataset, "width": r["width"], "symmetry": r["symmetry"],
+                                "stored": r["stored"], "dense_acc_same_params": acc,
+                                "gap_same_params": r["acc_mean"] - acc})
+                    break
+    return out
+
+
 def _plot(summary: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -209,7 +231,7 @@ def _plot(summary: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = sorted({r["dataset"] for r in summary}, reverse=True)
-    fig, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7.5), squeeze=False)
+    fig, axes = plt.subplots(3, len(datasets), figsize=(5.5 * len(datasets), 11), squeeze=False)
     for col, dataset in enumerate(datasets):
         for symmetry in SYMMETRIES:
             rows = sorted((r for r in summary if r["dataset"] == dataset and r["symmetry"] == symmetry),
@@ -217,6 +239,8 @@ def _plot(summary: list[dict], path: Path) -> None:
             widths = [r["width"] for r in rows]
             axes[0, col].errorbar(widths, [100 * r["acc_mean"] for r in rows], [100 * r["acc_std"] for r in rows],
                                   marker="o", capsize=3, label=symmetry)
+            axes[2, col].errorbar([r["stored"] for r in rows], [100 * r["acc_mean"] for r in rows],
+                                  [100 * r["acc_std"] for r in rows], marker="o", capsize=3, label=symmetry)
             if symmetry != "dense":
                 axes[1, col].errorbar(widths, [100 * r["gap_mean"] for r in rows],
                                       [100 * r["gap_std"] for r in rows], marker="o", capsize=3, label=symmetry)
@@ -229,14 +253,22 @@ def _plot(summary: list[dict], path: Path) -> None:
             axes[row, col].set_xlabel("width (channels / hidden units)")
             axes[row, col].legend(fontsize=8)
         axes[0, col].set_ylabel("test accuracy (%)")
+        axes[2, col].set_title(f"{dataset}: test accuracy vs stored parameters")
+        axes[2, col].set_xscale("log")
+        axes[2, col].set_xlabel("stored parameters")
+        axes[2, col].set_ylabel("test accuracy (%)")
+        axes[2, col].legend(fontsize=8)
         axes[1, col].set_ylabel("accuracy - dense accuracy (points)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _markdown(summary, trends, setups, seeds, smoke, seconds, skipped) -> str:
-    lines = [header(TITLE), "",
+def _markdown(summary, trends, matched, setups, seeds, smoke, seconds, skipped, command=None, machine=None) -> str:
+    head = header(TITLE, command)
+    if machine:  # re-rendered from a finished run: keep the run's date
+        head = head.replace(head[head.index("Date: "):], f"Date: {machine['date']} (run)\n")
+    lines = [head, "",
              "Dense vs channel symmetries on the square middle layers (weightsym's default placement: every square "
              "layer but the stem and the classifier), trained from scratch at each width with "
              f"{len(seeds)} seed(s). AdamW (no weight decay), cosine decay to 0, batch {BATCH_SIZE}, no augmentation. "
@@ -266,13 +298,19 @@ def _markdown(summary, trends, setups, seeds, smoke, seconds, skipped) -> str:
                              f"{100 * t['gap_small']:+.1f} ± {100 * t['std_small']:.1f} (w={t['width_small']})",
                              f"{100 * t['gap_large']:+.1f} ± {100 * t['std_large']:.1f} (w={t['width_large']})",
                              t["verdict"]] for t in trends]), "",
+              "### At equal stored parameters", "",
+              "Each symmetric model against dense accuracy interpolated (linear in log parameters) at its stored "
+              "parameter count; points outside the dense range are left out.", "",
+              format_table(["dataset", "symmetry", "width", "stored", "acc - dense at same size (points)"],
+                           [[m["dataset"], m["symmetry"], str(m["width"]), f"{m['stored']:,}",
+                             f"{100 * m['gap_same_params']:+.1f}"] for m in matched]), "",
               "![width sweep](width-sweep.png)", ""]
     if smoke:
         lines.append("(smoke run: tiny data, one epoch, one seed: the numbers mean nothing)\n")
     return "\n".join(lines)
 
 
-def _verdict(summary: list[dict], trends: list[dict], smoke: bool) -> str:
+def _verdict(summary: list[dict], trends: list[dict], matched: list[dict], smoke: bool) -> str:
     lines = ["### Verdict", ""]
     if smoke:
         return "\n".join(lines + ["Smoke run: no verdict (one epoch on a few hundred samples).", ""])
@@ -301,6 +339,11 @@ def _verdict(summary: list[dict], trends: list[dict], smoke: bool) -> str:
     lines += [f"- The largest loss is {worst['symmetry']} at width {worst['width']} on {worst['dataset']} "
               f"({100 * worst['gap_mean']:+.1f} points). Mean gap over all widths and datasets (points): {ranking} "
               "(triangular keeps about 1/2 of each square layer, block 1/4, eighth about 1/8).",
+              "- At equal stored parameters (mean over the matched points, points): " + (", ".join(
+                  f"{d}/{sym} {100 * statistics.fmean(m['gap_same_params'] for m in matched if m['dataset'] == d and m['symmetry'] == sym):+.1f}"
+                  for d in sorted({m['dataset'] for m in matched}, reverse=True)
+                  for sym in SYMMETRIES[1:] if any(m['dataset'] == d and m['symmetry'] == sym for m in matched))
+                  or "no symmetric point falls inside the dense range") + ".",
               "- What CPU scale cannot say: these are 3-layer networks of at most a few hundred thousand parameters, "
               "trained for minutes with one fixed recipe (no tuning per symmetry); 3 seeds give error bars of a "
               "point or more. The paper's setting (WRN/ResNet trained for 200 epochs, ImageNet) is far deeper and "
@@ -337,11 +380,26 @@ def run(out_dir: Path, smoke: bool = False) -> dict:
                         print(f"{dataset} w={width} {symmetry:10s} seed={seed} acc={r['test_acc']:.3f} "
                               f"({r['seconds']:.1f}s)", flush=True)
     seconds = time.time() - start
+    payload = {"study": NAME, "smoke": smoke, "seconds": round(seconds, 1), "setups": setups, "seeds": list(seeds),
+               "batch_size": BATCH_SIZE, "skipped": skipped, "runs": runs}
+    return write_report(out_dir, payload)
+
+
+def write_report(out_dir: Path, payload: dict) -> dict:
+    """Summaries, figure, Markdown and JSON from the raw ``payload["runs"]`` of :func:`run`.
+
+    Also re-renders a finished run without training again:
+    ``write_report(d, json.loads((d / "width-sweep.json").read_text()))`` (keeps its command, machine and date).
+    """
+    out_dir = Path(out_dir)
+    smoke, runs = payload["smoke"], payload["runs"]
     summary = summarize(runs)
     trends = trend(summary)
+    matched = equal_params(summary)
     _plot(summary, out_dir / "width-sweep.png")
-    markdown = _markdown(summary, trends, setups, seeds, smoke, seconds, skipped) + "\n" + _verdict(summary, trends, smoke)
-    payload = {"study": NAME, "smoke": smoke, "seconds": round(seconds, 1), "setups": setups, "seeds": list(seeds),
-               "batch_size": BATCH_SIZE, "skipped": skipped, "summary": summary, "trend": trends, "runs": runs}
+    markdown = (_markdown(summary, trends, matched, payload["setups"], payload["seeds"], smoke, payload["seconds"],
+                          payload["skipped"], payload.get("command"), payload.get("machine"))
+                + "\n" + _verdict(summary, trends, matched, smoke))
+    payload = {**payload, "summary": summary, "trend": trends, "equal_params": matched}
     write_outputs(out_dir, NAME, payload, markdown)
     return payload
