@@ -42,8 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, target in COMMANDS.items():
         module_name, func_name = target.split(":")
-        getattr(importlib.import_module(module_name), func_name)(sub)
+        try:
+            setup = getattr(importlib.import_module(module_name), func_name)
+        except (ImportError, AttributeError) as exc:  # one broken command must not take the others down
+            _broken_command(sub, name, f"{type(exc).__name__}: {exc}")
+            continue
+        setup(sub)
     return parser
+
+
+def _broken_command(sub, name: str, why: str) -> None:
+    def fail(args):
+        raise RuntimeError(f"the `{name}` command is unavailable here ({why})")
+
+    p = sub.add_parser(name, help=f"(unavailable: {why[:60]})")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=fail)
 
 
 def main(argv: list[str] | None = None) -> int:
