@@ -78,7 +78,16 @@ class StructuredLayer(nn.Module):
         self.register_buffer("fold_idx", cf.fold_index(self.n_in), persistent=False)
         self.register_buffer("mirror_idx", cf.mirror_index(self.n_out), persistent=False)
         # a bias is added by the product itself when no output transform follows (one fused op)
-        self.fused_bias = self.out_mode == "none" and bias is not None
+        self.fused_bias = self.out_mode in ("none", "centro") and bias is not None
+        if self.out_mode == "centro" and bias is not None:
+            # y₁ = y_s + y_a and y₂ = J (y_s − y_a): biases (b₁ + J b₂)/2 on y_s (b_mid in the middle) and
+            # (b₁ − J b₂)/2 on y_a make the combined output carry exactly b, inside the two products
+            b = bias.detach().to(torch.float64)
+            h, n = self.n_out // 2, self.n_out
+            head, tail = b[:h], b[n - h:].flip(0)
+            sym = torch.cat([(head + tail) / 2, b[h:h + n % 2]])
+            self.register_buffer("bias0", sym.to(bias.dtype))
+            self.register_buffer("bias1", ((head - tail) / 2).to(bias.dtype))
         self.multiply_fraction = sum(w.numel() for w in weights) / dense_numel
 
     # -- construction ---------------------------------------------------------------------------------------------
@@ -145,8 +154,10 @@ class StructuredLayer(nn.Module):
                 f"product={self.product}, multiplies={self.multiply_fraction:.3f}")
 
     # -- forward --------------------------------------------------------------------------------------------------
-    def _product(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        bias = self.bias if self.fused_bias else None
+    def _product(self, x: torch.Tensor, weight: torch.Tensor, branch: int = 0) -> torch.Tensor:
+        bias = None
+        if self.fused_bias:
+            bias = getattr(self, f"bias{branch}") if self.out_mode == "centro" else self.bias
         if self.kind == "linear":
             return F.linear(x, weight, bias)
         conv = self.conv
@@ -183,7 +194,7 @@ class StructuredLayer(nn.Module):
             inputs = [cf.chunk_sum(x, d, self.copies, self.n_in)]
         else:
             inputs = [x]
-        outs = [self._product(t, getattr(self, f"weight{i}")) for i, t in enumerate(inputs)]
+        outs = [self._product(t, getattr(self, f"weight{i}"), i) for i, t in enumerate(inputs)]
         if self.out_mode == "mirror":
             y = cf.mirror(outs[0], d, self.mirror_idx)
         elif self.out_mode == "centro":
