@@ -12,8 +12,13 @@ import pytest
 import torch
 
 import weightsym as ws
-from weightsym.reproduce import get_study, list_studies
-from weightsym.reproduce import params, universal_approximation, width_sweep
+from weightsym.reproduce import (
+    get_study,
+    list_studies,
+    params,
+    universal_approximation,
+    width_sweep,
+)
 
 
 def tri_saved(channels: int, taps: int = 9) -> int:

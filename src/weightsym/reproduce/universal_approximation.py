@@ -79,7 +79,8 @@ def make_network(dim: int, width: int, symmetry: str) -> nn.Module:
 
     ``symmetry="dense"``: ``Linear(dim, width)``.  Otherwise ``ZeroPad(width)`` then a square ``Linear(width, width)``
     made symmetric with :func:`weightsym.symmetrize` (strictly: it fails rather than staying dense).  Initialisation
-    matches the dense network's: W and b are drawn from U(−1/√d, 1/√d) (PyTorch's default for ``Linear(dim, width)``;
+    matches the dense network's: W and b are drawn from U(−1/√d, 1/√d) (PyTorch's default for
+    ``Linear(dim, width)``;
     the default for ``Linear(width, width)`` would start the first column √(n/d) times smaller), projected onto the
     symmetry, and rescaled by √(orbit size) so each entry keeps that scale.
     """
@@ -276,8 +277,9 @@ def run(out_dir: Path, smoke: bool = False) -> dict:
           "their input weights (own biases and output weights).", "",
           f"**Fit.** Full batch; Adam {adam_steps} steps (lr 1e-2, cosine to 0), then L-BFGS up to {lbfgs_steps} "
           "iterations (strong Wolfe), on the MSE over a regular training grid (1-D: 256 points, 2-D: 32×32); error "
-          f"= RMSE on a finer grid (1-D: 2001, 2-D: 101×101); best of {len(seeds)} seed(s). The symmetric W and b start "
-          "like the dense layer's (U(−1/√d, 1/√d), projected, then rescaled by √(orbit size)). Targets: sin(3πx), |x|, "
+          f"= RMSE on a finer grid (1-D: 2001, 2-D: 101×101); best of {len(seeds)} seed(s). The symmetric W and b "
+          "start like the dense layer's (U(−1/√d, 1/√d), projected, then rescaled by √(orbit size)). Targets: "
+          "sin(3πx), |x|, "
           "1[x > 0], exp(−4‖x‖²) on [-1, 1]². Total fitting time: "
           f"{seconds / 60:.1f} minutes.", ""]
     for target in targets:
