@@ -339,3 +339,14 @@ def test_fold_batchnorm_keeps_the_surviving_symmetry(channel, spatial, kept):
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
     with torch.no_grad():
         assert _close(fast(x), model(x))
+
+
+def test_unbatched_inputs():
+    conv = _symmetric(nn.Conv2d(6, 6, 3, padding=1), "block", "dihedral")
+    lin = _symmetric(nn.Linear(6, 6), "centrosymmetric", None)
+    x, v = torch.randn(6, 5, 5, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    with torch.no_grad():
+        for name, impl in candidates(conv).items():
+            assert _close(impl(x), conv(x)), name
+        for name, impl in candidates(lin).items():
+            assert _close(impl(v), lin(v)), name

@@ -185,6 +185,8 @@ class StructuredLayer(nn.Module):
         return op(x, weight, bias, conv["stride"], conv["padding"], conv["dilation"], conv["groups"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "conv" and x.dim() == self.conv["ndim"] + 1:  # unbatched input, as nn.Conv accepts
+            return self.forward(x.unsqueeze(0)).squeeze(0)
         d = self.dim
         if self.in_mode == "pair":
             inputs = [cf.pair_fold(x, d, self.fold_idx)]
