@@ -143,10 +143,22 @@ class SpatialFold(nn.Module):
                 pair_maps[i] = (self._slice(xp, lo, out, axes=(self.axis,))
                                 + self._slice(xp, hi, out, axes=(self.axis,)))
         others = tuple(a for a in range(len(out)) if a != self.axis)
+        if self.groups == 1 and not _tracing():
+            # eager: write every orbit map straight into its slice of the output (no concatenation pass)
+            c = x.shape[1]
+            z = torch.empty((x.shape[0], self.orbits * c, *out), dtype=x.dtype, device=x.device,
+                            memory_format=_format_of(x))
+            for o, parts in enumerate(self._parts(xp, pair_maps, out, others)):
+                dest = z.narrow(1, o * c, c)
+                if len(parts) == 1:
+                    dest.copy_(parts[0])
+                else:
+                    torch.add(parts[0], parts[1], out=dest)
+                    for part in parts[2:]:
+                        dest.add_(part)
+            return z
         maps = []
-        for terms in self.terms:
-            parts = [self._slice(xp, tap, out) if p < 0 else self._slice(pair_maps[p], tap, out, axes=others)
-                     for p, tap in terms]
+        for parts in self._parts(xp, pair_maps, out, others):
             acc = parts[0]
             if len(parts) > 1:
                 acc = acc + parts[1]
@@ -159,6 +171,27 @@ class SpatialFold(nn.Module):
         stacked = torch.stack(maps, 1)  # (N, F, C, *S)
         stacked = stacked.unflatten(2, (self.groups, c // self.groups)).transpose(1, 2)  # (N, g, F, C/g, *S)
         return stacked.reshape(n, self.orbits * c, *out)
+
+    def _parts(self, xp, pair_maps, out, others):
+        """Per orbit, the slices whose sum is its orbit map."""
+        for terms in self.terms:
+            yield [self._slice(xp, tap, out) if p < 0 else self._slice(pair_maps[p], tap, out, axes=others)
+                   for p, tap in terms]
+
+
+def _tracing() -> bool:
+    """True under torch.jit.trace / torch.export / torch.compile (they get the functional concatenation path)."""
+    if torch.jit.is_tracing():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and (compiler.is_compiling()
+                                          or (hasattr(compiler, "is_exporting") and compiler.is_exporting())))
+
+
+def _format_of(x: torch.Tensor):
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def fold_weight(weight: torch.Tensor, orbit_ids, groups: int = 1) -> torch.Tensor:
