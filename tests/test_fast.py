@@ -6,6 +6,8 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -350,3 +352,32 @@ def test_unbatched_inputs():
             assert _close(impl(x), conv(x)), name
         for name, impl in candidates(lin).items():
             assert _close(impl(v), lin(v)), name
+
+
+# -- property-based: random conv geometries ----------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(2, 5), stride=st.integers(1, 3), dilation=st.integers(1, 2), padding=st.integers(0, 2),
+       mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]), size=st.integers(6, 11),
+       spatial=st.sampled_from(SPATIAL), channel=st.sampled_from([None, "block", "centrosymmetric", "repeat:2:in"]),
+       groups=st.sampled_from([1, 2]), batch=st.integers(1, 2))
+def test_property_structured_conv_equals_symmetric_conv(k, stride, dilation, padding, mode, size, spatial, channel,
+                                                        groups, batch):
+    """Any geometry: every candidate kernel equals the symmetric conv it replaces (float64)."""
+    if mode != "zeros" and padding >= size:
+        return
+    if (size + 2 * padding - dilation * (k - 1) - 1) < 0:
+        return
+    conv = nn.Conv2d(4, 4, k, stride=stride, dilation=dilation, padding=padding, padding_mode=mode, groups=groups)
+    sym = combine(channel if groups == 1 else None, spatial)
+    ok, _ = sym.applies_to(conv.weight.shape, groups)
+    if not ok:
+        return
+    ws.nn.attach(conv, "weight", sym, groups)
+    with torch.no_grad():
+        conv.parametrizations.weight.original.normal_()
+    conv.double().eval()
+    x = torch.randn(batch, 4, size, size + 1, dtype=torch.float64)
+    with torch.no_grad():
+        want = conv(x)
+        for name, impl in candidates(conv).items():
+            assert _close(impl(x), want), name
