@@ -318,7 +318,8 @@ def _markdown(summary, trends, matched, setups, seeds, smoke, seconds, skipped, 
 
 
 def _mean_matched(matched: list[dict], dataset: str, symmetry: str) -> float:
-    return statistics.fmean(m["gap_same_params"] for m in matched if (m["dataset"], m["symmetry"]) == (dataset, symmetry))
+    return statistics.fmean(m["gap_same_params"] for m in matched
+                            if (m["dataset"], m["symmetry"]) == (dataset, symmetry))
 
 
 def _verdict(summary: list[dict], trends: list[dict], matched: list[dict], smoke: bool) -> str:
