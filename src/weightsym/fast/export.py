@@ -78,7 +78,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example_input, optimi
                 dynamic_batch: bool = False) -> Path:
     """Write an ONNX file of ``model`` (optimized first with :func:`weightsym.fast.optimize` if it is symmetric).
 
-    Raises ``ImportError`` naming ``pip install onnx onnxscript`` when the exporter's packages are missing.
+    The weights are stored inside the file (one self-contained file) unless they exceed ONNX's 2 GB protobuf limit,
+    in which case they go to ``<path>.data`` beside it.  Raises ``ImportError`` naming ``pip install onnx
+    onnxscript`` when the exporter's packages are missing.
     """
     if not onnx_available():
         raise ImportError("ONNX export needs the optional packages onnx and onnxscript: "
@@ -96,8 +98,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example_input, optimi
     kwargs = {}
     if dynamic_batch:
         kwargs["dynamic_shapes"] = tuple({0: torch.export.Dim("batch")} for _ in args)
+    size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     with torch.no_grad():
-        torch.onnx.export(model, args, str(path), dynamo=True, **kwargs)
+        torch.onnx.export(model, args, str(path), dynamo=True, external_data=size >= 2**31 - 2**26, **kwargs)
     return Path(path)
 
 
