@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_ratios, machine, write_json  # noqa: E402
+from common import machine, write_json  # noqa: E402
 
 import weightsym as ws  # noqa: E402
 from weightsym.models.language import LSTMLanguageModel  # noqa: E402
@@ -89,7 +89,7 @@ def step_fn(model, hidden: int, bptt: int, batch: int, lm: bool, vocab: int):
     return step
 
 
-def expansion_seconds(model, repeats: int) -> float:
+def expansion_seconds(model, repeats: int, clock=time.perf_counter) -> float:
     """Median time of expanding every symmetric weight of ``model`` and back-propagating into the free values."""
     rnn = model.rnn if isinstance(model, LSTMLanguageModel) else model
     names = [n for n in rnn._flat_weights_names if parametrize.is_parametrized(rnn, n)]
@@ -98,12 +98,44 @@ def expansion_seconds(model, repeats: int) -> float:
     grads = {n: torch.randn_like(getattr(rnn, n)) for n in names}
     times = []
     for _ in range(repeats + 1):
-        start = time.perf_counter()
+        start = clock()
         total = sum((getattr(rnn, n) * grads[n]).sum() for n in names)
         total.backward()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     rnn.zero_grad(set_to_none=True)
     return statistics.median(times[1:])
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def interleaved(baseline, candidates: dict, repeats: int, warmup: int, clock) -> dict:
+    """``benchmarks/common.interleaved_ratios`` with a choice of clock: rounds B c1 B c2 B ..., each candidate's ratio
+    is its time over the mean of the two baseline runs around it; medians over rounds."""
+    def timed(fn):
+        start = clock()
+        fn()
+        return clock() - start
+
+    for _ in range(warmup):
+        baseline()
+        for fn in candidates.values():
+            fn()
+    base_times, ratios, times = [], {k: [] for k in candidates}, {k: [] for k in candidates}
+    for _ in range(repeats):
+        before = timed(baseline)
+        base_times.append(before)
+        for name, fn in candidates.items():
+            t = timed(fn)
+            after = timed(baseline)
+            base_times.append(after)
+            ratios[name].append(t / ((before + after) / 2))
+            times[name].append(t)
+            before = after
+    out = {name: {"ratio_median": statistics.median(ratios[name]), "seconds_median": statistics.median(times[name]),
+                  "ratios": ratios[name]} for name in candidates}
+    out["_baseline"] = {"seconds_median": statistics.median(base_times)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -115,14 +147,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: elapsed time (quiet machine); cpu: CPU time of the calling thread, robust to "
+                             "other processes on a shared machine (forces --threads 1, where all work runs in it)")
     parser.add_argument("--lm", action="store_true", help="also time the whole language model step (vocab 10,000)")
     parser.add_argument("--vocab", type=int, default=10_000)
     parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "dense"],
                         choices=[v for v in VARIANTS if v != "dense"])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lstm.json"))
     args = parser.parse_args(argv)
+    if args.clock == "cpu":
+        args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = CLOCKS[args.clock]
 
     rows, results = [], []
     for lm in ([False, True] if args.lm else [False]):
@@ -132,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             models = {v: build(v, hidden, args.layers, lm, args.vocab) for v in args.variants}
             candidates = {v: step_fn(m, hidden, args.bptt, args.batch_size, lm, args.vocab)
                           for v, m in models.items()}
-            timing = interleaved_ratios(baseline, candidates, args.repeats, args.warmup)
+            timing = interleaved(baseline, candidates, args.repeats, args.warmup, clock)
             base = timing["_baseline"]["seconds_median"]
             what = "LM step" if lm else "LSTM step"
             rows.append([what, hidden, "dense", f"{ws.count_parameters(dense).stored:,}", f"{base * 1e3:.1f}",
@@ -141,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "seconds_median": base, "ratio_median": 1.0})
             for variant, model in models.items():
                 t = timing[variant]
-                expand = expansion_seconds(model, 5)
+                expand = expansion_seconds(model, 5, clock)
                 rows.append([what, hidden, variant, f"{ws.count_parameters(model).stored:,}",
                              f"{t['seconds_median'] * 1e3:.1f}", f"{t['ratio_median']:.3f}",
                              f"{100 * expand / base:.1f}%"])
@@ -149,13 +187,15 @@ def main(argv: list[str] | None = None) -> dict:
                                 "stored": ws.count_parameters(model).stored, "seconds_median": t["seconds_median"],
                                 "ratio_median": t["ratio_median"], "ratios": t["ratios"],
                                 "expand_seconds": expand, "expand_share": expand / base})
-            print(f"done: {what} hidden {hidden}", file=sys.stderr, flush=True)
+            for row in rows[-1 - len(models):]:
+                print(" | ".join(map(str, row)), file=sys.stderr, flush=True)
+            write_json(args.out, {"benchmark": "bench_lstm", "partial": True, "args": vars(args), "results": results})
 
     table = ws.nn.format_table(["step", "hidden", "variant", "stored params", "ms (median)", "x dense (median)",
                                 "expand"], rows, numeric={1, 3, 4, 5, 6})
     env = machine()
     print(f"training step: forward + backward + SGD, {args.layers} layers, bptt {args.bptt}, batch {args.batch_size}; "
-          f"{args.repeats} interleaved rounds; torch {env['torch']}, {env['torch_threads']} threads, "
+          f"{args.repeats} interleaved rounds, {args.clock} clock; torch {env['torch']}, {env['torch_threads']} threads, "
           f"allocator: {env['allocator']}")
     print(table)
     payload = {"benchmark": "bench_lstm", "machine": env, "args": vars(args), "results": results, "table": table}

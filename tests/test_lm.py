@@ -155,3 +155,18 @@ def test_cli_lm_summary_and_sampling(shared_data, tmp_path, capsys):
     assert main(["lm", "--corpus", "ptb", "--data-dir", root, "--channel", "average", "--ih-gates", "1111",
                  "--emb", "16", "--hidden", "24", "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
     assert "--emb == --hidden" in capsys.readouterr().err
+
+
+def test_cli_download_rejects_unknown_dataset(capsys, tmp_path):
+    assert main(["download", "imagenet-22k", "--data-dir", str(tmp_path)]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+
+
+def test_gru_config_defaults_to_three_gates(tmp_path):
+    from weightsym.lm.train import build_model
+
+    model, report = build_model(LMConfig(rnn_type="gru", emb=8, hidden=8, channel="triangular", hh_gates="111",
+                                         ih_gates="010"), 20)
+    assert {r.tensor for r in report.symmetric} == {"weight_hh_l0", "weight_hh_l1", "weight_ih_l0", "weight_ih_l1"}
+    with pytest.raises(ValueError, match="4 characters|3 characters"):
+        build_model(LMConfig(rnn_type="gru", emb=8, hidden=8, channel="triangular", hh_gates="1111"), 20)

@@ -128,7 +128,7 @@ def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Opt
     model.train()
     criterion = nn.CrossEntropyLoss()
     hidden = model.init_hidden(data.size(1))
-    total, tokens, start = 0.0, 0, time.perf_counter()
+    total, tokens, start, cpu_start = 0.0, 0, time.perf_counter(), time.process_time()
     for i in range(0, data.size(0) - 1, bptt):
         x, y = get_batch(data, i, bptt)
         hidden = repackage_hidden(hidden)
@@ -149,7 +149,8 @@ def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Opt
             progress.update(1)
             progress.set_postfix(loss=f"{total / tokens:.3f}", ppl=f"{math.exp(min(total / tokens, 50)):.1f}",
                                  tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
-    return {"loss": total / max(tokens, 1), "tokens": tokens, "seconds": time.perf_counter() - start}
+    return {"loss": total / max(tokens, 1), "tokens": tokens, "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start}
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -169,7 +170,8 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
 
     Summary keys: ``config``, ``vocab``, ``params`` (dense-equivalent / stored / free), ``epochs_done``,
     ``best_epoch``, ``valid_ppl`` (best), ``test_ppl`` (of the best model), ``seconds_per_epoch`` (training only,
-    mean), ``tokens_per_second``, ``history``.
+    wall clock, mean), ``cpu_seconds_per_epoch`` (process CPU time, meaningful on a shared machine),
+    ``tokens_per_second``, ``history``.
     """
     if config.threads:
         torch.set_num_threads(int(config.threads))
@@ -226,6 +228,7 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
         improved = state["best_val"] is None or val_loss < state["best_val"]
         record = {"epoch": epoch, "lr": lr, "train_loss": stats["loss"], "train_ppl": _ppl(stats["loss"]),
                   "valid_loss": val_loss, "valid_ppl": _ppl(val_loss), "train_seconds": stats["seconds"],
+                  "train_cpu_seconds": stats["cpu_seconds"],
                   "eval_seconds": time.perf_counter() - eval_start,
                   "tokens_per_second": stats["tokens"] / max(stats["seconds"], 1e-9), "improved": improved}
         if improved:
@@ -259,6 +262,8 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
         "valid_ppl": _ppl(state["best_val"]),
         "test_ppl": _ppl(test_loss),
         "seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
+        # CPU time of the process (all threads): the cost of an epoch when the machine is shared with other jobs
+        "cpu_seconds_per_epoch": sum(h.get("train_cpu_seconds", 0.0) for h in history) / len(history),
         "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
         "train_tokens": int(train_ids.numel()),
         "history": history,
@@ -276,9 +281,10 @@ def format_summary(summary: dict) -> str:
         sym = "dense"
     rows = [[f"{c['rnn_type']} {c['layers']}x{c['hidden']}{' tied' if c['tie'] else ''}", sym, f"{p['stored']:,}",
              f"{p['dense']:,}", f"{summary['valid_ppl']:.2f}", f"{summary['test_ppl']:.2f}",
-             f"{summary['seconds_per_epoch']:.1f}", f"{summary['epochs_done']}"]]
+             f"{summary['seconds_per_epoch']:.1f}", f"{summary.get('cpu_seconds_per_epoch', 0.0):.1f}",
+             f"{summary['epochs_done']}"]]
     return ws.nn.format_table(["model", "symmetry", "stored params", "dense-equivalent", "valid ppl", "test ppl",
-                               "s/epoch", "epochs"], rows, numeric={2, 3, 4, 5, 6, 7})
+                               "s/epoch", "CPU s/epoch", "epochs"], rows, numeric={2, 3, 4, 5, 6, 7, 8})
 
 
 def load_language_model(path: str | os.PathLike) -> tuple[LSTMLanguageModel, Dictionary, LMConfig]:
