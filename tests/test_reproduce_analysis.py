@@ -148,3 +148,38 @@ def test_fit_is_seeded_and_mean_std():
     assert torch.equal(trained(1), trained(1)) and not torch.equal(trained(1), trained(2))
     stats = mean_std([1.0, 3.0])
     assert stats["mean"] == 2.0 and stats["std"] == 1.0 and mean_std([5.0])["std"] == 0.0
+
+
+def test_cifar_symmetries_smoke(tmp_path, shared_data):
+    """Issue 4 item 2: the CIFAR-10 accuracy-vs-parameters study end to end in its tiny mode."""
+    import weightsym as ws
+    from weightsym.models import create_model, wrn
+
+    study = get_study("cifar-symmetries")
+    out = tmp_path / "cifar"
+    study.run(out, smoke=True, data_dir=shared_data)
+    saved = json.loads((out / "cifar-symmetries.json").read_text())
+    assert saved["smoke"] is True and [r["variant"] for r in saved["runs"]] == study.SMOKE_VARIANTS
+    markdown = (out / "cifar-symmetries.md").read_text()
+    assert "## Verdict" in markdown and "Smoke run" in markdown and "Command: `" in markdown
+    for figure in saved["figures"].values():
+        with Image.open(out / figure) as image:
+            image.load()
+            assert min(image.size) >= 200
+    by = {r["variant"]: r for r in saved["runs"]}
+    # the parameter axis is exact: the paper's placement symmetrizes exactly the conv2 layers (2 blocks x 3 groups)
+    assert ws.count_parameters(wrn(16, 4, block="bottleneck")).dense == ws.count_parameters(
+        create_model(study.MODEL)).dense  # the study's model is the registry's at width 4
+    dense = wrn(16, study.SMOKE["width"], block="bottleneck")
+    sym = wrn(16, study.SMOKE["width"], block="bottleneck")
+    ws.symmetrize(sym, channel="triangular", include=["*conv2"])
+    assert by["dense"]["params"]["stored"] == ws.count_parameters(dense).stored
+    assert by["triangular"]["params"]["stored"] == ws.count_parameters(sym).stored
+    assert by["triangular"]["symmetric_layers"] == by["dihedral"]["symmetric_layers"] == 6
+    assert by["dense"]["params"]["stored"] > by["triangular"]["params"]["stored"] > by["tri+spa"]["params"]["stored"]
+    for r in saved["runs"]:
+        _in_unit(r["test_accuracy"], r["variant"])
+        assert math.isfinite(r["final_loss"])
+        # kernel scores of every 3x3 conv; spatially dihedral conv2 layers are D4-symmetric by construction
+        assert r["kernels"] and all(0.0 <= k["score"] <= 1.0 + 1e-6 for k in r["kernels"])
+    assert all(abs(k["score"] - 1.0) < 1e-5 for k in by["dihedral"]["kernels"] if k["name"].endswith("conv2"))

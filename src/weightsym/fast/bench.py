@@ -111,8 +111,13 @@ def allocator() -> dict:
             "OMP_NUM_THREADS")
     env = {k: os.environ.get(k) for k in keys}
     preload = env["LD_PRELOAD"] or ""
+    from weightsym import allocator as _allocator
+
+    tuned = _allocator.settings()["tuned"]
     env["malloc"] = ("jemalloc" if "jemalloc" in preload else "tcmalloc" if "tcmalloc" in preload
-                     else f"glibc malloc ({'defaults' if not env['MALLOC_MMAP_THRESHOLD_'] else 'tuned'})")
+                     else f"glibc malloc ({'defaults' if not (env['MALLOC_MMAP_THRESHOLD_'] or tuned) else 'tuned'})")
+    if tuned:
+        env["mallopt"] = ", ".join(f"{k}={v}" for k, v in tuned.items())
     return env
 
 

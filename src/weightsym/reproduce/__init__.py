@@ -22,6 +22,7 @@ STUDIES: dict[str, str] = {
     "input-expansion": "weightsym.reproduce.input_expansion",
     "replica-breakers": "weightsym.reproduce.replica_breakers",
     "universal-approximation": "weightsym.reproduce.universal_approximation",
+    "cifar-symmetries": "weightsym.reproduce.cifar_symmetries",
     # --- studies (add one line per study above this marker) ---
 }
 

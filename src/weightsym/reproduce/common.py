@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from weightsym import allocator
+
 
 def machine() -> dict:
     return {
@@ -19,7 +21,7 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "allocator": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")} or "glibc defaults",
+        "allocator": allocator.describe(),
     }
 
 
