@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from weightsym import allocator
+
 
 def machine() -> dict:
     """What the numbers were measured on, including the allocator settings (they matter on CPU)."""
@@ -22,7 +24,7 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "allocator": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")} or "glibc defaults",
+        "allocator": allocator.describe(),
     }
 
 
