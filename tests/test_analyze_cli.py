@@ -87,6 +87,17 @@ def test_analyze_weight_file_and_state_dict(tmp_path, capsys):
     _open_png(tmp_path / "a" / "kernels.png")
 
     plain = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3))
-    torch.save(plain.state_dict(), tmp_path / "plain.pt")
-    assert main(["analyze", str(tmp_path / "plain.pt"), "--out", str(tmp_path / "b")]) == 0
+    from safetensors.torch import save_file
+
+    save_file(plain.state_dict(), tmp_path / "plain.safetensors")
+    assert main(["analyze", str(tmp_path / "plain.safetensors"), "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "analysis.json").read_text())["layers"][0]["name"] == "0"
+
+
+def test_analyze_refuses_pickled_checkpoints(tmp_path, capsys):
+    """Nothing a user hands us is unpickled: a .pt file is refused with a conversion hint, not loaded."""
+    path = tmp_path / "plain.pt"
+    torch.save(torch.nn.Conv2d(2, 4, 3).state_dict(), path)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "only .safetensors" in err and "save_file" in err and len(err.strip().splitlines()) == 1

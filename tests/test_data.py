@@ -427,3 +427,26 @@ def test_image_folder_with_multiworker_loader_is_reproducible(tmp_path):
     assert [xb.shape for xb, _ in first] == [(4, 3, 16, 16)] * 3
     assert sorted(torch.cat([yb for _, yb in first]).tolist()) == [0] * 4 + [1] * 4 + [2] * 4
     assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(first, second))
+
+
+def test_cifar_python_reader_refuses_pickles_that_run_code(tmp_path):
+    """The CIFAR python format is read with an allow-list unpickler: arrays and lists load, callables are refused."""
+    import os
+
+    from weightsym.data.cifar import safe_unpickle
+
+    good = tmp_path / "batch"
+    with open(good, "wb") as handle:
+        pickle.dump({b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"labels": [1, 2]}, handle)
+    assert np.array_equal(safe_unpickle(good)[b"data"], np.arange(6, dtype=np.uint8).reshape(2, 3))
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    bad = tmp_path / "evil"
+    with open(bad, "wb") as handle:
+        pickle.dump({b"data": Exploit()}, handle)
+    with pytest.raises(ValueError, match="evil.*refusing to load"):
+        safe_unpickle(bad)
+    assert not (tmp_path / "pwned").exists()

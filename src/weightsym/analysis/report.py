@@ -266,7 +266,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
       ``weightsym/1``) stores only the free values of symmetric layers under ``<layer>.parametrizations.<tensor>.original``;
       these are expanded back to the dense ``<layer>.<tensor>`` with the symmetry named in the metadata. Keys are
       returned in natural order (``layer2`` before ``layer10``), since safetensors files sort keys alphabetically.
-    - anything else: ``torch.load(weights_only=True)``, unwrapping a ``"model"``/``"state_dict"`` entry if present.
+    - anything else is refused: weightsym never unpickles a file it is handed (``.pt``/``.pth`` are pickles). Convert
+      a checkpoint you trust yourself with ``safetensors.torch.save_file(torch.load(f, weights_only=True), out)``.
 
     >>> import tempfile, torch, weightsym as ws
     >>> net = nn.Sequential(*[nn.Conv2d(4, 4, 3) for _ in range(4)])
@@ -289,13 +290,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if metadata.get("format", "").startswith("weightsym/"):
             state = _expand_symmetric(state, json.loads(metadata.get("layers", "{}")), path)
         return {key: state[key] for key in sorted(state, key=_natural_key)}
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (name -> tensor)")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    raise ValueError(
+        f"{path}: only .safetensors files are read (a {path.suffix or 'suffix-less'} file may be a pickle, which "
+        "weightsym never loads); convert a checkpoint you trust with: python -c \"import torch; from "
+        "safetensors.torch import save_file; save_file(torch.load('IN.pt', weights_only=True), 'OUT.safetensors')\"")
 
 
 def _expand_symmetric(state: dict[str, torch.Tensor], layers: dict[str, dict], path: Path) -> dict[str, torch.Tensor]:
@@ -416,7 +414,7 @@ def setup_cli(subparsers) -> None:
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="training checkpoint (checkpoint.safetensors / best.safetensors of `weightsym train`), "
-                        "weightsym weight file or state dict (.safetensors, .pt)")
+                        "weightsym weight file or plain state dict (.safetensors)")
     parser.add_argument("--data", metavar="NAME", help="test set for flip/shift consistency (default: the dataset "
                         "the checkpoint was trained on)")
     parser.add_argument("--data-dir", metavar="DIR", help="where the datasets live (default: $WEIGHTSYM_DATA)")

@@ -6,7 +6,9 @@ Sources, searched in this order by :func:`load_cifar` under the data root (``sou
 
 1. ``binary``: ``cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin`` or ``cifar-100-binary/{train,test}.bin``
    (official, lossless; what :func:`~weightsym.data.download.download_dataset` fetches).
-2. ``python``: ``cifar-10-batches-py/`` or ``cifar-100-python/`` (official pickles, lossless).
+2. ``python``: ``cifar-10-batches-py/`` or ``cifar-100-python/`` (official pickles, lossless), read with a
+   restricted unpickler that only builds dicts, lists, bytes and numpy arrays (:func:`safe_unpickle`): a file that asks
+   for anything else (code) is refused.
 3. ``jpeg`` (CIFAR-10 only): ``cifar10_jpeg_q75/cifar10_{train,test}_jpeg.npz``, a **lossy** JPEG q75 copy
    (PSNR ≈ 30 dB vs the originals; see shared/data/MANIFEST.md). The JPEG bytes are decoded once with Pillow and the
    pixels are cached as ``.npy`` under :func:`~weightsym.data.paths.cache_root` (never next to the source, which may
@@ -56,15 +58,40 @@ def read_cifar_binary(files: list[str | os.PathLike], label_bytes: int = 1, labe
     return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
 
 
-def read_cifar_python(files: list[str | os.PathLike], label_key: str = "labels"):
-    """Read official CIFAR python batches (pickled dicts with ``data`` (N, 3072) and ``label_key``).
+# What the official CIFAR python pickles need: numpy arrays (and their dtypes). Nothing that runs code.
+_PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
 
-    These are pickles: only read files from the official archive (verified by checksum on download).
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR batches hold only arrays and lists")
+
+
+def safe_unpickle(path: str | os.PathLike):
+    """Load a CIFAR python batch with an allow-list unpickler (dicts, lists, bytes, numpy arrays only).
+
+    A pickle that references any other callable (``os.system``, ...) raises ``ValueError`` naming the file.
     """
+    with open(path, "rb") as handle:
+        try:
+            return _DataOnlyUnpickler(handle, encoding="bytes").load()
+        except pickle.UnpicklingError as error:
+            raise ValueError(f"{path}: not a CIFAR python batch ({error}); use the binary version "
+                             "(weightsym download cifar10)") from None
+
+
+def read_cifar_python(files: list[str | os.PathLike], label_key: str = "labels"):
+    """Read official CIFAR python batches (pickled dicts with ``data`` (N, 3072) and ``label_key``) with
+    :func:`safe_unpickle`."""
     xs, ys = [], []
     for path in files:
-        with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+        batch = safe_unpickle(path)
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         ys.append(np.asarray(batch[label_key.encode()], dtype=np.int64))
@@ -189,8 +216,7 @@ def cifar_classes(name: str, data_dir=None, label_mode: str = "fine") -> tuple[s
         return tuple(line.strip() for line in text.read_text().splitlines() if line.strip())
     meta = root / "cifar-100-python" / "meta"
     if meta.is_file():
-        with open(meta, "rb") as handle:
-            names = pickle.load(handle, encoding="bytes")[f"{label_mode}_label_names".encode()]
+        names = safe_unpickle(meta)[f"{label_mode}_label_names".encode()]
         return tuple(n.decode() for n in names)
     count = 100 if label_mode == "fine" else 20
     return tuple(str(i) for i in range(count))
