@@ -39,11 +39,11 @@ from weightsym.reproduce.small_runs import (
 
 NAME = "input-expansion"
 TITLE = "Input dimension expansion K = 1, 2, 3 on Fashion-MNIST: accuracy and replica distance at a fixed budget"
-BUDGET = "about 15 minutes (6 training runs and 3 replica measurements of fmnist-cnn width 16; 1 thread)"
+BUDGET = "about 6 minutes (6 training runs and 3 replica measurements of fmnist-cnn width 16; 1 thread)"
 
 MODEL = "fmnist-cnn"
 FACTORS = (1, 2, 3)
-FULL = {"subset": 3000, "epochs": 3, "test": 2000, "seeds": [0, 1], "batch_size": 64, "lr": 0.05, "width": 16,
+FULL = {"subset": 1500, "epochs": 2, "test": 2000, "seeds": [0, 1], "batch_size": 64, "lr": 0.05, "width": 16,
         "fill_raw": 0.5, "replica": {"replicas": 3, "steps": 50, "batch_size": 32, "subset": 1000, "probe_size": 500,
                                      "lr": 0.05, "seed": 0}}
 SMOKE = {"subset": 100, "epochs": 1, "test": 100, "seeds": [0], "batch_size": 50, "lr": 0.05, "width": 4,
