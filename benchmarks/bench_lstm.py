@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_json  # noqa: E402
+from common import interleaved_ratios, machine, write_json  # noqa: E402
 
 import weightsym as ws  # noqa: E402
 from weightsym.models.language import LSTMLanguageModel  # noqa: E402
@@ -109,35 +109,6 @@ def expansion_seconds(model, repeats: int, clock=time.perf_counter) -> float:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
-def interleaved(baseline, candidates: dict, repeats: int, warmup: int, clock) -> dict:
-    """``benchmarks/common.interleaved_ratios`` with a choice of clock: rounds B c1 B c2 B ..., each candidate's ratio
-    is its time over the mean of the two baseline runs around it; medians over rounds."""
-    def timed(fn):
-        start = clock()
-        fn()
-        return clock() - start
-
-    for _ in range(warmup):
-        baseline()
-        for fn in candidates.values():
-            fn()
-    base_times, ratios, times = [], {k: [] for k in candidates}, {k: [] for k in candidates}
-    for _ in range(repeats):
-        before = timed(baseline)
-        base_times.append(before)
-        for name, fn in candidates.items():
-            t = timed(fn)
-            after = timed(baseline)
-            base_times.append(after)
-            ratios[name].append(t / ((before + after) / 2))
-            times[name].append(t)
-            before = after
-    out = {name: {"ratio_median": statistics.median(ratios[name]), "seconds_median": statistics.median(times[name]),
-                  "ratios": ratios[name]} for name in candidates}
-    out["_baseline"] = {"seconds_median": statistics.median(base_times)}
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 650])
@@ -170,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
             models = {v: build(v, hidden, args.layers, lm, args.vocab) for v in args.variants}
             candidates = {v: step_fn(m, hidden, args.bptt, args.batch_size, lm, args.vocab)
                           for v, m in models.items()}
-            timing = interleaved(baseline, candidates, args.repeats, args.warmup, clock)
+            timing = interleaved_ratios(baseline, candidates, args.repeats, args.warmup, clock)
             base = timing["_baseline"]["seconds_median"]
             what = "LM step" if lm else "LSTM step"
             rows.append([what, hidden, "dense", f"{ws.count_parameters(dense).stored:,}", f"{base * 1e3:.1f}",

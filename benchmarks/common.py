@@ -28,29 +28,30 @@ def machine() -> dict:
     }
 
 
-def timed(fn, sync=None) -> float:
-    start = time.perf_counter()
+def timed(fn, sync=None, clock=time.perf_counter) -> float:
+    start = clock()
     fn()
     if sync:
         sync()
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def interleaved_ratios(baseline, candidates: dict, repeats: int, warmup: int = 1) -> dict:
+def interleaved_ratios(baseline, candidates: dict, repeats: int, warmup: int = 1, clock=time.perf_counter) -> dict:
     """Time ``baseline()`` and each candidate in rounds: B c1 B c2 B ... so every candidate sits between two
     baseline runs; its ratio in a round is its time over the mean of its two neighbours.  Returns, per candidate,
-    the median ratio and median seconds, plus the baseline median."""
+    the median ratio and median seconds, plus the baseline median.  ``clock``: ``time.perf_counter`` (wall) or e.g.
+    ``time.thread_time`` (CPU time of the calling thread, robust to other processes on a shared machine)."""
     for _ in range(warmup):
         baseline()
         for fn in candidates.values():
             fn()
     base_times, ratios, times = [], {k: [] for k in candidates}, {k: [] for k in candidates}
     for _ in range(repeats):
-        before = timed(baseline)
+        before = timed(baseline, clock=clock)
         base_times.append(before)
         for name, fn in candidates.items():
-            t = timed(fn)
-            after = timed(baseline)
+            t = timed(fn, clock=clock)
+            after = timed(baseline, clock=clock)
             base_times.append(after)
             ratios[name].append(t / ((before + after) / 2))
             times[name].append(t)

@@ -4,8 +4,9 @@ The paper's placement on bottleneck networks (Hu et al., SCIENCE.md §1.2): only
 the square one (``include=["*conv2"]``), carries the symmetry; stem, 1x1 convs, shortcuts and the classifier stay
 dense. Every channel symmetry (``repeat`` = 2 copies along out, ``lowrank`` = rank n/4), every spatial symmetry and
 the ``tri+spa`` composition are trained from the same seed under **one budget**: a class-balanced subset of the local
-CIFAR-10 copy (JPEG q75, ``../shared/data``), SGD with momentum 0.9, weight decay 5e-4, Nesterov off, cosine schedule
-from lr 0.1, batch 128, random crop (reflect-pad 4) and horizontal flip, evaluated on the first test images.
+CIFAR-10 copy (JPEG q75, ``../shared/data``), SGD with momentum 0.9, weight decay 5e-4, Nesterov off, cosine
+schedule from lr 0.1, batch 128, random crop (reflect-pad 4) and horizontal flip
+(``small_runs.fit(augment="crop-flip")``), evaluated on the first test images.
 
 After training, :func:`weightsym.analysis.kernel_symmetry` measures the mean-kernel D4 score of every 3x3 conv of
 each trained model (Alsallakh et al., SCIENCE.md §2), so the same runs give the kernel-symmetry figures for trained
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from weightsym.reproduce.common import header, write_outputs
-from weightsym.reproduce.small_runs import accuracy, image_tensors, markdown_table, note, one_thread, pyplot
+from weightsym.reproduce.small_runs import accuracy, fit, image_tensors, markdown_table, note, one_thread, pyplot
 
 NAME = "cifar-symmetries"
 TITLE = "CIFAR-10 accuracy vs stored parameters: WRN-16-4-bottleneck, dense vs every symmetry (one budget)"
@@ -66,43 +67,14 @@ def build(variant: str, settings: dict):
     return model, report
 
 
-def fit_augmented(model, x, y, settings: dict) -> dict:
-    """SGD with a per-step cosine schedule on in-memory tensors, with the standard CIFAR augmentation (reflect-pad-4
-    random crop and horizontal flip, batched on tensors by :class:`weightsym.data.TensorLoader`)."""
-    import math
-    import time
-
-    from weightsym.data import TensorLoader
-
-    loader = TensorLoader(x, y, batch_size=settings["batch_size"], shuffle=True, augment="crop-flip",
-                          seed=settings["seed"], drop_last=False)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings["lr"], momentum=0.9, weight_decay=5e-4)
-    total = settings["epochs"] * len(loader)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    torch.manual_seed(settings["seed"])
-    model.train()
-    losses, tic = [], time.perf_counter()
-    for epoch in range(settings["epochs"]):
-        loader.set_epoch(epoch)
-        for xb, yb in loader:
-            loss = torch.nn.functional.cross_entropy(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-    if not all(math.isfinite(v) for v in losses):
-        raise RuntimeError(f"training diverged (loss {losses[-1]}); lower lr={settings['lr']}")
-    return {"steps": total, "seconds": time.perf_counter() - tic, "final_loss": sum(losses[-10:]) / len(losses[-10:])}
-
-
 def train_one(variant: str, settings: dict, data) -> dict:
     import weightsym as ws
     from weightsym.analysis import kernel_symmetry
 
     model, report = build(variant, settings)
     (x, y), (xt, yt) = data
-    log = fit_augmented(model, x, y, settings)
+    log = fit(model, x, y, settings["epochs"], settings["batch_size"], settings["lr"], settings["seed"],
+              augment="crop-flip")
     acc = accuracy(model, xt, yt)
     note(f"{NAME}: {variant}: test accuracy {acc:.4f}, {log['seconds']:.0f} s")
     layers = [{"name": r.name, "score": r.score, "kernel_score": r.kernel_score, "stride": list(r.stride or ()),

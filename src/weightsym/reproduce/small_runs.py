@@ -70,10 +70,14 @@ def set_padding_mode(model: nn.Module, mode: str) -> list[str]:
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
-        momentum: float = 0.9, weight_decay: float = 5e-4) -> dict:
+        momentum: float = 0.9, weight_decay: float = 5e-4, augment: str | None = None) -> dict:
     """SGD with momentum and a per-step cosine schedule, cross-entropy, seeded batch order (``seed``) and dropout
-    (``torch.manual_seed(seed)`` before the first step). Returns ``{"steps", "seconds", "final_loss"}`` (mean loss of
-    the last 10 steps)."""
+    (``torch.manual_seed(seed)`` before the first step). ``augment`` (e.g. ``"crop-flip"``, see
+    :func:`weightsym.data.make_augment`) is applied to every batch, drawn from the same seeded generator. Returns
+    ``{"steps", "seconds", "final_loss"}`` (mean loss of the last 10 steps)."""
+    from weightsym.data.loader import make_augment
+
+    augmentation = make_augment(augment)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(x.shape[0] / batch_size)
@@ -86,7 +90,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_s
         order = torch.randperm(x.shape[0], generator=generator)
         for start in range(0, x.shape[0], batch_size):
             index = order[start:start + batch_size]
-            loss = nn.functional.cross_entropy(model(x[index]), y[index])
+            batch = x[index] if augmentation is None else augmentation(x[index], generator)
+            loss = nn.functional.cross_entropy(model(batch), y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
