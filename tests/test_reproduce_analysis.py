@@ -183,3 +183,16 @@ def test_cifar_symmetries_smoke(tmp_path, shared_data):
         # kernel scores of every 3x3 conv; spatially dihedral conv2 layers are D4-symmetric by construction
         assert r["kernels"] and all(0.0 <= k["score"] <= 1.0 + 1e-6 for k in r["kernels"])
     assert all(abs(k["score"] - 1.0) < 1e-5 for k in by["dihedral"]["kernels"] if k["name"].endswith("conv2"))
+
+
+def test_every_registered_study_has_a_smoke_test():
+    """Issue 4: every `weightsym reproduce` command runs end to end in CI; a new study without a smoke test fails."""
+    import inspect
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    sources = (here / "test_reproduce_analysis.py").read_text() + (here / "test_reproduce_core.py").read_text()
+    for name in list_studies():
+        module = get_study(name).__name__.rsplit(".", 1)[1]
+        assert f'"{name}"' in sources or f"{module}.run(" in sources, f"no smoke test runs study {name!r}"
+    assert inspect.signature(get_study("cifar-symmetries").run).parameters["smoke"].default is False

@@ -37,7 +37,7 @@ from weightsym.reproduce.common import header, write_outputs
 
 NAME = "params"
 TITLE = "Stored parameters: dense vs every symmetry for WRN, ResNet-50/101 and the PTB LSTM (no training)"
-BUDGET = "about 2-4 minutes (building and symmetrizing ResNet-101 dominates)"
+BUDGET = "about 5-10 minutes (building and symmetrizing ResNet-101, and the eigen projections, dominate)"
 
 CHANNEL = ["triangular", "centrosymmetric", "bisymmetric", "block", "eighth", "repeat", "average", "eigen", "lowrank"]
 SPATIAL = ["transpose", "hflip", "vflip", "rot180", "dihedral"]
