@@ -46,7 +46,8 @@ def _libc():
     return libc
 
 
-def tune(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD, force: bool = False) -> dict | None:
+def tune(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD,
+         force: bool = False) -> dict | None:
     """Raise glibc's mmap and trim thresholds for this process (``mallopt``); returns what was applied, or ``None``
     when nothing was changed: not glibc, ``WEIGHTSYM_ALLOCATOR=default``, or the user already set ``MALLOC_*``
     variables (unless ``force``).  Calling it again is harmless."""

@@ -127,10 +127,15 @@ def _tensor_plan(module: nn.Module, name: str, hh_gates, ih_gates):
     yield "weight", getattr(module, "groups", 1), None, False
 
 
+def _kind(module: nn.Module) -> str:
+    """The module's own class name ("LSTM", not the "ParametrizedLSTM" that parametrize substitutes)."""
+    return parametrize.type_before_parametrizations(module).__name__
+
+
 def _dense_row(name, tensor, module, note=""):
     shape = tuple(getattr(module, tensor).shape)
     n = int(torch.Size(shape).numel())
-    return LayerReport(name, tensor, parametrize.type_before_parametrizations(module).__name__, shape, None, n, n, n, note)
+    return LayerReport(name, tensor, _kind(module), shape, None, n, n, n, note)
 
 
 def _load_dense_hook(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors, *, tensor):
@@ -213,7 +218,7 @@ def symmetrize(
 
     report = SymmetrizeReport()
     for name, module in layers:
-        label = name or parametrize.type_before_parametrizations(module).__name__
+        label = name or _kind(module)
         considered = any(fnmatch.fnmatchcase(name, g) for g in include) if include else name not in edge
         if any(fnmatch.fnmatchcase(name, g) for g in exclude):
             considered, why = False, "excluded"
@@ -240,7 +245,7 @@ def symmetrize(
                     continue
                 ok, why_not = sym.applies_to(shape, row_blocks)
                 if not ok:
-                    msg = (f"{parametrize.type_before_parametrizations(module).__name__} `{label}` {tensor} {tuple(shape)}: {why_not}; "
+                    msg = (f"{_kind(module)} `{label}` {tensor} {tuple(shape)}: {why_not}; "
                            f"use another symmetry or exclude this layer")
                     if strict:
                         raise SymmetryError(msg)
@@ -261,7 +266,7 @@ def symmetrize(
             module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor),
                                                       with_module=True)
             n = int(torch.Size(shape).numel())
-            report.rows.append(LayerReport(label, tensor, parametrize.type_before_parametrizations(module).__name__, shape, sym.spec, n,
+            report.rows.append(LayerReport(label, tensor, _kind(module), shape, sym.spec, n,
                                            param.layout.stored_count, param.layout.free_count, "; ".join(notes)))
     return report
 

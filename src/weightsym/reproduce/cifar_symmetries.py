@@ -1,4 +1,4 @@
-"""Accuracy against stored parameters on CIFAR-10: WRN-16-4-bottleneck, dense vs every symmetry (issue 4, items 2 and 7).
+"""Accuracy against stored parameters on CIFAR-10: WRN-16-4-bottleneck, dense vs every symmetry.
 
 The paper's placement on bottleneck networks (Hu et al., SCIENCE.md §1.2): only the middle 3x3 conv of every block,
 the square one (``include=["*conv2"]``), carries the symmetry; stem, 1x1 convs, shortcuts and the classifier stay
