@@ -210,7 +210,19 @@ def test_torch_compile_matches_eager():
     torch.testing.assert_close(y, model(x), atol=1e-5, rtol=1e-5)
 
 
+def _ddp_steps(model, steps=3):
+    """Train ``model`` under a one-process DDP wrapper; every DDP object is gone when this returns."""
+    ddp = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for _ in range(steps):
+        opt.zero_grad()
+        ddp(torch.randn(4, 3, 8, 8)).sum().backward()
+        opt.step()
+
+
 def test_ddp_single_process_gloo_keeps_symmetry(tmp_path):
+    import gc
+
     import torch.distributed as dist
 
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -218,14 +230,13 @@ def test_ddp_single_process_gloo_keeps_symmetry(tmp_path):
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         model = convnet(); ws.symmetrize(model, channel="block", spatial="dihedral")
-        ddp = nn.parallel.DistributedDataParallel(model)
-        opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-        for _ in range(3):
-            opt.zero_grad()
-            ddp(torch.randn(4, 3, 8, 8)).sum().backward()
-            opt.step()
+        _ddp_steps(model)
         assert symmetric_tensors_hold(model)
     finally:
+        # Free the DDP wrapper (and its reducer, which holds the process group) *before* destroying the group, as
+        # weightsym.train.distributed.DistContext.cleanup does: a wrapper freed afterwards, while this thread holds
+        # the GIL, waits for gloo's worker thread, which needs the GIL (a deadlock seen once in three suite runs).
+        gc.collect()
         dist.destroy_process_group()
 
 
