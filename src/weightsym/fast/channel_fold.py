@@ -24,7 +24,6 @@ The functions here act along one tensor dimension (``-1`` for Linear, ``1`` for 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from weightsym.symmetry import ChannelTying, Repeat, plane_orbits
@@ -120,56 +119,66 @@ def tile(y: torch.Tensor, dim: int, copies: int) -> torch.Tensor:
 
 
 # -- weights ------------------------------------------------------------------------------------------------------
-def _pair_bases(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``S (n, ⌈n/2⌉)`` and ``A (n, ⌊n/2⌋)``, each column scaled by the inverse of its squared norm."""
-    h, odd = n // 2, n % 2
-    sym = np.zeros((n, h + odd))
-    anti = np.zeros((n, h))
-    i = np.arange(h)
-    sym[i, i] = sym[n - 1 - i, i] = 0.5
-    anti[i, i], anti[n - 1 - i, i] = 0.5, -0.5
-    if odd:
-        sym[h, h] = 1.0
-    return sym, anti
+def block_shape(plan: str, rows: int, cols: int, copies: int = 1) -> tuple[int, int]:
+    """The leading ``rows' x cols'`` sub-block ``W[:rows', :cols']`` that determines the plan's reduced weights.
+
+    Every reduced weight is a cheap function of this block (:func:`reduce_block`): for the flips it holds one entry
+    per channel orbit, so training through the fold gathers only it from the free values, never the dense weight.
+    """
+    up = lambda n: (n + 1) // 2  # noqa: E731
+    return {
+        "dense": (rows, cols),
+        "block": (up(rows), up(cols)),
+        "colflip": (rows, up(cols)),
+        "rowflip": (up(rows), cols),
+        "centro": (up(rows), cols),
+        "repeat_out": (rows // copies, cols),
+        "repeat_in": (rows, cols // copies),
+    }[plan]
 
 
-def _halve_middle_column(w: torch.Tensor, n: int) -> torch.Tensor:
-    """The fold doubles an odd middle input (``2 x_h``): halve the weight column that multiplies it."""
-    if n % 2:
-        w = w.clone()
-        w[:, n // 2] = w[:, n // 2] / 2
-    return w
+def _halve_last_column(w: torch.Tensor) -> torch.Tensor:
+    """The fold doubles an odd middle input (``2 x_h``, the last column of a half-width block): halve its weight."""
+    return torch.cat([w[:, :-1], w[:, -1:] * 0.5], 1)
+
+
+def reduce_block(block: torch.Tensor, plan: str, n_in: int) -> list[torch.Tensor]:
+    """The reduced weight(s) from the sub-block of :func:`block_shape` (channel dims 0 and 1, any kernel dims after).
+
+    ``block``/``colflip``: the block itself (the ``⌈C/2⌉`` left columns), its odd middle column halved;
+    ``rowflip``/``repeat``: the block itself; ``centro`` (``W = J W J``, top ``⌈n/2⌉`` rows ``T``):
+    ``M_s = ½ (T + T J)[:, :⌈n/2⌉]`` (odd middle column halved) acting on ``x₁ + J x₂``, and
+    ``M_a = ½ (T − T J)[:⌊n/2⌋, :⌊n/2⌋]`` (a zero column appended for odd ``n``) acting on ``x₁ − J x₂``.  These are
+    ``Sᵀ W S`` and ``Aᵀ W A`` for the ±pair bases ``S``, ``A`` with columns ``(e_i ± e_{n-1-i})/2``.  Only slices,
+    flips and adds: differentiable, and exact.
+    """
+    odd = n_in % 2 == 1
+    if plan in ("block", "colflip"):
+        return [_halve_last_column(block) if odd else block]
+    if plan in ("rowflip", "repeat_out", "repeat_in", "dense"):
+        return [block]
+    if plan == "centro":
+        h, hc = n_in // 2, (n_in + 1) // 2
+        mirrored = block.flip(1)
+        m_sym = (block + mirrored)[:, :hc] * 0.5
+        m_anti = (block - mirrored)[:h, :h] * 0.5
+        if odd:
+            m_sym = _halve_last_column(m_sym)
+            m_anti = torch.cat([m_anti, torch.zeros_like(m_anti[:, :1])], 1)
+        return [m_sym, m_anti]
+    raise ValueError(f"unknown channel plan {plan!r}")
 
 
 def reduce_weight(weight: torch.Tensor, plan: str, copies: int = 1) -> list[torch.Tensor]:
-    """The reduced weight(s) the plan multiplies with (channel dims 0 and 1, any trailing kernel dims).
+    """The reduced weight(s) the plan multiplies with, from the dense symmetric ``weight`` (see :func:`reduce_block`).
 
-    ``block``: the top-left ``⌈R/2⌉ x ⌈C/2⌉`` quarter; ``colflip``/``rowflip``: the left/top half; ``repeat``:
-    one copy; ``centro``: ``[M_s, M_a] = [Sᵀ W S, Aᵀ W A]`` (float64), where the columns of ``S``/``A`` are
-    ``(e_i ± e_{n-1-i})/2`` (and ``e_h`` for an odd middle).  Input folds double an odd middle entry, so the
-    matching weight column is halved (``M_a`` gets a zero column there: the difference is 0).
+    ``block``: the top-left ``⌈R/2⌉ x ⌈C/2⌉`` quarter; ``colflip``/``rowflip``: the left/top half; ``repeat``: one
+    copy; ``centro``: ``[M_s, M_a]``.  Input folds double an odd middle entry, so the matching weight column is
+    halved (``M_a`` gets a zero column there: the difference is 0).
     """
     R, C = weight.shape[:2]
-    if plan == "block":
-        return [_halve_middle_column(weight[: (R + 1) // 2, : (C + 1) // 2], C)]
-    if plan == "colflip":
-        return [_halve_middle_column(weight[:, : (C + 1) // 2], C)]
-    if plan == "rowflip":
-        return [weight[: (R + 1) // 2]]
-    if plan == "repeat_out":
-        return [weight[: R // copies]]
-    if plan == "repeat_in":
-        return [weight[:, : C // copies]]
-    if plan == "centro":
-        sym, anti = (torch.from_numpy(b) for b in _pair_bases(C))
-        w64 = weight.to(torch.float64)
-        # with F the ±pair basis and G = FᵀF: y_s = G⁻¹ Fᵀ W F G⁻¹ u = Sᵀ W S u, since S = F G⁻¹ (same for A)
-        m_sym = _halve_middle_column(torch.einsum("ra,rc...,cb->ab...", sym, w64, sym), C)
-        m_anti = torch.einsum("ra,rc...,cb->ab...", anti, w64, anti)
-        if C % 2:
-            m_anti = torch.cat([m_anti, torch.zeros_like(m_anti[:, :1])], 1)
-        return [m_sym.to(weight.dtype).contiguous(), m_anti.to(weight.dtype).contiguous()]
-    raise ValueError(f"unknown channel plan {plan!r}")
+    rows, cols = block_shape(plan, R, C, copies)
+    return [w.contiguous() for w in reduce_block(weight[:rows, :cols], plan, C)]
 
 
 def plan_transforms(plan: str) -> tuple[str, str]:

@@ -29,6 +29,9 @@ from torch.nn.utils import parametrize
 
 def _strip(module: nn.Module, values: dict[str, torch.Tensor], requires_grad: dict[str, bool]) -> None:
     """Turn the parametrized ``module`` (a private copy) into its plain class holding ``values``."""
+    from weightsym.nn.parametrization import clear_kernel
+
+    clear_kernel(module)  # a fold-training kernel reads the free values, which a plain module no longer has
     module.__class__ = module.__class__.__bases__[0]  # the class torch.parametrize derived from
     del module._modules["parametrizations"]
     for tensor, value in values.items():

@@ -131,6 +131,13 @@ class SpatialFold(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xp = F.pad(x, self.padding, mode=self.mode) if any(self.padding) else x
+        if xp.requires_grad and torch.is_grad_enabled() and all(s == 1 for s in self.stride):
+            # training: the orbit maps with their adjoint as backward (one pass, no per-tap zero tensors)
+            return _OrbitMaps.apply(xp, self)
+        return self.maps(xp)
+
+    def maps(self, xp: torch.Tensor) -> torch.Tensor:
+        """The orbit maps of the already padded input ``xp`` (differentiable through autograd's slicing)."""
         sizes = xp.shape[2:]
         out = [(n - d * (k - 1) - 1) // s + 1
                for n, k, s, d in zip(sizes, self.kernel_size, self.stride, self.dilation)]
@@ -143,11 +150,11 @@ class SpatialFold(nn.Module):
                 pair_maps[i] = (self._slice(xp, lo, out, axes=(self.axis,))
                                 + self._slice(xp, hi, out, axes=(self.axis,)))
         others = tuple(a for a in range(len(out)) if a != self.axis)
-        if self.groups == 1 and not _tracing():
+        if self.groups == 1 and not _tracing() and not (xp.requires_grad and torch.is_grad_enabled()):
             # eager: write every orbit map straight into its slice of the output (no concatenation pass)
-            c = x.shape[1]
-            z = torch.empty((x.shape[0], self.orbits * c, *out), dtype=x.dtype, device=x.device,
-                            memory_format=_format_of(x))
+            c = xp.shape[1]
+            z = torch.empty((xp.shape[0], self.orbits * c, *out), dtype=xp.dtype, device=xp.device,
+                            memory_format=_format_of(xp))
             for o, parts in enumerate(self._parts(xp, pair_maps, out, others)):
                 dest = z.narrow(1, o * c, c)
                 if len(parts) == 1:
@@ -167,16 +174,64 @@ class SpatialFold(nn.Module):
             maps.append(acc)
         if self.groups == 1:
             return torch.cat(maps, 1)
-        n, c = x.shape[0], x.shape[1]
+        n, c = xp.shape[0], xp.shape[1]
         stacked = torch.stack(maps, 1)  # (N, F, C, *S)
         stacked = stacked.unflatten(2, (self.groups, c // self.groups)).transpose(1, 2)  # (N, g, F, C/g, *S)
         return stacked.reshape(n, self.orbits * c, *out)
+
+    def adjoint(self, dz: torch.Tensor, padded: tuple[int, ...]) -> torch.Tensor:
+        """The transpose of :meth:`maps` for stride 1: the gradient of the padded input from that of the maps.
+
+        Forward, orbit ``s`` reads the padded input at offset ``t·d`` for each of its taps ``t``; backward, each tap
+        adds the orbit's gradient map back at that offset.  Eager: one buffer and in-place adds into its shifted
+        windows.  Traced (``torch.compile``): the same sums written as reads of the zero-padded gradient at offset
+        ``(k-1-t)·d`` (a gather form the compiler fuses into one loop).
+        """
+        n, channels = dz.shape[0], dz.shape[1] // self.orbits
+        blocks = dz.unflatten(1, (self.groups, self.orbits, channels // self.groups))
+        out_sizes = dz.shape[2:]
+        if not _tracing():
+            grad = dz.new_zeros((n, channels, *padded))
+            for s, taps in enumerate(self.taps):
+                source = blocks[:, :, s].reshape(n, channels, *out_sizes)
+                for tap in taps:
+                    window = [slice(None), slice(None)] + [slice(t * d, t * d + o)
+                                                           for t, d, o in zip(tap, self.dilation, out_sizes)]
+                    grad[tuple(window)] += source
+            return grad
+        pads: list[int] = []
+        for k, d in zip(reversed(self.kernel_size), reversed(self.dilation)):
+            pads += [(k - 1) * d, (k - 1) * d]
+        total = None
+        for s, taps in enumerate(self.taps):
+            source = F.pad(blocks[:, :, s].reshape(n, channels, *out_sizes), pads)
+            for tap in taps:
+                window = [slice(None), slice(None)] + [slice((k - 1 - t) * d, (k - 1 - t) * d + p)
+                                                       for t, k, d, p in zip(tap, self.kernel_size, self.dilation,
+                                                                             padded)]
+                piece = source[tuple(window)]
+                total = piece if total is None else total + piece
+        return total
 
     def _parts(self, xp, pair_maps, out, others):
         """Per orbit, the slices whose sum is its orbit map."""
         for terms in self.terms:
             yield [self._slice(xp, tap, out) if p < 0 else self._slice(pair_maps[p], tap, out, axes=others)
                    for p, tap in terms]
+
+
+class _OrbitMaps(torch.autograd.Function):
+    """:meth:`SpatialFold.maps` with :meth:`SpatialFold.adjoint` as its backward (stride 1)."""
+
+    @staticmethod
+    def forward(ctx, xp: torch.Tensor, fold: SpatialFold) -> torch.Tensor:
+        ctx.fold, ctx.padded = fold, tuple(xp.shape[2:])
+        with torch.no_grad():
+            return fold.maps(xp)
+
+    @staticmethod
+    def backward(ctx, dz: torch.Tensor):
+        return ctx.fold.adjoint(dz.contiguous(), ctx.padded), None
 
 
 def _tracing() -> bool:

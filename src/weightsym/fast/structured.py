@@ -51,17 +51,66 @@ def dense_weight(module: nn.Module) -> torch.Tensor:
         return module.weight.detach().clone()
 
 
-class StructuredLayer(nn.Module):
-    """Inference-only replacement of a symmetric Linear/Conv1d/Conv2d.
+def layer_structure(module: nn.Module, use_channel: bool = True, use_spatial: bool = True):
+    """``(plan, copies, spatial orbit ids or None)`` of a symmetric Linear/Conv1d/Conv2d, or None if it has no
+    structure that saves multiplies.
+
+    The channel plan comes from the orbits of the channel symmetry (:func:`~weightsym.fast.channel_fold.channel_plan`;
+    only for ungrouped layers without a gate mask), the spatial fold from the orbits of the spatial symmetry (when
+    they are fewer than the kernel taps).
+    """
+    from weightsym.nn import symmetric_parametrization
+
+    param = symmetric_parametrization(module, "weight")
+    if param is None or not isinstance(module, (nn.Linear, *CONV_TYPES)):
+        return None
+    channel, spatial = split_symmetry(param.symmetry)
+    R, C = param.shape[:2]
+    plan, copies = "dense", 1
+    if use_channel and channel is not None and not isinstance(channel, ChannelMap) \
+            and param.row_blocks == 1 and param.block_mask is None:
+        found = cf.channel_plan(channel, R, C)
+        if found is not None:
+            plan, copies = found
+    ids = None
+    if use_spatial and spatial is not None and isinstance(module, CONV_TYPES):
+        kh, kw = (1, *module.kernel_size) if len(module.kernel_size) == 1 else module.kernel_size
+        orbit_ids = plane_orbits(spatial.generators, kh, kw)
+        if int(orbit_ids.max()) + 1 < kh * kw:
+            ids = orbit_ids
+    if plan == "dense" and ids is None:
+        return None
+    return plan, copies, ids
+
+
+def conv_options(module: nn.Module) -> dict | None:
+    """The convolution settings a structured product needs (None for a Linear)."""
+    if not isinstance(module, CONV_TYPES):
+        return None
+    zeros = module.padding_mode == "zeros"
+    return {
+        "stride": module.stride, "dilation": module.dilation, "groups": module.groups,
+        "padding": module.padding if zeros else 0,
+        "pad": None if zeros else module._reversed_padding_repeated_twice,
+        "mode": module.padding_mode, "ndim": len(module.kernel_size),
+    }
+
+
+class StructuredKernel(nn.Module):
+    """The structure-exploiting pipeline of one symmetric Linear/Conv1d/Conv2d, with the weights given per call.
+
+    ``run(x, weights, bias)``: channel fold of the input -> product(s) with the reduced ``weights`` -> channel unfold
+    of the output -> + ``bias``.  :class:`StructuredLayer` (inference) calls it with weights precomputed once;
+    :class:`weightsym.fast.training.FoldKernel` (training) with weights gathered from the free values at every step,
+    so both paths run the same code.
 
     Attributes: ``plan`` (channel kernel or ``"dense"``), ``spatial`` (a :class:`SpatialFold` or None),
-    ``product`` (``"conv"`` or ``"matmul"`` for the 1x1 product after a spatial fold), ``multiply_fraction``
-    (multiplies per output position relative to the dense layer).
+    ``product`` (``"conv"``, ``"matmul"``, ``"mkldnn"`` or ``"mkldnn-cl"`` for the 1x1 product after a spatial fold),
+    ``multiply_fraction`` (multiplies per output position relative to the dense layer).
     """
 
-    def __init__(self, kind: str, plan: str, copies: int, weights: list[torch.Tensor], bias: torch.Tensor | None,
-                 n_in: int, n_out: int, conv: dict | None, spatial: SpatialFold | None, product: str,
-                 dense_numel: int):
+    def __init__(self, kind: str, plan: str, copies: int, n_in: int, n_out: int, conv: dict | None,
+                 spatial: SpatialFold | None, product: str, multiply_fraction: float):
         super().__init__()
         self.kind, self.plan, self.copies = kind, plan, int(copies)
         self.n_in, self.n_out = int(n_in), int(n_out)
@@ -70,94 +119,28 @@ class StructuredLayer(nn.Module):
         self.spatial = spatial
         self.product = product
         self.dim = -1 if kind == "linear" else 1
-        for i, w in enumerate(weights):
-            self.register_buffer(f"weight{i}", w.contiguous())
-        self.branches = len(weights)
-        self.register_buffer("bias", None if bias is None else bias.detach().clone())
         # gathers of the channel folds (non-persistent: derived from the sizes)
         self.register_buffer("fold_idx", cf.fold_index(self.n_in), persistent=False)
         self.register_buffer("mirror_idx", cf.mirror_index(self.n_out), persistent=False)
         # a bias is added by the product itself when no output transform follows (one fused op)
-        self.fused_bias = self.out_mode in ("none", "centro") and bias is not None
-        if self.out_mode == "centro" and bias is not None:
-            # y₁ = y_s + y_a and y₂ = J (y_s − y_a): biases (b₁ + J b₂)/2 on y_s (b_mid in the middle) and
-            # (b₁ − J b₂)/2 on y_a make the combined output carry exactly b, inside the two products
-            b = bias.detach().to(torch.float64)
-            h, n = self.n_out // 2, self.n_out
-            head, tail = b[:h], b[n - h:].flip(0)
-            sym = torch.cat([(head + tail) / 2, b[h:h + n % 2]])
-            self.register_buffer("bias0", sym.to(bias.dtype))
-            self.register_buffer("bias1", ((head - tail) / 2).to(bias.dtype))
-        self.multiply_fraction = sum(w.numel() for w in weights) / dense_numel
-
-    # -- construction ---------------------------------------------------------------------------------------------
-    @classmethod
-    def build(cls, module: nn.Module, use_channel: bool = True, use_spatial: bool = True,
-              product: str = "mkldnn") -> StructuredLayer | None:
-        """The structured kernel of a symmetric ``module`` (None if its structure saves no multiplies).
-
-        ``use_channel``/``use_spatial`` switch the channel or the spatial part off (that part then stays a dense
-        product with the reduced weight); ``product`` picks the 1x1 product after a spatial fold: ``"mkldnn"``
-        (oneDNN, eager float32 CPU; falls back to ``"conv"`` otherwise), ``"mkldnn-cl"`` (the same after moving the
-        input to channels-last), ``"conv"`` (``F.conv2d``) or ``"matmul"``.
-        """
-        from weightsym.nn import symmetric_parametrization
-
-        param = symmetric_parametrization(module, "weight")
-        if param is None or not isinstance(module, (nn.Linear, *CONV_TYPES)):
-            return None
-        channel, spatial = split_symmetry(param.symmetry)
-        weight = dense_weight(module)
-        R, C = weight.shape[:2]
-        plan, copies = "dense", 1
-        if use_channel and channel is not None and not isinstance(channel, ChannelMap) \
-                and param.row_blocks == 1 and param.block_mask is None:
-            found = cf.channel_plan(channel, R, C)
-            if found is not None:
-                plan, copies = found
-        fold = None
-        if use_spatial and spatial is not None and isinstance(module, CONV_TYPES):
-            kh, kw = (1, *module.kernel_size) if len(module.kernel_size) == 1 else module.kernel_size
-            ids = plane_orbits(spatial.generators, kh, kw)
-            if int(ids.max()) + 1 < kh * kw:
-                fold = SpatialFold(ids, module.kernel_size, module.stride, module.dilation,
-                                   module._reversed_padding_repeated_twice, module.padding_mode, module.groups)
-        if plan == "dense" and fold is None:
-            return None
-        weights = [weight] if plan == "dense" else cf.reduce_weight(weight, plan, copies)
-        if fold is not None:
-            weights = [fold_weight(w, ids, module.groups) for w in weights]
-            if product != "matmul":
-                weights = [w.view(*w.shape, *([1] * len(module.kernel_size))) for w in weights]
-        groups = getattr(module, "groups", 1)
-        if fold is None:
-            product = "conv"  # the product is the layer's own op with the reduced weight
-        elif product == "matmul" and groups != 1:
-            product = "conv"
-            weights = [w.view(*w.shape[:2], *([1] * len(module.kernel_size))) if w.dim() == 2 else w
-                       for w in weights]
-        conv = None
-        if isinstance(module, CONV_TYPES):
-            zeros = module.padding_mode == "zeros"
-            conv = {
-                "stride": module.stride, "dilation": module.dilation, "groups": module.groups,
-                "padding": module.padding if zeros else 0,
-                "pad": None if zeros else module._reversed_padding_repeated_twice,
-                "mode": module.padding_mode, "ndim": len(module.kernel_size),
-            }
-        kind = "linear" if isinstance(module, nn.Linear) else "conv"
-        return cls(kind, plan, copies, weights, module.bias, C * module.groups if kind == "conv" else C, R, conv,
-                   fold, product, weight.numel())
+        self.fuses_bias = self.out_mode in ("none", "centro")
+        self.multiply_fraction = float(multiply_fraction)
 
     def extra_repr(self) -> str:
         return (f"{self.kind}, {self.n_in}->{self.n_out}, plan={self.plan}, spatial_fold={self.spatial is not None}, "
                 f"product={self.product}, multiplies={self.multiply_fraction:.3f}")
 
-    # -- forward --------------------------------------------------------------------------------------------------
-    def _product(self, x: torch.Tensor, weight: torch.Tensor, branch: int = 0) -> torch.Tensor:
-        bias = None
-        if self.fused_bias:
-            bias = getattr(self, f"bias{branch}") if self.out_mode == "centro" else self.bias
+    def _branch_biases(self, bias: torch.Tensor) -> list[torch.Tensor]:
+        """Biases added inside the products: ``b`` itself, or for ``centro`` (``y₁ = y_s + y_a``,
+        ``y₂ = J (y_s − y_a)``) ``(b₁ + J b₂)/2`` (``b_mid`` in the middle) on ``y_s`` and ``(b₁ − J b₂)/2`` on ``y_a``,
+        so the combined output carries exactly ``b``."""
+        if self.out_mode != "centro":
+            return [bias]
+        n, h = self.n_out, self.n_out // 2
+        head, tail = bias[:h], bias[n - h:].flip(0)
+        return [torch.cat([(head + tail) * 0.5, bias[h:h + n % 2]]), (head - tail) * 0.5]
+
+    def _product(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.kind == "linear":
             return F.linear(x, weight, bias)
         conv = self.conv
@@ -166,8 +149,11 @@ class StructuredLayer(nn.Module):
                 # fold in channels-last layout: oneDNN then reads the folded maps without a reorder
                 x = x.contiguous(memory_format=torch.channels_last)
             z = self.spatial(x)
+            if weight.dim() == 2 and self.product != "matmul":
+                weight = weight.view(*weight.shape, *([1] * conv["ndim"]))
             if self.product.startswith("mkldnn") and z.dtype == torch.float32 and z.device.type == "cpu" \
-                    and conv["ndim"] == 2 and not _compiling():
+                    and conv["ndim"] == 2 and not _compiling() and not (torch.is_grad_enabled() and
+                                                                        (weight.requires_grad or z.requires_grad)):
                 # oneDNN's 1x1 conv: torch routes NCHW 1x1 convs to a BLAS GEMM, which is far slower on some CPUs
                 # (MKL on AMD); torch.export/compile cannot trace this op, so they take F.conv2d below
                 return torch.mkldnn_convolution(z, weight, bias, [0, 0], [1, 1], [1, 1], conv["groups"])
@@ -184,9 +170,10 @@ class StructuredLayer(nn.Module):
         op = F.conv1d if conv["ndim"] == 1 else F.conv2d
         return op(x, weight, bias, conv["stride"], conv["padding"], conv["dilation"], conv["groups"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def run(self, x: torch.Tensor, weights: list[torch.Tensor], bias: torch.Tensor | None) -> torch.Tensor:
+        """The layer's output for input ``x`` from its reduced ``weights`` and its (dense) ``bias``."""
         if self.kind == "conv" and x.dim() == self.conv["ndim"] + 1:  # unbatched input, as nn.Conv accepts
-            return self.forward(x.unsqueeze(0)).squeeze(0)
+            return self.run(x.unsqueeze(0), weights, bias).squeeze(0)
         d = self.dim
         if self.in_mode == "pair":
             inputs = [cf.pair_fold(x, d, self.fold_idx)]
@@ -196,7 +183,8 @@ class StructuredLayer(nn.Module):
             inputs = [cf.chunk_sum(x, d, self.copies, self.n_in)]
         else:
             inputs = [x]
-        outs = [self._product(t, getattr(self, f"weight{i}"), i) for i, t in enumerate(inputs)]
+        biases = self._branch_biases(bias) if bias is not None and self.fuses_bias else [None] * len(inputs)
+        outs = [self._product(t, w, b) for t, w, b in zip(inputs, weights, biases)]
         if self.out_mode == "mirror":
             y = cf.mirror(outs[0], d, self.mirror_idx)
         elif self.out_mode == "centro":
@@ -205,8 +193,79 @@ class StructuredLayer(nn.Module):
             y = cf.tile(outs[0], d, self.copies)
         else:
             y = outs[0]
-        if self.bias is not None and not self.fused_bias:
-            y = y + (self.bias if self.kind == "linear" else self.bias.view(-1, *([1] * (y.dim() - 2))))
+        if bias is not None and not self.fuses_bias:
+            y = y + (bias if self.kind == "linear" else bias.view(-1, *([1] * (y.dim() - 2))))
         if self.product == "mkldnn-cl" and not x.is_contiguous(memory_format=torch.channels_last):
             y = y.contiguous()  # hand back the caller's layout
         return y
+
+
+def build_kernel(module: nn.Module, cls=StructuredKernel, use_channel: bool = True, use_spatial: bool = True,
+                 product: str = "mkldnn", **extra) -> StructuredKernel | None:
+    """``cls(...)`` for a symmetric ``module`` (None if its structure saves no multiplies); see
+    :meth:`StructuredLayer.build` for the options.  ``extra`` goes to ``cls``."""
+    found = layer_structure(module, use_channel, use_spatial)
+    if found is None:
+        return None
+    plan, copies, ids = found
+    shape = tuple(module.weight.shape) if not hasattr(module, "parametrizations") else \
+        module.parametrizations.weight[0].shape
+    R, C = shape[:2]
+    fold = None
+    if ids is not None:
+        fold = SpatialFold(ids, module.kernel_size, module.stride, module.dilation,
+                           module._reversed_padding_repeated_twice, module.padding_mode, module.groups)
+    groups = getattr(module, "groups", 1)
+    if fold is None:
+        product = "conv"  # the product is the layer's own op with the reduced weight
+    elif product == "matmul" and groups != 1:
+        product = "conv"
+    rows, cols = cf.block_shape(plan, R, C, copies)
+    taps = int(torch.Size(shape[2:]).numel())
+    reduced = rows * cols * (fold.orbits if fold is not None else taps) * (2 if plan == "centro" else 1)
+    if plan == "centro":  # two half-size products: ⌈n/2⌉² + ⌊n/2⌋·⌈n/2⌉ entries
+        reduced = ((R + 1) // 2 * ((C + 1) // 2) + (R // 2) * ((C + 1) // 2)) * (fold.orbits if fold else taps)
+    kind = "linear" if isinstance(module, nn.Linear) else "conv"
+    return cls(kind, plan, copies, C * groups if kind == "conv" else C, R, conv_options(module), fold, product,
+               reduced / (R * C * taps), **extra)
+
+
+class StructuredLayer(StructuredKernel):
+    """Inference-only replacement of a symmetric Linear/Conv1d/Conv2d: the pipeline of :class:`StructuredKernel`
+    with its reduced weights computed once, at build time, from the dense symmetric weight (buffers ``weight0``,
+    ``weight1``, ``bias``); the forward pass holds no gather and no expansion.
+    """
+
+    def __init__(self, kind, plan, copies, n_in, n_out, conv, spatial, product, multiply_fraction,
+                 weights: list[torch.Tensor], bias: torch.Tensor | None):
+        super().__init__(kind, plan, copies, n_in, n_out, conv, spatial, product, multiply_fraction)
+        for i, w in enumerate(weights):
+            self.register_buffer(f"weight{i}", w.contiguous())
+        self.branches = len(weights)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, module: nn.Module, use_channel: bool = True, use_spatial: bool = True,
+              product: str = "mkldnn") -> StructuredLayer | None:
+        """The structured kernel of a symmetric ``module`` (None if its structure saves no multiplies).
+
+        ``use_channel``/``use_spatial`` switch the channel or the spatial part off (that part then stays a dense
+        product with the reduced weight); ``product`` picks the 1x1 product after a spatial fold: ``"mkldnn"``
+        (oneDNN, eager float32 CPU; falls back to ``"conv"`` otherwise), ``"mkldnn-cl"`` (the same after moving the
+        input to channels-last), ``"conv"`` (``F.conv2d``) or ``"matmul"``.
+        """
+        found = layer_structure(module, use_channel, use_spatial)
+        if found is None:
+            return None
+        plan, copies, ids = found
+        weight = dense_weight(module)
+        weights = [weight] if plan == "dense" else cf.reduce_weight(weight, plan, copies)
+        if ids is not None:
+            weights = [fold_weight(w, ids, module.groups) for w in weights]
+            if product != "matmul" or module.groups != 1:
+                weights = [w.view(*w.shape, *([1] * len(module.kernel_size))) for w in weights]
+        return build_kernel(module, cls, use_channel, use_spatial, product, weights=weights, bias=module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, [getattr(self, f"weight{i}") for i in range(self.branches)], self.bias)

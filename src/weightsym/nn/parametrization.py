@@ -83,8 +83,32 @@ def symmetric_parametrization(module: nn.Module, tensor_name: str) -> SymmetricP
     return None
 
 
+# A symmetric layer may compute its forward from the free values through a structured kernel instead of gathering the
+# dense weight (weightsym.fast.fold_training): the kernel is the submodule under this name, and the layer's
+# ``forward`` is overridden on the instance.  Whoever removes the parametrization removes both (:func:`clear_kernel`).
+KERNEL = "symmetric_kernel"
+
+
+def set_kernel(module: nn.Module, kernel: nn.Module, forward) -> None:
+    """Run ``module`` through ``kernel``: ``forward(module, x)`` replaces the layer's forward on this instance only."""
+    import types
+
+    module.add_module(KERNEL, kernel)
+    module.forward = types.MethodType(forward, module)
+
+
+def clear_kernel(module: nn.Module) -> bool:
+    """Give ``module`` back its class's own forward; True if it had a kernel."""
+    if KERNEL not in module._modules:
+        return False
+    del module._modules[KERNEL]
+    module.__dict__.pop("forward", None)
+    return True
+
+
 def detach(module: nn.Module, tensor_name: str) -> None:
     """Replace the symmetric tensor by a plain parameter holding its current dense value."""
+    clear_kernel(module)
     with torch.no_grad():
         dense = getattr(module, tensor_name).detach().clone()
     requires_grad = module.parametrizations[tensor_name].original.requires_grad

@@ -1,0 +1,204 @@
+"""Training through the folds: symmetric layers whose forward *and* backward use the structure's smaller products.
+
+A symmetric layer normally trains by gathering its dense weight from the free values every step (one pass over the
+weight) and running the dense op.  When the symmetry's group contains a flip or a spatial tying, the same layer can
+instead run the structured pipeline of :class:`~weightsym.fast.structured.StructuredKernel` — fold the input, a
+smaller product, unfold the output — with its *reduced* weights gathered from the free values.  Everything in that
+pipeline is linear, so its backward has the same shape (``docs/science.md``, "Training through the folds"): the
+gradient of the reduced weights is ``(Uᵀ g) · F(x)ᵀ``, the gradient of the input ``Fᵀ (Aᵀ · Uᵀ g)``, and every
+product is as small as the forward's.  ``block``/``eighth`` channel tyings need a quarter of the multiplies,
+``centrosymmetric``/``bisymmetric`` a half, a 3x3 ``dihedral`` kernel a third, ``block + dihedral`` a twelfth.
+
+Nothing else changes: the free values, the optimizer state, ``state_dict()`` and weight files are the same as on the
+gather path, and the results agree up to float rounding.
+
+>>> import torch, weightsym as ws
+>>> net = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+...                           torch.nn.Linear(64, 4))
+>>> _ = ws.symmetrize(net, channel="block")
+>>> report = ws.fast.fold_training(net, policy="always")      # "auto" decides by multiplies and size
+>>> [(row.name, row.path, row.multiply_fraction) for row in report.rows]
+[('2', 'fold', 0.25)]
+>>> net(torch.randn(3, 8)).shape
+torch.Size([3, 4])
+
+The layer's ``forward`` is overridden on the instance (the class is untouched) and the kernel sits in the
+``symmetric_kernel`` submodule, whose index buffers are non-persistent; ``unsymmetrize``, ``fast.optimize`` and
+:func:`unfold_training` take both away again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from weightsym.fast import channel_fold as cf
+from weightsym.fast.spatial_fold import orbit_representatives
+from weightsym.fast.structured import CONV_TYPES, StructuredKernel, build_kernel, layer_structure
+from weightsym.nn.parametrization import KERNEL, clear_kernel, set_kernel, symmetric_parametrization
+
+# When does a fold pay?  It saves multiplies (the fraction) but costs passes over memory (the folds and their
+# adjoints), so it wins when the saving is large and the product is big enough to dominate.  Measured on a 2-core CPU
+# with benchmarks/bench_fold_training.py (docs/results/train_step.md): compiled folds win from a 1/2 multiply
+# fraction at 64 channels; eager folds (each fold its own pass) only for large products.
+RULES = {
+    # compiled: (largest multiply fraction, smallest reduced product side)
+    True: (0.5, 48),
+    False: (0.5, 512),
+}
+
+
+@dataclass
+class FoldChoice:
+    """How one symmetric layer trains: ``path`` is ``"fold"`` or ``"gather"`` (the dense-weight gather)."""
+
+    name: str
+    kind: str
+    symmetry: str
+    shape: tuple
+    path: str
+    kernel: str
+    multiply_fraction: float
+    why: str
+
+
+@dataclass
+class FoldReport:
+    rows: list[FoldChoice] = field(default_factory=list)
+
+    @property
+    def folded(self) -> list[str]:
+        """Names of the layers that train through their fold."""
+        return [r.name for r in self.rows if r.path == "fold"]
+
+    def to_dict(self) -> dict:
+        return {"rows": [asdict(r) for r in self.rows]}
+
+    def __str__(self) -> str:
+        from weightsym.nn import format_table
+
+        return format_table(["layer", "symmetry", "shape", "path", "kernel", "multiplies", "why"],
+                            [[r.name, r.symmetry, "x".join(map(str, r.shape)), r.path, r.kernel,
+                              f"{r.multiply_fraction:.3f}", r.why] for r in self.rows], numeric={5})
+
+    __repr__ = __str__
+
+
+class FoldKernel(StructuredKernel):
+    """The structured pipeline of one symmetric layer with its reduced weights gathered from the free values.
+
+    ``block_index`` holds, for every entry of the reduced weights' source block (:func:`channel_fold.block_shape`,
+    kernel taps reduced to one per spatial orbit when the spatial part folds), its position in the layout's core
+    vector; ``forward(x, core, bias)`` gathers that block (a small gather whose backward is a small scatter), reduces
+    it (:func:`channel_fold.reduce_block`) and runs the pipeline.
+    """
+
+    def __init__(self, *args, block_index: torch.Tensor, block_shape: tuple[int, ...]):
+        super().__init__(*args)
+        self.register_buffer("block_index", block_index.reshape(-1).clone(), persistent=False)
+        self.block_shape = tuple(int(s) for s in block_shape)
+
+    def reduced_weights(self, core: torch.Tensor) -> list[torch.Tensor]:
+        block = core.index_select(0, self.block_index).view(self.block_shape)
+        weights = cf.reduce_block(block, self.plan, self.n_in // self.conv.get("groups", 1)
+                                  if self.kind == "conv" else self.n_in)
+        if self.spatial is not None:  # (rows, cols, orbits) -> (rows, orbits·cols): the folded maps' channel order
+            weights = [w.transpose(1, 2).reshape(w.shape[0], -1) for w in weights]
+        return weights
+
+    def forward(self, x: torch.Tensor, core: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return self.run(x, self.reduced_weights(core), bias)
+
+
+def _folded_forward(self, x):
+    """Forward of a symmetric layer that trains through its fold (installed per instance by :func:`fold_training`)."""
+    param = self.parametrizations.weight[0]
+    core = param.layout.core(self.parametrizations.weight.original)
+    return self._modules[KERNEL](x, core, self.bias)
+
+
+def fold_kernel(module: nn.Module) -> FoldKernel | None:
+    """The :class:`FoldKernel` of a symmetric Linear/Conv1d/Conv2d, or None if its structure saves no multiplies."""
+    found = layer_structure(module)
+    if found is None:
+        return None
+    plan, copies, ids = found
+    param = symmetric_parametrization(module, "weight")
+    R, C = param.shape[:2]
+    rows, cols = cf.block_shape(plan, R, C, copies)
+    index = param.layout.index.view(param.shape)[:rows, :cols]
+    if ids is not None:
+        index = index.flatten(2).index_select(2, orbit_representatives(ids))
+    return build_kernel(module, FoldKernel, product="conv", block_index=index, block_shape=tuple(index.shape))
+
+
+def _decide(kernel: FoldKernel, policy: str, compiled: bool) -> tuple[bool, str]:
+    if policy == "always":
+        return True, "policy always"
+    max_fraction, min_side = RULES[compiled]
+    if kernel.multiply_fraction > max_fraction:
+        return False, f"saves too few multiplies ({kernel.multiply_fraction:.2f} > {max_fraction})"
+    side = min(kernel.n_in, kernel.n_out) * (kernel.spatial.orbits if kernel.spatial is not None else 1)
+    side = min(side, kernel.n_out)
+    if side < min_side:
+        return False, f"product too small to pay for the folds ({side} < {min_side}{' compiled' if compiled else ''})"
+    return True, f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies"
+
+
+def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True) -> FoldReport:
+    """Let the symmetric Linear/Conv1d/Conv2d layers of ``model`` train through their folds (in place).
+
+    ``policy``: ``"auto"`` folds a layer when its structure saves enough multiplies and its product is large enough
+    for the saving to outweigh the folds' memory passes (:data:`RULES`, measured; they differ for ``compiled``
+    models, where the folds fuse into the neighbouring kernels, and eager ones); ``"always"`` folds every layer whose
+    structure saves multiplies; ``"never"`` removes every fold (same as :func:`unfold_training`).  Layers without
+    such structure (``triangular``, ``transpose``, the matrix maps, recurrent layers) keep the gather path.
+
+    Call it after :func:`weightsym.symmetrize` and before ``torch.compile``/``DistributedDataParallel``; calling it
+    again re-decides every layer.  Returns a :class:`FoldReport` (which layers fold, and why or why not).
+    """
+    if policy not in ("auto", "always", "never"):
+        raise ValueError(f"policy={policy!r}: use 'auto', 'always' or 'never'")
+    from weightsym.nn import symmetric_layers
+
+    report = FoldReport()
+    seen: set[int] = set()
+    for qualified, module, symmetry in symmetric_layers(model):
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        clear_kernel(module)
+        name = qualified.rsplit(".", 1)[0] if "." in qualified else qualified
+        param = symmetric_parametrization(module, "weight")
+        if param is None or not isinstance(module, (nn.Linear, *CONV_TYPES)):
+            continue
+        kind = type(module).__mro__[1].__name__ if type(module).__name__.startswith("Parametrized") else \
+            type(module).__name__
+        kernel = None if policy == "never" else fold_kernel(module)
+        if kernel is None:
+            why = "policy never" if policy == "never" else "no fold saves multiplies for this symmetry"
+            report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "gather", "dense op", 1.0, why))
+            continue
+        use, why = _decide(kernel, policy, compiled)
+        description = _describe(kernel)
+        if use:
+            kernel = kernel.to(device=param.index.device)
+            set_kernel(module, kernel, _folded_forward)
+        report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "fold" if use else "gather",
+                                      description if use else "dense op",
+                                      kernel.multiply_fraction if use else 1.0, why))
+    return report
+
+
+def unfold_training(model: nn.Module) -> int:
+    """Put every symmetric layer of ``model`` back on the gather path; returns how many layers had a fold."""
+    return sum(clear_kernel(m) for m in model.modules())
+
+
+def _describe(kernel: FoldKernel) -> str:
+    parts = [] if kernel.plan == "dense" else [f"channel {kernel.plan}"]
+    if kernel.spatial is not None:
+        parts.append(f"spatial fold {kernel.spatial.orbits} orbits")
+    return " + ".join(parts)

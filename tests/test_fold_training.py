@@ -1,0 +1,188 @@
+"""Training through the folds (weightsym.fast.fold_training) gives the gather path's numbers, and keeps the symmetry."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+import weightsym as ws
+from weightsym.fast import fold_training, unfold_training
+from weightsym.fast.structured import layer_structure
+from weightsym.nn.parametrization import KERNEL
+
+FOLDING = ["centrosymmetric", "bisymmetric", "block", "eighth", "repeat:2:out", "repeat:2:in", "hflip", "transpose",
+           "dihedral", "rot180", "vflip", "block+dihedral", "tri+spa", "centro+hflip", "average+dihedral",
+           "repeat:2:in+rot180", "eighth+dihedral", "bisymmetric+vflip"]
+NOT_FOLDING = ["triangular", "average", "lowrank:2", "eigen"]
+
+LAYERS = {
+    "linear6": lambda: nn.Linear(6, 6),
+    "linear7": lambda: nn.Linear(7, 7),
+    "linear6x10": lambda: nn.Linear(10, 6, bias=False),
+    "conv1d": lambda: nn.Conv1d(6, 6, 3, padding=1),
+    "conv1d-odd-stride-reflect": lambda: nn.Conv1d(7, 7, 5, stride=2, padding=2, padding_mode="reflect"),
+    "conv2d": lambda: nn.Conv2d(6, 6, 3, padding=1),
+    "conv2d-odd-circular-dilated": lambda: nn.Conv2d(7, 7, 3, padding=2, dilation=2, padding_mode="circular"),
+    "conv2d-stride2-groups": lambda: nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2),
+    "conv2d-replicate-5x5": lambda: nn.Conv2d(6, 6, 5, padding=2, padding_mode="replicate", bias=False),
+    "conv2d-nopad-6x4": lambda: nn.Conv2d(4, 6, 3),
+}
+INPUTS = {"linear": (5,), "conv1d": (3, 11), "conv2d": (2, 9, 8)}
+
+
+def _input(name: str, layer: nn.Module) -> torch.Tensor:
+    kind = "linear" if name.startswith("linear") else name.split("-")[0]
+    extra = INPUTS[kind]
+    channels = layer.in_features if kind == "linear" else layer.in_channels
+    shape = (extra[0], channels) if kind == "linear" else (extra[0], channels, *extra[1:])
+    return torch.randn(shape, dtype=torch.float64)
+
+
+def _symmetric_pair(layer_name: str, spec: str):
+    torch.manual_seed(0)
+    layer = LAYERS[layer_name]().double()
+    sym = ws.get_symmetry(spec)
+    groups = getattr(layer, "groups", 1)
+    ok, why = sym.applies_to(layer.weight.shape, groups)
+    if not ok:
+        return None
+    ws.nn.attach(layer, "weight", sym, groups)
+    folded = copy.deepcopy(layer)
+    return layer, folded
+
+
+CASES = [(layer, spec) for layer, spec in itertools.product(LAYERS, FOLDING)
+         if _symmetric_pair(layer, spec) is not None]
+
+
+def test_the_grid_covers_every_layer_kind_and_symmetry():
+    assert {layer for layer, _ in CASES} == set(LAYERS)
+    assert {spec for _, spec in CASES} == set(FOLDING)
+    assert len(CASES) > 80
+
+
+@pytest.mark.parametrize("layer_name,spec", CASES)
+def test_fold_path_equals_gather_path(layer_name, spec):
+    gather, folded = _symmetric_pair(layer_name, spec)
+    report = fold_training(nn.ModuleDict({"layer": folded}), policy="always")
+    expect_fold = layer_structure(folded) is not None
+    assert report.folded == (["layer"] if expect_fold else [])
+    if not expect_fold:  # e.g. tri+spa on a 1-D kernel: no structure saves multiplies, the gather path stays
+        assert KERNEL not in folded._modules
+        return
+    x = _input(layer_name, gather)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = gather(xa), folded(xb)
+    torch.testing.assert_close(yb, ya, atol=1e-12, rtol=1e-12)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    torch.testing.assert_close(xb.grad, xa.grad, atol=1e-12, rtol=1e-12)
+    for (name, pa), (_, pb) in zip(gather.named_parameters(), folded.named_parameters()):
+        assert pb.grad is not None, name
+        torch.testing.assert_close(pb.grad, pa.grad, atol=1e-11, rtol=1e-11, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("spec", NOT_FOLDING)
+def test_tyings_without_a_fold_keep_the_gather_path(spec):
+    gather, folded = _symmetric_pair("conv2d", spec)
+    report = fold_training(nn.ModuleDict({"layer": folded}), policy="always")
+    assert report.folded == [] and report.rows[0].path == "gather"
+    assert KERNEL not in folded._modules and "forward" not in folded.__dict__
+
+
+def _net(channel, spatial):
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8),
+                        nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(8 * 6 * 6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    ws.symmetrize(net, channel=channel, spatial=spatial)
+    return net
+
+
+def _train(net, steps=4, seed=3):
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        x = torch.randn(6, 3, 6, 6, generator=gen)
+        y = torch.randint(0, 4, (6,), generator=gen)
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_training_steps_keep_the_symmetry_bit_for_bit_and_match_the_gather_path():
+    gather = _net("block", "dihedral")
+    folded = copy.deepcopy(gather)
+    report = fold_training(folded, policy="always")
+    assert report.folded == ["2", "5", "8", "10"]
+    la, lb = _train(gather), _train(folded)
+    assert la == pytest.approx(lb, rel=1e-5, abs=1e-6)
+    for qualified, module, symmetry in ws.nn.symmetric_layers(folded):
+        weight = getattr(module, qualified.rsplit(".", 1)[1])
+        assert symmetry.holds(weight), qualified  # atol=0: bit for bit
+    sa, sb = gather.state_dict(), folded.state_dict()
+    assert sa.keys() == sb.keys()  # same weight file, no kernel buffers in it
+    for key in sa:
+        torch.testing.assert_close(sb[key], sa[key], atol=1e-5, rtol=1e-4)
+
+
+def test_deepcopy_save_load_and_unsymmetrize(tmp_path):
+    net = _net("bisymmetric", "rot180")
+    fold_training(net, policy="always")
+    clone = copy.deepcopy(net)
+    assert clone[2]._modules[KERNEL] is not net[2]._modules[KERNEL]
+    assert clone[2].forward.__self__ is clone[2]  # the override follows the copy
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(clone(x), net(x))
+    ws.save(net, tmp_path / "m.safetensors")
+    fresh = _net("bisymmetric", "rot180")
+    ws.load(tmp_path / "m.safetensors", fresh)
+    torch.testing.assert_close(fresh(x), net(x), atol=1e-6, rtol=1e-5)
+    expected = net(x)
+    ws.unsymmetrize(net)
+    assert KERNEL not in net[2]._modules and "forward" not in net[2].__dict__
+    torch.testing.assert_close(net(x), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_unfold_and_never_restore_the_gather_path():
+    net = _net("block", None)
+    assert len(fold_training(net, policy="always").folded) == 4
+    x = torch.randn(2, 3, 6, 6)
+    y = net(x)
+    assert unfold_training(net) == 4
+    assert not any(KERNEL in m._modules for m in net.modules())
+    torch.testing.assert_close(net(x), y, atol=1e-6, rtol=1e-5)
+    fold_training(net, policy="always")
+    assert fold_training(net, policy="never").folded == []
+    with pytest.raises(ValueError, match="policy"):
+        fold_training(net, policy="sometimes")
+
+
+def test_optimize_of_a_fold_trained_model_matches():
+    net = _net("block", "dihedral").eval()
+    fold_training(net, policy="always")
+    x = torch.randn(2, 3, 6, 6)
+    fast = ws.fast.optimize(net, calibrate=False)
+    torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5)
+    assert KERNEL in net[2]._modules  # the original keeps training folded
+
+
+def test_auto_policy_decides_by_multiplies_and_size():
+    big = nn.Sequential(nn.Linear(4, 1024), nn.Linear(1024, 1024), nn.Linear(1024, 1024), nn.Linear(1024, 1024),
+                        nn.Linear(1024, 2))
+    ws.symmetrize(big, channel="block", include=["1"])
+    report = fold_training(big, policy="auto", compiled=True)
+    assert report.folded == ["1"] and report.rows[0].multiply_fraction == 0.25
+    small = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2))
+    ws.symmetrize(small, channel="block")
+    row = fold_training(small, policy="auto", compiled=True).rows[0]
+    assert row.path == "gather" and "too small" in row.why
