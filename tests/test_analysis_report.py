@@ -1,16 +1,17 @@
 """analyze(): files written, figures readable, JSON consistent with kernel_symmetry; the `analyze` subcommand."""
 
-import argparse
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from weightsym.analysis import analyze, kernel_symmetry, setup_cli
+from weightsym.analysis import analyze, kernel_symmetry
+from weightsym.cli import main
 
 
 def net():
@@ -83,21 +84,30 @@ def test_many_layers_and_nan_scores_make_sane_figures(tmp_path):
     json.loads((tmp_path / "big" / "analysis.json").read_text())
 
 
-def test_analyze_subcommand_on_a_safetensors_checkpoint(tmp_path, capsys):
+def test_analyze_subcommand_on_a_safetensors_checkpoint(tmp_path, monkeypatch, capsys):
     path = tmp_path / "ckpt.safetensors"
     save_file({k: v.contiguous() for k, v in net().state_dict().items()}, str(path))
-    parser = argparse.ArgumentParser()
-    setup_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["analyze", str(path), "--out", str(tmp_path / "cli"), "--max-batches", "2"])
-    assert args.func(args) == 0
+    assert main(["analyze", str(path), "--out", str(tmp_path / "cli"), "--max-batches", "2"]) == 0
     assert "3 conv layers" in capsys.readouterr().out
     check_png(tmp_path / "cli" / "kernels.png")
-    default = parser.parse_args(["analyze", str(path)])
-    default.func(default)
+    assert main(["analyze", str(path)]) == 0
     assert (tmp_path / "ckpt_analysis" / "report.md").exists()
-    missing = parser.parse_args(["analyze", str(tmp_path / "nope.safetensors")])
-    with pytest.raises(FileNotFoundError):
-        missing.func(missing)
+    assert main(["analyze", str(tmp_path / "nope.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "CHECKPOINT" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_without_conv_layers_gets_a_report_that_says_so(tmp_path, capsys):
+    """An MLP has no kernels: the figures and the report say "no conv layers" instead of showing an empty grid."""
+    mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    result = analyze(mlp, tmp_path / "mlp", title="mlp")
+    assert result["summary"]["layers"] == 0 and result["layers"] == []
+    assert "No conv layers with kernels larger than 1×1" in (tmp_path / "mlp" / "report.md").read_text()
+    for name in ("kernels.png", "score_depth.png"):
+        with Image.open(tmp_path / "mlp" / name) as image:
+            pixels = np.asarray(image.convert("L"))
+        assert (pixels < 128).mean() > 0.005  # the message is drawn: dark text, not a blank canvas
+        assert image.size[0] >= 400
 
 
 def test_weightsym_weight_files_are_expanded_and_kept_in_network_order(tmp_path):
@@ -122,13 +132,3 @@ def test_weightsym_weight_files_are_expanded_and_kept_in_network_order(tmp_path)
     assert kernel_symmetry(state, residuals=False)[5].residuals == {}
 
 
-def test_setup_cli_plugs_into_the_weightsym_dispatcher(tmp_path, monkeypatch, capsys):
-    from weightsym import cli
-
-    monkeypatch.setitem(cli.COMMANDS, "analyze", "weightsym.analysis.report:setup_cli")
-    path = tmp_path / "ckpt.safetensors"
-    save_file({k: v.contiguous() for k, v in net().state_dict().items()}, str(path))
-    assert cli.main(["analyze", str(path), "--out", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "analysis.json").exists()
-    assert cli.main(["analyze", str(tmp_path / "missing.safetensors")]) == 2
-    assert "no checkpoint at" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-import sys
+"""``python -m weightsym ...`` is the ``weightsym`` command (also under ``torchrun -m weightsym train ...``)."""
 
-from weightsym.cli import main
+from weightsym.cli import run_as_main
 
-sys.exit(main())
+run_as_main()

@@ -2,12 +2,16 @@
 
 The twin is the same architecture with ``triangular`` channel symmetry and ``hflip`` spatial symmetry on every
 layer but the stem and the classifier.  Both start from the same seed, see the same batches, and the table at the end
-shows stored parameters and test accuracy side by side.
+shows stored parameters and test accuracy side by side.  The accuracies are deterministic for a given number of torch
+threads (the same on every run with the same ``threads``; a different thread count changes the order of float sums
+and with it the last digits); the training seconds are wall time and vary with the machine's load.
+
+:func:`demo_markdown` turns the result into the Markdown table the README shows, with the command, thread count,
+machine and date beside it (``weightsym demo --markdown``).
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -47,41 +51,49 @@ def train_and_test(model: nn.Module, data, epochs: int, batch_size: int, seed: i
             "seconds": time.perf_counter() - start}
 
 
-def run_demo(epochs: int = 40, width: int = 64, seed: int = 0, channel: str = "triangular",
-             spatial: str = "hflip", batch_size: int = 128) -> dict:
-    data = load_mnist1d(seed=42, num_samples=5000)
-    print(f"MNIST-1D: {len(data[0])} training and {len(data[2])} test signals of length 40 (generated offline)")
-    results = {}
+def run_demo(epochs: int = 40, width: int = 64, seed: int = 0, channel: str | None = "triangular",
+             spatial: str | None = "hflip", batch_size: int = 128, log=print) -> dict:
+    """Train the dense model and its symmetric twin; print (via ``log``) the report and the table; return
+    ``{"dense": {...}, "symmetric": {...}, "settings": {...}}`` (stored/dense counts, accuracy, seconds).
+
+    Everything is checked before any training: the symmetries must apply to the twin's square convs.
+    """
+    if epochs < 1 or width < 1 or batch_size < 1:
+        raise ValueError(f"epochs={epochs}, width={width}, batch_size={batch_size}: each must be >= 1")
+    models = {}
     for label in ("dense", "symmetric"):
         torch.manual_seed(seed)
-        model = MNIST1DCNN(width=width, num_square=3, norm=True)
-        if label == "symmetric":
-            report = ws.symmetrize(model, channel=channel, spatial=spatial)
-            print(report)
-        results[label] = train_and_test(model, data, epochs, batch_size, seed, f"{label:>9}")
+        models[label] = MNIST1DCNN(width=width, num_square=3, norm=True)
+    report = ws.symmetrize(models["symmetric"], channel=channel, spatial=spatial, strict=True)
+    data = load_mnist1d(seed=42, num_samples=5000)
+    log(f"MNIST-1D: {len(data[0])} training and {len(data[2])} test signals of length 40 (generated offline)")
+    log(str(report))
+    results = {label: train_and_test(model, data, epochs, batch_size, seed, f"{label:>9}")
+               for label, model in models.items()}
+    results["settings"] = {"epochs": epochs, "width": width, "seed": seed, "channel": channel, "spatial": spatial,
+                           "batch_size": batch_size, "threads": torch.get_num_threads()}
     d, s = results["dense"], results["symmetric"]
-    rows = [[k, f"{r['stored']:,}", f"{r['dense']:,}", f"{100 * r['accuracy']:.1f}%", f"{r['seconds']:.1f}"]
-            for k, r in (("dense", d), (f"symmetric ({channel}+{spatial})", s))]
-    print()
-    print(format_table(["model", "stored params", "dense-equivalent", "test accuracy", "train s"], rows))
-    print(f"\nThe symmetric twin stores {100 * (1 - s['stored'] / d['stored']):.1f}% fewer parameters; "
-          f"accuracy difference {100 * (s['accuracy'] - d['accuracy']):+.1f} points.")
+    log("")
+    log(format_table(["model", "stored params", "dense-equivalent", "test accuracy", "train s"], _rows(results)))
+    log(f"\nThe symmetric twin stores {100 * (1 - s['stored'] / d['stored']):.1f}% fewer parameters; "
+        f"accuracy difference {100 * (s['accuracy'] - d['accuracy']):+.1f} points.")
     return results
 
 
-def _run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads) if args.threads else None
-    run_demo(epochs=args.epochs, width=args.width, seed=args.seed, channel=args.channel, spatial=args.spatial)
-    return 0
+def _rows(results: dict) -> list[list[str]]:
+    settings = results["settings"]
+    twin = "+".join(x for x in (settings["channel"], settings["spatial"]) if x)
+    return [[k, f"{r['stored']:,}", f"{r['dense']:,}", f"{100 * r['accuracy']:.1f}%", f"{r['seconds']:.1f}"]
+            for k, r in (("dense", results["dense"]), (f"symmetric ({twin})", results["symmetric"]))]
 
 
-def setup_cli(sub) -> None:
-    p = sub.add_parser("demo", help="train a dense CNN and its symmetric twin on MNIST-1D (about a minute)",
-                       description=__doc__.splitlines()[0].replace("``", "`"))
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--channel", default="triangular", help="channel symmetry of the twin (default triangular)")
-    p.add_argument("--spatial", default="hflip", help="spatial symmetry of the twin (default hflip)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.set_defaults(func=_run)
+def demo_markdown(results: dict, command: str = "weightsym demo --markdown") -> str:
+    """The demo's table as Markdown, followed by one line: command, torch threads, machine, date, total time."""
+    from weightsym.reproduce.common import machine
+
+    m = machine()
+    seconds = results["dense"]["seconds"] + results["symmetric"]["seconds"]
+    table = format_table(["model", "stored params", "dense-equivalent", "test accuracy", "train s"], _rows(results))
+    return (f"{table}\n\n*Made by `{command}` with {results['settings']['threads']} torch threads on {m['cpu']} "
+            f"({m['cpu_count']} cores), {m['date'][:10]}, {seconds:.0f} s of training. The accuracies are the same "
+            "on every run with the same thread count; train s is wall time and varies with the machine's load.*")

@@ -24,11 +24,11 @@ from .kernel_symmetry import (
 from .replica import ReplicaDistance, effective_weights, pairwise_distances, replica_distance
 from .report import (
     analyze,
+    analyze_file,
     load_state_dict,
     load_training_checkpoint,
     plot_mean_kernels,
     plot_score_depth,
-    setup_cli,
 )
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "LayerSymmetry",
     "ReplicaDistance",
     "analyze",
+    "analyze_file",
     "applicable_transforms",
     "effective_weights",
     "flip_consistency",
@@ -50,7 +51,6 @@ __all__ = [
     "plot_score_depth",
     "random_shift",
     "replica_distance",
-    "setup_cli",
     "shift_consistency",
     "symmetry_residuals",
     "symmetry_score",

@@ -33,8 +33,8 @@ from torch import nn
 from .consistency import flip_consistency, shift_consistency
 from .kernel_symmetry import LayerSymmetry, kernel_symmetry
 
-__all__ = ["analyze", "load_state_dict", "load_training_checkpoint", "plot_mean_kernels", "plot_score_depth",
-           "setup_cli"]
+__all__ = ["analyze", "analyze_file", "load_state_dict", "load_training_checkpoint", "plot_mean_kernels",
+           "plot_score_depth"]
 
 
 def _pyplot():
@@ -47,8 +47,12 @@ def _pyplot():
 
 
 def plot_mean_kernels(layers: list[LayerSymmetry], path: str | Path, title: str = "", columns: int = 8) -> Path:
-    """Grid of the layers' normalised mean kernels K̂ on one symmetric colour scale; returns ``path``."""
+    """Grid of the layers' normalised mean kernels K̂ on one symmetric colour scale; returns ``path``.
+
+    Without layers (a model with no conv kernel larger than 1×1, e.g. an MLP) the figure says so in words."""
     plt = _pyplot()
+    if not layers:
+        return _no_layers_figure(plt, path, title or "mean kernels")
     count = max(len(layers), 1)
     columns = min(columns, count)
     rows = math.ceil(count / columns)
@@ -81,8 +85,12 @@ def plot_mean_kernels(layers: list[LayerSymmetry], path: str | Path, title: str 
 
 
 def plot_score_depth(layers: list[LayerSymmetry], path: str | Path, title: str = "") -> Path:
-    """S(K) and the mean single-kernel score against layer index, strided layers marked; returns ``path``."""
+    """S(K) and the mean single-kernel score against layer index, strided layers marked; returns ``path``.
+
+    Without layers the figure says so in words, as :func:`plot_mean_kernels` does."""
     plt = _pyplot()
+    if not layers:
+        return _no_layers_figure(plt, path, title or "symmetry against depth")
     fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(layers) + 3.0), 3.6))
     depth = list(range(len(layers)))
     ax.plot(depth, [layer.score for layer in layers], color="tab:blue", lw=1, alpha=0.6, label="S(mean kernel)")
@@ -104,6 +112,22 @@ def plot_score_depth(layers: list[LayerSymmetry], path: str | Path, title: str =
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title or "symmetry against depth", fontsize=10)
     fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+NO_CONV = ("no conv layers with kernels larger than 1×1: kernel symmetry does not apply to this model "
+           "(an MLP, or 1×1 convolutions only)")
+
+
+def _no_layers_figure(plt, path: str | Path, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(6.0, 2.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, "no conv layers with kernels larger than 1×1\nkernel symmetry does not apply to this model\n"
+            "(an MLP, or 1×1 convolutions only)", ha="center", va="center", fontsize=11, transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -134,6 +158,26 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def _loader_per_metric(loader):
+    """``fresh()`` -> the batches from the loader's starting point, once per metric.
+
+    ``loader`` may be a zero-argument factory (called once per metric), a resumable loader with
+    ``state_dict``/``load_state_dict`` (``weightsym.data.TensorLoader``: rewound to where it stood, since a metric that
+    stops after ``max_batches`` leaves it mid-epoch), or a plain re-iterable (a list, a ``DataLoader``).
+    """
+    if callable(loader) and not hasattr(loader, "__iter__"):
+        return loader
+    if hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict"):
+        start = loader.state_dict()
+
+        def rewound():
+            loader.load_state_dict(start)
+            return loader
+
+        return rewound
+    return lambda: loader
+
+
 def _accuracy(model: nn.Module, loader: Iterable, max_batches: int | None) -> float:
     """Fraction of correct argmax predictions over the (x, y) batches of ``loader`` (eval mode, no grad)."""
     flags = [m.training for m in model.modules()]
@@ -160,6 +204,12 @@ def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistenc
         lines += [f"| {key} | {_fmt(value, 4) if not isinstance(value, dict) else json.dumps(value)} |"
                   for key, value in source.items()]
         lines += [""]
+    if not layers:
+        lines += [f"**{NO_CONV[0].upper() + NO_CONV[1:]}.**", ""]
+        if consistency is not None:
+            lines += ["## Consistency", "", "| measure | value |", "|---|---|"]
+            lines += [f"| {key} | {_fmt(value, 4)} |" for key, value in consistency.items()] + [""]
+        return "\n".join(lines)
     lines += [
         f"{summary['layers']} conv layers with kernels larger than 1×1. Mean kernel symmetry score S = "
         f"{_fmt(summary['mean_score'])} (stride 1: {_fmt(summary['mean_score_stride1'])}, strided: "
@@ -217,7 +267,8 @@ def analyze(
 ) -> dict[str, Any]:
     """Analyse ``model`` (an nn.Module or a state dict) and write the report files to ``out_dir``.
 
-    With a ``loader`` of (x, y) batches and a module, also measures flip and shift consistency (``max_batches`` and
+    With a ``loader`` of (x, y) batches (or a zero-argument function returning one; every metric gets its own pass
+    from the start) and a module, also measures flip and shift consistency (``max_batches`` and
     ``max_shift``/``seed`` as in ``shift_consistency``) and, with ``accuracy=True``, the accuracy on those batches.
     ``input_transform`` (e.g. the ``ExpandInput`` a run was trained with) is applied to every batch *after* the flip
     or shift, so consistency is measured in the space of the original images. ``source`` (what was loaded: file,
@@ -232,14 +283,15 @@ def analyze(
         if not isinstance(model, nn.Module):
             raise ValueError("consistency needs a model, not a state dict: pass loader=None or load the model first")
         predictor = model if input_transform is None else nn.Sequential(input_transform, model)
+        fresh = _loader_per_metric(loader)
         consistency = {
-            "flip_consistency": flip_consistency(predictor, loader, max_batches=max_batches),
+            "flip_consistency": flip_consistency(predictor, fresh(), max_batches=max_batches),
             f"shift_consistency (max_shift={max_shift}, reflect)": shift_consistency(
-                predictor, loader, max_shift=max_shift, seed=seed, max_batches=max_batches
+                predictor, fresh(), max_shift=max_shift, seed=seed, max_batches=max_batches
             ),
         }
         if accuracy:
-            consistency["accuracy"] = _accuracy(predictor, loader, max_batches)
+            consistency["accuracy"] = _accuracy(predictor, fresh(), max_batches)
     summary = _summary(layers)
     result = _json_safe(
         {"title": title, "source": dict(source) if source else None, "summary": summary, "consistency": consistency,
@@ -366,62 +418,35 @@ def load_training_checkpoint(
     return model, loader, expand, source
 
 
-def _is_training_checkpoint(path: Path) -> bool:
-    if path.suffix != ".safetensors" or not path.exists():
-        return False
-    from safetensors import safe_open
+def analyze_file(path: str | Path, out_dir: str | Path | None = None, data: str | None = None,
+                 data_dir: str | None = None, max_batches: int | None = None, max_shift: int = 4,
+                 title: str | None = None, log=print) -> dict[str, Any]:
+    """:func:`analyze` a file: what ``weightsym analyze`` does.
 
-    from weightsym.train.checkpoint import FORMAT
+    A ``weightsym train`` checkpoint is rebuilt as its model (:func:`load_training_checkpoint`) and also measured for
+    flip and shift consistency (and accuracy, on its own dataset) over ``max_batches`` test batches of ``data`` (default
+    the dataset it was trained on); any other ``.safetensors`` file (weight file, dense export, state dict) is analysed
+    as tensors (:func:`load_state_dict`: kernel symmetry only; ``data`` is ignored with a note). ``out_dir`` defaults
+    to ``<file stem>_analysis`` next to the file. Returns :func:`analyze`'s result plus ``"out"``.
+    """
+    from weightsym.train.checkpoint import checkpoint_kind
 
-    with safe_open(str(path), framework="pt") as handle:
-        return (handle.metadata() or {}).get("format") == FORMAT
-
-
-def _run_cli(args) -> int:
-    path = Path(args.checkpoint)
-    out = Path(args.out) if args.out else path.parent / (path.stem + "_analysis")
-    title = args.title or f"analysis of {path.name}"
-    if _is_training_checkpoint(path):
-        model, loader, expand, source = load_training_checkpoint(path, args.data, args.data_dir)
-        result = analyze(model, out, loader=loader, title=title, max_batches=args.max_batches,
-                         max_shift=args.max_shift, input_transform=expand, source=source,
-                         accuracy=source["test_data"] == source["trained_on"])
-        consistency = result["consistency"]
-        extra = ", ".join(f"{k.split(' ')[0]} {v:.4f}" for k, v in consistency.items())
+    path = Path(path)
+    out = Path(out_dir) if out_dir else path.parent / (path.stem + "_analysis")
+    title = title or f"analysis of {path.name}"
+    if path.suffix == ".safetensors" and checkpoint_kind(path) == "classifier":
+        model, loader, expand, source = load_training_checkpoint(path, data, data_dir)
+        result = analyze(model, out, loader=loader, title=title, max_batches=max_batches, max_shift=max_shift,
+                         input_transform=expand, source=source, accuracy=source["test_data"] == source["trained_on"])
+        extra = ", ".join(f"{k.split(' ')[0]} {v:.4f}" for k, v in result["consistency"].items())
     else:
         state = load_state_dict(path)
-        if args.data:
-            print(f"note: --data {args.data} ignored: {path.name} is a plain weight file without the architecture, "
-                  "analysed as a state dict (kernel symmetry only); pass a `weightsym train` checkpoint for "
-                  "flip/shift consistency")
+        if data:
+            log(f"note: --data {data} ignored: {path.name} is a plain weight file without the architecture, analysed "
+                "as a state dict (kernel symmetry only); pass a `weightsym train` checkpoint for flip/shift consistency")
         result = analyze(state, out, title=title, source={"weights": str(path)})
         extra = "no consistency (weights only)"
     summary = result["summary"]
-    print(f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}; {extra}; wrote {out}/report.md")
-    return 0
-
-
-def setup_cli(subparsers) -> None:
-    """Add the ``analyze`` subcommand: ``weightsym analyze CHECKPOINT [--data NAME] [--data-dir DIR] [--out DIR]
-    [--max-batches N] [--max-shift S]``."""
-    parser = subparsers.add_parser(
-        "analyze",
-        help="symmetry report of a checkpoint: mean-kernel D4 scores, figures, flip/shift consistency",
-        description="Write report.md, analysis.json and figures about the symmetry of a checkpoint's conv kernels. "
-        "A `weightsym train` checkpoint is rebuilt as its model (symmetric or not) and also measured for flip and "
-        "shift consistency (and accuracy) on the test split of its dataset or of --data. A weight file "
-        "(weightsym.save) or a plain torch/safetensors state dict is analysed as tensors (kernel symmetry only).",
-    )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT",
-                        help="training checkpoint (checkpoint.safetensors / best.safetensors of `weightsym train`), "
-                        "weightsym weight file or plain state dict (.safetensors)")
-    parser.add_argument("--data", metavar="NAME", help="test set for flip/shift consistency (default: the dataset "
-                        "the checkpoint was trained on)")
-    parser.add_argument("--data-dir", metavar="DIR", help="where the datasets live (default: $WEIGHTSYM_DATA)")
-    parser.add_argument("--out", metavar="DIR", help="output directory (default: CHECKPOINT_analysis next to it)")
-    parser.add_argument("--max-batches", type=int, metavar="N", help="limit the consistency evaluation to N test "
-                        "batches of 500")
-    parser.add_argument("--max-shift", type=int, default=4, metavar="S", help="shift consistency: offsets in "
-                        "[-S, S] per axis (default 4)")
-    parser.add_argument("--title", help="report title")
-    parser.set_defaults(func=_run_cli)
+    layers = f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}" if summary["layers"] else NO_CONV
+    log(f"{layers}; {extra}; wrote {out}/report.md")
+    return {**result, "out": out}

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from weightsym.nn.io import new_file_mode
+
 from .download import sha256_file
 from .paths import cache_root, data_root, missing_data_error
 
@@ -142,7 +144,7 @@ def load_jpeg_npz_cached(path: str | os.PathLike, cache_dir: str | os.PathLike |
         try:
             with os.fdopen(handle, "wb") as out:
                 np.save(out, x)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared by a group
+            os.chmod(tmp, new_file_mode())  # mkstemp creates 0600; the cache may be shared by a group
             os.replace(tmp, cache_file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

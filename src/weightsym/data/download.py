@@ -35,6 +35,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from weightsym.nn.io import new_file_mode
+
 from .paths import data_root
 
 CHUNK = 1 << 20
@@ -92,6 +94,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
             raise ChecksumError(f"download {url}: checksum mismatch for {dest.name} ({size:,} bytes): "
                                 f"expected sha256 {sha256}, got {actual}; the file was discarded. "
                                 f"Retry, or use another mirror if the server changed the file.")
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; the data folder may be shared
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -152,6 +155,7 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike | None = Non
         try:
             with gzip.open(archive, "rb") as src, os.fdopen(handle, "wb") as out:
                 shutil.copyfileobj(src, out, CHUNK)
+            os.chmod(tmp_name, new_file_mode())
             os.replace(tmp_name, target)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)

@@ -483,14 +483,3 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default, all cores); "
                    "1 gives steadier numbers on an oversubscribed machine")
-
-
-def setup_cli(subparsers) -> None:
-    """``weightsym bench``: the inference benchmark."""
-    p = subparsers.add_parser("bench", help="inference benchmark: weightsym.fast.optimize vs dense",
-                              description="Per-layer and whole-model latency of weightsym.fast.optimize vs dense "
-                                          "(interleaved medians), multiply ratios, peak memory, file sizes; writes "
-                                          "Markdown and JSON.")
-    add_arguments(p)
-    p.set_defaults(func=lambda args: run(args.quick, args.out or None, args.only, args.repeats,
-                                         not args.no_memory, threads=args.threads) and 0)

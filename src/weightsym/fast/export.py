@@ -173,30 +173,3 @@ def load_symmetric_model(path: str | os.PathLike, model_name: str | None = None,
     else:
         ws.load(path, model)
     return model.eval(), {"model": name, "format": fmt, "input_shape": model_info(name)["input_shape"]}
-
-
-def setup_cli(subparsers) -> None:
-    """``weightsym export CHECKPOINT --format dense|onnx --out FILE``."""
-    p = subparsers.add_parser(
-        "export", help="write a plain dense state dict or an ONNX file from a checkpoint or weight file",
-        description="Export a symmetric model: --format dense writes a plain PyTorch state dict (safetensors) for the "
-                    "unsymmetrized architecture; --format onnx writes the optimized model (needs onnx, onnxscript).")
-    p.add_argument("checkpoint", help="training checkpoint (weightsym.train) or weight file (weightsym.save)")
-    p.add_argument("--format", choices=("dense", "onnx"), default="dense")
-    p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--model", help="registry model name (needed when the file carries no config)")
-    p.add_argument("--channel", help="channel symmetry (only if the file has no layer metadata)")
-    p.add_argument("--spatial", help="spatial symmetry (only if the file has no layer metadata)")
-    p.add_argument("--batch", type=int, default=1, help="batch size of the ONNX example input (default 1)")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    model, info = load_symmetric_model(args.checkpoint, args.model, args.channel, args.spatial)
-    if args.format == "dense":
-        out = export_dense(model, args.out, metadata={"model": info["model"]})
-    else:
-        x = torch.randn(args.batch, *info["input_shape"])
-        out = export_onnx(model, args.out, x)
-    print(f"wrote {out} ({out.stat().st_size:,} bytes, {args.format}, model {info['model']})")
-    return 0

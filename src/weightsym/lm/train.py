@@ -42,6 +42,7 @@ import weightsym as ws
 from weightsym.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
 from weightsym.models.language import LSTMLanguageModel, repackage_hidden
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
+from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
 
 
 @dataclass
@@ -71,6 +72,17 @@ class LMConfig:
     max_eval_tokens: int | None = None  # first N valid/test tokens only (quick runs; None: the full sets)
     threads: int | None = None
     out: str = "runs/lm"
+    compile: bool = False  # training forward through torch.compile (run control: may change on resume)
+
+    def __post_init__(self):
+        positive = {k: getattr(self, k) for k in ("emb", "hidden", "layers", "epochs", "bptt", "batch_size",
+                                                   "eval_batch_size")}
+        bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
+        if bad or not 0 <= self.dropout < 1 or self.lr <= 0 or self.clip < 0 or self.anneal < 1:
+            raise ValueError(f"LMConfig: {', '.join(bad) or 'dropout/lr/clip/anneal'} out of range (sizes, epochs, "
+                             "bptt and batch sizes >= 1; 0 <= dropout < 1; lr > 0; clip >= 0; anneal >= 1)")
+        if self.rnn_type not in ("lstm", "gru"):
+            raise ValueError(f"LMConfig: rnn_type={self.rnn_type!r}; use 'lstm' or 'gru'")
 
     @classmethod
     def from_dict(cls, data: dict) -> "LMConfig":
@@ -123,8 +135,12 @@ def evaluate(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
 
 
 def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Optimizer, bptt: int, clip: float,
-                progress=None) -> dict:
-    """One pass of truncated BPTT over the batchified ``data``; returns ``{"loss", "tokens", "seconds"}``."""
+                progress=None, forward=None) -> dict:
+    """One pass of truncated BPTT over the batchified ``data``; returns ``{"loss", "tokens", "seconds"}``.
+
+    ``forward`` (default ``model``) computes the logits, e.g. ``torch.compile(model)``; ``model`` is used for the rest.
+    """
+    forward = forward or model
     model.train()
     criterion = nn.CrossEntropyLoss()
     hidden = model.init_hidden(data.size(1))
@@ -133,7 +149,7 @@ def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Opt
         x, y = get_batch(data, i, bptt)
         hidden = repackage_hidden(hidden)
         optimizer.zero_grad(set_to_none=True)
-        logits, hidden = model(x, hidden)
+        logits, hidden = forward(x, hidden)
         loss = criterion(logits.view(-1, logits.size(-1)), y.reshape(-1))
         loss.backward()
         if clip > 0:
@@ -168,6 +184,10 @@ def _ppl(loss: float) -> float:
 def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
     """Run (or with ``resume=True`` continue) the training described by ``config``; return the summary dict.
 
+    ``config.out`` is locked for the run (:class:`~weightsym.train.rundir.RunLock`); Ctrl-C raises
+    :class:`~weightsym.train.rundir.TrainingInterrupted` naming the checkpoint ``resume=True`` continues from; a failed
+    write (full disk) raises :class:`~weightsym.train.rundir.RunWriteError` naming the last good checkpoint.
+
     Summary keys: ``config``, ``vocab``, ``params`` (dense-equivalent / stored / free), ``epochs_done``,
     ``best_epoch``, ``valid_ppl`` (best), ``test_ppl`` (of the best model), ``seconds_per_epoch`` (training only,
     wall clock, mean), ``cpu_seconds_per_epoch`` (process CPU time, meaningful on a shared machine),
@@ -176,18 +196,35 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out = Path(config.out)
+    last_path = out / "last.safetensors"
+    with RunLock(out, note=log):
+        try:
+            return _fit(config, resume, progress, log)
+        except KeyboardInterrupt:
+            where = (f"the last checkpoint {last_path} (epoch {checkpoint_info(last_path)['state']['epoch']}) was kept"
+                     if last_path.exists() else "no epoch had finished yet")
+            raise TrainingInterrupted(f"{where}; continue with: weightsym lm --resume --out {out}") from None
+
+
+def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "log.jsonl"
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint {last_path} (run without --resume first)")
         saved = LMConfig.from_dict(checkpoint_info(last_path)["state"]["config"])
-        if saved.epochs != config.epochs:
-            saved.epochs = config.epochs  # the one option that may change on resume: train for longer
+        saved.epochs = config.epochs  # may change on resume: train for longer
+        saved.compile = config.compile  # run control
         config = saved
     elif last_path.exists():
         raise FileExistsError(f"{out} already holds a run (last.safetensors); pass --resume to continue it or choose "
                               "another --out")
+
+    def kept() -> str:
+        if not last_path.exists():
+            return "no epoch had been saved yet"
+        return f"the last good checkpoint {last_path} (epoch {checkpoint_info(last_path)['state']['epoch']}) was kept"
 
     torch.manual_seed(config.seed)
     corpus = load_corpus(config.corpus, config.data_dir)
@@ -204,6 +241,8 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
     state = {"epoch": 0, "best_val": None, "best_epoch": None, "history": [], "config": asdict(config)}
     if resume:
         state = load_checkpoint(last_path, model, optimizer, restore_rng=True)
+        done = state["epoch"]
+        truncate_log(log_path, lambda record: record["epoch"] <= done, note=log)
         log(f"resumed {last_path} after epoch {state['epoch']} (lr {optimizer.param_groups[0]['lr']:g})")
     else:
         log_path.write_text("")
@@ -215,10 +254,13 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
             f"({100 * counts.saved:.2f}% saved)")
 
     steps = (train_data.size(0) - 1 + config.bptt - 1) // config.bptt
+    forward = torch.compile(model) if config.compile else model  # the eager module keeps the state dict
+    if config.compile:
+        log("training forward compiled with torch.compile (the first windows include the compilation)")
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         bar = _progress(steps, f"epoch {epoch}/{config.epochs}", progress)
         try:
-            stats = train_epoch(model, train_data, optimizer, config.bptt, config.clip, bar)
+            stats = train_epoch(model, train_data, optimizer, config.bptt, config.clip, bar, forward)
         finally:
             if bar is not None:
                 bar.close()
@@ -230,19 +272,23 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
                   "valid_loss": val_loss, "valid_ppl": _ppl(val_loss), "train_seconds": stats["seconds"],
                   "train_cpu_seconds": stats["cpu_seconds"],
                   "eval_seconds": time.perf_counter() - eval_start,
-                  "tokens_per_second": stats["tokens"] / max(stats["seconds"], 1e-9), "improved": improved}
+                  "tokens_per_second": stats["tokens"] / max(stats["seconds"], 1e-9), "improved": improved,
+                  "compiled": config.compile}
         if improved:
             state["best_val"], state["best_epoch"] = val_loss, epoch
-            save_checkpoint(best_path, model, state={"config": asdict(config), "epoch": epoch, "valid_loss": val_loss,
-                                                     "vocab": corpus.dictionary.idx2word})
+            with write_guard(best_path, kept):
+                save_checkpoint(best_path, model, state={"config": asdict(config), "epoch": epoch,
+                                                         "valid_loss": val_loss, "vocab": corpus.dictionary.idx2word})
         else:
             for group in optimizer.param_groups:
                 group["lr"] = group["lr"] / config.anneal
         state["epoch"] = epoch
         state["history"].append(record)
-        save_checkpoint(last_path, model, optimizer, state=state)
-        with open(log_path, "a") as handle:
+        # log first: a crash before the checkpoint leaves a line too many, which resuming drops and redoes
+        with write_guard(log_path, kept), open(log_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        with write_guard(last_path, kept):
+            save_checkpoint(last_path, model, optimizer, state=state)
         log(f"epoch {epoch:3d} | lr {lr:g} | {stats['seconds']:.1f} s | {record['tokens_per_second']:,.0f} tok/s | "
             f"train ppl {record['train_ppl']:.2f} | valid ppl {record['valid_ppl']:.2f}"
             + ("" if improved else f" | lr -> {optimizer.param_groups[0]['lr']:g}"))
@@ -266,9 +312,11 @@ def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print
         "cpu_seconds_per_epoch": sum(h.get("train_cpu_seconds", 0.0) for h in history) / len(history),
         "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
         "train_tokens": int(train_ids.numel()),
+        "compiled": config.compile,
         "history": history,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with write_guard(out / "summary.json", kept):
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(format_summary(summary))
     return summary
 

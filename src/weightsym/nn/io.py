@@ -46,14 +46,29 @@ def _unique_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
     return kept, aliases
 
 
+def new_file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file: 0666 minus the process umask (0644 with the usual 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read the umask by setting it, and put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Write a safetensors file atomically (temp file in the same folder, fsync, rename)."""
+    """Write a safetensors file atomically (temp file in the same folder, fsync, rename), with the mode a plain
+    ``open()`` would give it (:func:`new_file_mode`; ``mkstemp`` and ``save_file`` make 0600 files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, new_file_mode())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

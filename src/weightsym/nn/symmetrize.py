@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -192,7 +193,8 @@ def symmetrize(
     (module-name globs, fnmatch on ``named_modules()`` names) replaces that rule: exactly the matching layers are
     considered.  ``exclude`` globs remove layers.  A layer the requested symmetry cannot act on is left dense (or
     gets the part that applies: a non-square 3x3 conv still takes a spatial symmetry) and the report says why;
-    ``strict=True`` raises instead.
+    ``strict=True`` raises instead.  An ``include`` or ``exclude`` glob that matches no weight layer is a warning
+    (``SymmetryError`` under ``strict=True``).
 
     Channel symmetries act on each group of a grouped conv (in == out per group).  On LSTM/GRU layers they act on
     each gate's square block of ``weight_hh`` selected by ``hh_gates`` (e.g. ``"1111"``; gate order i, f, g, o for
@@ -211,6 +213,14 @@ def symmetrize(
     layers = weight_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Linear/Conv1d/Conv2d/LSTM/GRU layers to symmetrize")
+    unmatched = [g for g in (include or []) + exclude if not any(fnmatch.fnmatchcase(n, g) for n, _ in layers)]
+    if unmatched:  # a typo here would silently leave the model dense (include) or untouched by the exclusion
+        names = ", ".join(n or "(the model itself)" for n, _ in layers[:8]) + (", ..." if len(layers) > 8 else "")
+        message = (f"include/exclude pattern {', '.join(map(repr, unmatched))} matches no weight layer of "
+                   f"{type(model).__name__} (its layers: {names})")
+        if strict:
+            raise SymmetryError(message)
+        warnings.warn(message, stacklevel=2)
     # the stem / classifier rule: an embedding in front (language models) is the stem, so a recurrent layer after it
     # is not mistaken for one
     ordered = [n for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS + (nn.Embedding, nn.EmbeddingBag))]

@@ -1,4 +1,4 @@
-"""Pictures of which weight entries each symmetry ties together (``weightsym plot-structure``).
+"""Pictures of which weight entries each symmetry ties together (the ``weightsym plot-structure`` command).
 
 Each panel is one plane (an 8x8 channel plane or a 5x5 kernel); entries with the same colour and number are one
 free value.  The matrix parameterizations (average, eigen, lowrank) are not tyings: their panels show the symmetric
@@ -7,7 +7,6 @@ pattern W = Wᵀ they produce, titled accordingly.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -69,23 +68,3 @@ def plot_structure(names: list[str], path: str | Path, n: int = 8, k: int = 5) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _run(args: argparse.Namespace) -> int:
-    names = available_symmetries() if args.name in (None, "all") else [args.name]
-    for name in names:
-        get_symmetry(name)  # validate early with a readable error
-    out = args.out or f"structure-{(args.name or 'all').replace('+', '_').replace(':', '-')}.png"
-    path = plot_structure(names, out, n=args.n, k=args.k)
-    print(f"wrote {path}")
-    return 0
-
-
-def setup_cli(sub) -> None:
-    p = sub.add_parser("plot-structure", help="draw which weight entries a symmetry ties (PNG)",
-                       description="Draw the orbits (tied entries) of a symmetry, or of all of them.")
-    p.add_argument("name", nargs="?", default="all", help="symmetry name, alias or 'tri+spa'; default: all")
-    p.add_argument("--out", help="PNG path (default: structure-NAME.png)")
-    p.add_argument("--n", type=int, default=8, help="channel plane size (default 8)")
-    p.add_argument("--k", type=int, default=5, help="kernel size for spatial symmetries (default 5)")
-    p.set_defaults(func=_run)

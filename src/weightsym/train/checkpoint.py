@@ -50,7 +50,7 @@ from weightsym.nn.io import _unique_state, atomic_save_tensors, layer_metadata
 
 FORMAT = "weightsym-checkpoint/1"
 
-__all__ = ["FORMAT", "checkpoint_info", "get_rng_state", "load_checkpoint", "save_checkpoint", "set_rng_state",
+__all__ = ["FORMAT", "checkpoint_info", "checkpoint_kind", "get_rng_state", "load_checkpoint", "save_checkpoint", "set_rng_state",
            "unwrap_model"]
 
 
@@ -182,6 +182,28 @@ def checkpoint_info(path: str | os.PathLike) -> dict:
         raise ValueError(f"{str(path)!r} is not a weightsym training checkpoint (format {raw.get('format')!r}); "
                          "weight files written by weightsym.save load with weightsym.load")
     return {k: (json.loads(v) if k != "format" else v) for k, v in raw.items()}
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """What a safetensors file is, from its header alone (no tensor is read):
+
+    ``"classifier"`` (a ``weightsym train`` checkpoint), ``"language-model"`` (a ``weightsym lm`` checkpoint),
+    ``"checkpoint"`` (a training checkpoint without a config, e.g. from :func:`save_checkpoint` called directly),
+    ``"weights"`` (``weightsym.save``), ``"dense"`` (``weightsym.fast.export_dense``) or ``"safetensors"`` (none of
+    these).  A missing file raises ``FileNotFoundError``, a file that is not safetensors ``ValueError``.
+    """
+    from weightsym.nn.io import read_safetensors_metadata
+
+    raw = read_safetensors_metadata(path, kind="checkpoint")
+    fmt = raw.get("format", "")
+    if fmt == FORMAT:
+        config = json.loads(raw.get("state", "{}")).get("config") or {}
+        return "language-model" if "corpus" in config else "classifier" if "model" in config else "checkpoint"
+    if fmt.startswith("weightsym-dense/"):
+        return "dense"
+    if fmt.startswith("weightsym/"):
+        return "weights"
+    return "safetensors"
 
 
 def _check_layers(file_layers: dict, model: nn.Module, path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 # Options that may differ between an interrupted run and its resumption.
 RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
-                         "eval_batch_size", "threads", "workers"})
+                         "eval_batch_size", "threads", "workers", "compile"})
 
 PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (SCIENCE.md §1.3)
 
@@ -75,6 +75,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     threads: int | None = None  # torch.set_num_threads per process
     workers: int | None = None  # image-folder loading processes per training process (default min(4, CPUs))
+    compile: bool = False  # training forward through torch.compile (checkpoints and evaluation use the eager model)
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)

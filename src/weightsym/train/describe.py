@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import weightsym as ws
@@ -19,6 +20,12 @@ PLACEMENT_NOTE = (
 )
 
 
+def has_bottleneck_blocks(name: str) -> bool:
+    """True for the registry models whose blocks are bottlenecks (1x1 - 3x3 - 1x1): wrn-*-bottleneck,
+    resnet-50/101/152 (and their -small versions)."""
+    return re.fullmatch(r"wrn-\d+-\d+-bottleneck|resnet-(50|101|152)(-small)?", name.strip().lower()) is not None
+
+
 def describe_model(name: str, channel: str | None = None, spatial: str | None = None,
                    include: list[str] | None = None, exclude: list[str] | None = None, strict: bool = False,
                    hh_gates: str = "1111", ih_gates: str | None = None,
@@ -27,7 +34,7 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
 
     ``text`` is the per-layer table (the :class:`~weightsym.SymmetrizeReport`; without a symmetry, the dense weight
     layers), the whole-model totals (dense-equivalent, stored, free, % saved; BatchNorm and biases included) and the
-    placement note for bottleneck models.
+    placement note for bottleneck models (:func:`has_bottleneck_blocks`).
     """
     from weightsym.models import create_model, model_info
 
@@ -51,5 +58,6 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
         ["whole model", "dense-equivalent", "stored", "free", "saved"],
         [["parameters", f"{counts.dense:,}", f"{counts.stored:,}", f"{counts.free:,}", f"{100 * counts.saved:.2f}%"]],
         numeric={1, 2, 3, 4}))
-    lines.append(PLACEMENT_NOTE)
+    if has_bottleneck_blocks(info["name"]):
+        lines.append(PLACEMENT_NOTE)
     return "\n\n".join(lines), counts

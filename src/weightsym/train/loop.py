@@ -46,6 +46,7 @@ from weightsym.train import distributed
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, unwrap_model
 from weightsym.train.config import RUN_CONTROL, TrainConfig
 from weightsym.train.data import make_test_loader, make_train_loader, training_data_info
+from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -176,24 +177,46 @@ def resume_config(config: TrainConfig) -> TrainConfig:
     return TrainConfig.from_dict(merged)
 
 
+def last_checkpoint(path: Path) -> str:
+    """Which checkpoint a ``--resume`` would continue from, in words (for messages after a run stopped)."""
+    try:
+        return f"the last good checkpoint {path} (step {checkpoint_info(path)['state']['step']}) was kept"
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint had been written yet"
+
+
 # ---------------------------------------------------------------------------------------------------------- training
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or, with ``config.resume``, continue) a run; returns the summary dict (also in ``summary.json``).
 
     Under ``torchrun`` every process calls this; the model is wrapped in DistributedDataParallel, each process sees
     its shard of every batch (``batch_size`` is the global batch), and only rank 0 prints and writes files.
-    Raises :class:`TrainingDiverged` on a NaN/inf loss, leaving the last good checkpoint in place.
+    Raises :class:`TrainingDiverged` on a NaN/inf loss, leaving the last good checkpoint in place.  ``config.out`` is
+    locked for the run (:class:`~weightsym.train.rundir.RunLock`: a second run there raises ``RunLocked``); Ctrl-C
+    (or SIGTERM, which the command line turns into the same ``KeyboardInterrupt``) raises
+    :class:`~weightsym.train.rundir.TrainingInterrupted` naming the checkpoint ``--resume`` continues from; a failed
+    write (full disk) raises :class:`~weightsym.train.rundir.RunWriteError` naming the last good checkpoint.
     """
     ctx = distributed.setup(config.device)
     # process-wide settings this run changes; restored afterwards so library callers (and tests) are unaffected
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.get_num_threads())
+    lock = RunLock(config.out) if ctx.is_main else None  # one run per folder; refused before anything is loaded
     try:
+        if lock is not None:
+            lock.acquire()
         summary = _train(config, ctx)
+    except KeyboardInterrupt:
+        ctx.cleanup()
+        out = Path(config.out)
+        raise TrainingInterrupted(f"{last_checkpoint(out / CHECKPOINT)}; continue with: weightsym train --resume "
+                                  f"--out {out}") from None
     except BaseException:
         ctx.cleanup()
         raise
     finally:
+        if lock is not None:
+            lock.release()
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
         torch.set_num_threads(saved[2])
     ctx.barrier()  # every rank finished: tearing gloo down while a peer is still talking aborts the process
@@ -246,7 +269,8 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     if ctx.is_main:
         _print_header(config, data, ctx, counts, steps_per_epoch, out)
         if config.resume:
-            _truncate_log(out / LOG, train_loader.epoch)
+            done = train_loader.epoch
+            truncate_log(out / LOG, lambda record: record["epoch"] <= done)  # a crash can leave a line too many
             for stale in out.glob(".*.safetensors.*.tmp"):  # left by a process killed while writing
                 stale.unlink()
             print(f"resuming at step {state['step']} (epoch {train_loader.epoch + 1}, batch {train_loader.batch})",
@@ -257,9 +281,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                 "epochs_done": train_loader.epoch, **state}
 
     def kept() -> str:
-        if not ckpt_path.exists():
-            return "no checkpoint had been written yet"
-        return f"the last good checkpoint {ckpt_path} (step {checkpoint_info(ckpt_path)['state']['step']}) was kept"
+        return last_checkpoint(ckpt_path)
 
     def write_checkpoint(*paths: Path) -> None:
         if ctx.all_reduce_sum([0.0 if _all_finite(model) else 1.0])[0]:  # all ranks decide together
@@ -269,9 +291,11 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         if ctx.is_main:
             snapshot = checkpoint_state()
             for path in paths:
-                save_checkpoint(path, model, optimizer, scheduler, snapshot)
+                with write_guard(path, kept):
+                    save_checkpoint(path, model, optimizer, scheduler, snapshot)
         ctx.barrier()
 
+    forward = torch.compile(dmodel) if config.compile else dmodel  # the eager module keeps the state dict
     last_eval = None
     while state["step"] < stop_at:
         epoch = train_loader.epoch
@@ -283,7 +307,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
             if expand is not None:
                 xb = expand(xb)
             try:
-                logits = dmodel(xb)
+                logits = forward(xb)
             except RuntimeError as exc:
                 if state["step"] > 0:
                     raise
@@ -332,13 +356,13 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                   "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2],
                   "test_loss": last_eval["loss"], "test_accuracy": last_eval["accuracy"], "seconds": sums[3],
                   "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": digest,
-                  "rank_digests": [f"{d:015x}" for d in digests]}
+                  "rank_digests": [f"{d:015x}" for d in digests], "compiled": config.compile}
         improved = state["best_accuracy"] is None or last_eval["accuracy"] > state["best_accuracy"]
         if improved:
             state["best_accuracy"], state["best_epoch"] = last_eval["accuracy"], epoch + 1
         state["epoch_sums"] = [0.0, 0.0, 0.0, 0.0]
         if ctx.is_main:  # log first: a crash before the checkpoint leaves a line that resuming drops and redoes
-            with open(out / LOG, "a") as fh:
+            with write_guard(out / LOG, kept), open(out / LOG, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             _write_epoch_line(config, record)
         write_checkpoint(*([ckpt_path, best_path] if improved else [ckpt_path]))
@@ -355,10 +379,12 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         "epochs_completed": train_loader.epoch, "steps": state["step"],
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
         "world_size": ctx.world_size, "device": str(ctx.device), "weights_sha256": weights_digest(model),
-        "rank_digests": [f"{d:015x}" for d in digests], "checkpoint": str(ckpt_path), "config": config.to_dict(),
+        "rank_digests": [f"{d:015x}" for d in digests], "checkpoint": str(ckpt_path), "compiled": config.compile,
+        "config": config.to_dict(),
     }
     if ctx.is_main:
-        (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        with write_guard(out / SUMMARY, kept):
+            (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
         print(format_summary(summary), flush=True)
     return summary
 
@@ -398,6 +424,8 @@ def _print_header(config, data, ctx, counts, steps_per_epoch, out) -> None:
           f"{ctx.world_size} process(es) on {ctx.device}; {steps_per_epoch} steps/epoch; out {out}", flush=True)
     print(f"parameters: stored {counts.stored:,} of dense-equivalent {counts.dense:,} "
           f"({100 * counts.saved:.1f}% saved), free {counts.free:,}", flush=True)
+    if config.compile:
+        print("training forward compiled with torch.compile (the first steps include the compilation)", flush=True)
 
 
 def _write_epoch_line(config, record) -> None:
@@ -405,14 +433,6 @@ def _write_epoch_line(config, record) -> None:
           f"train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}  "
           f"test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}  "
           f"{record['seconds']:.3g}s ({record['images_per_second']:.0f} img/s)", flush=True)
-
-
-def _truncate_log(path: Path, epochs_done: int) -> None:
-    """Keep the log lines of the epochs the checkpoint has completed (a crash can leave one line too many)."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= epochs_done]
-    path.write_text("".join(ln + "\n" for ln in lines))
 
 
 def format_summary(summary: dict) -> str:

@@ -1,0 +1,41 @@
+"""``weightsym describe``: which layers a symmetry choice touches and what it saves, without training."""
+
+from __future__ import annotations
+
+import json
+
+from weightsym.cli import checks
+from weightsym.cli.options import add_model_arg, add_symmetry_options
+from weightsym.cli.parser import add_command
+
+
+def add_parser(sub) -> None:
+    from weightsym.train.describe import PLACEMENT_NOTE
+
+    p = add_command(
+        sub, "describe", "per-layer symmetry table and parameter totals of a model, without training",
+        "Build a registry model, apply the symmetry options and print which layers they touch (the symmetrize "
+        "report: layer, tensor, shape, symmetry, dense and stored values, why a layer stayed dense) and the "
+        "whole-model totals: dense-equivalent, stored and free parameters and the % saved.\n\n" + PLACEMENT_NOTE,
+        ["weightsym describe --model wrn-16-4-bottleneck --channel triangular --include '*conv2'",
+         "weightsym describe --model resnet-50 --channel triangular --include '*conv2' --json",
+         "weightsym describe --model lstm-lm --channel average --hh-gates 1111",
+         "weightsym describe --model mnist1d-cnn        # the dense weight layers"])
+    p.add_argument("--model", required=True, type=checks.model_name(),
+                   help="registry name (required; `weightsym models` lists them)")
+    add_model_arg(p, from_config=False)
+    add_symmetry_options(p, from_config=False)
+    p.add_argument("--json", action="store_true", help="also print the totals as one JSON line after the table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from weightsym.train.describe import describe_model
+
+    text, counts = describe_model(args.model, channel=args.channel, spatial=args.spatial, include=args.include,
+                                  exclude=args.exclude, strict=args.strict, hh_gates=args.hh_gates,
+                                  ih_gates=args.ih_gates, model_args=dict(args.model_args or []))
+    print(text)
+    if args.json:
+        print(json.dumps(counts.to_dict()))
+    return 0

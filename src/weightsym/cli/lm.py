@@ -1,0 +1,121 @@
+"""``weightsym lm``: train a word-level LSTM/GRU language model, dense or with symmetric gate blocks."""
+
+from __future__ import annotations
+
+import json
+
+from weightsym.cli import checks
+from weightsym.cli.parser import add_command
+
+
+def add_parser(sub) -> None:
+    from weightsym.lm.train import LMConfig
+
+    d = LMConfig()
+    p = add_command(
+        sub, "lm", "train a word-level LSTM/GRU language model (PTB, WikiText-2), dense or with symmetric gates",
+        "Truncated-BPTT training of an LSTM/GRU language model (the pytorch/examples recipe: SGD, lr annealed when "
+        "validation loss stalls) with optional symmetric gate blocks. Writes log.jsonl, last.safetensors (for "
+        "--resume), best.safetensors and summary.json to --out, which is locked while the run is alive. The corpus "
+        "is read from DATA/text/<corpus>/ (`weightsym download ptb` fetches it).",
+        ["weightsym lm --corpus ptb --channel average --hh-gates 1111 --emb 256 --hidden 256 --tie --epochs 6 "
+         "--out runs/ptb-avg-hh",
+         "weightsym lm --corpus ptb --hidden 128 --emb 128 --epochs 1 --max-train-tokens 100000 --out runs/ptb-quick",
+         "weightsym lm --resume --out runs/ptb-avg-hh --epochs 8     # continue, two more epochs"])
+    p.add_argument("--corpus", default=d.corpus, choices=["ptb", "wikitext-2"], help="training corpus")
+    p.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="data root holding text/<corpus>/ (default $WEIGHTSYM_DATA, else ~/.cache/weightsym)")
+    p.add_argument("--model", dest="rnn_type", default=d.rnn_type, choices=["lstm", "gru"], help="recurrent cell")
+    p.add_argument("--channel", type=checks.symmetry("channel", allow_none=True), default=None,
+                   help="symmetry of the gate blocks: average (the paper's), triangular, eigen, lowrank[:r], block, "
+                        "bisymmetric, centrosymmetric, eighth, repeat:c (default: none, a dense model)")
+    p.add_argument("--hh-gates", type=checks.gate_mask, default=None, metavar="MASK",
+                   help="gate blocks of weight_hh that are symmetric (LSTM i f g o, GRU r z n); default all: 1111 "
+                        "for an LSTM, 111 for a GRU")
+    p.add_argument("--ih-gates", type=checks.gate_mask, default=None, metavar="MASK",
+                   help="gate blocks of weight_ih that are symmetric (needs --emb == --hidden); default none")
+    p.add_argument("--emb", type=checks.integer(1), default=d.emb, help="embedding size")
+    p.add_argument("--hidden", type=checks.integer(1), default=d.hidden, help="hidden units per layer")
+    p.add_argument("--layers", type=checks.integer(1), default=d.layers, help="recurrent layers")
+    p.add_argument("--dropout", type=checks.number(0, 1, high_open=True), default=d.dropout, help="dropout rate")
+    p.add_argument("--tie", action="store_true",
+                   help="tie decoder and embedding weights (needs --emb == --hidden; default untied)")
+    p.add_argument("--epochs", type=checks.integer(1), default=d.epochs, help="epochs (with --resume: the new total)")
+    p.add_argument("--bptt", type=checks.integer(1), default=d.bptt, help="truncated-BPTT window in tokens")
+    p.add_argument("--batch-size", type=checks.integer(1), default=d.batch_size, help="training batch size")
+    p.add_argument("--eval-batch-size", type=checks.integer(1), default=d.eval_batch_size,
+                   help="validation/test batch size")
+    p.add_argument("--lr", type=checks.number(0, low_open=True), default=d.lr, help="SGD learning rate")
+    p.add_argument("--anneal", type=checks.number(1), default=d.anneal,
+                   help="divide lr by this when validation loss does not improve")
+    p.add_argument("--clip", type=checks.number(0), default=d.clip, help="gradient-norm clip (0 = off)")
+    p.add_argument("--seed", type=checks.integer(0), default=d.seed, help="seed of weights and dropout")
+    p.add_argument("--max-train-tokens", type=checks.integer(2), default=None, metavar="N",
+                   help="train on the first N tokens only, for quick runs (default: the whole training set)")
+    p.add_argument("--max-eval-tokens", type=checks.integer(2), default=None, metavar="N",
+                   help="evaluate on the first N valid/test tokens only (default: the full sets)")
+    p.add_argument("--threads", type=checks.integer(1), default=None,
+                   help="torch threads (default: torch's choice)")
+    p.add_argument("--out", metavar="DIR", default=d.out, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors (its "
+                   "saved options are used; only --epochs may be raised; default off)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training forward through torch.compile (default off; evaluation and checkpoints "
+                        "use the eager model)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def check(args) -> None:
+    """Everything about the options that can be known before the corpus is read."""
+    from pathlib import Path
+
+    gates = 4 if args.rnn_type == "lstm" else 3
+    for option in ("hh_gates", "ih_gates"):
+        mask = getattr(args, option)
+        if mask is not None and len(mask) != gates:
+            raise checks.UsageError(f"--{option.replace('_', '-')} {mask}: a{'n LSTM' if gates == 4 else ' GRU'} has "
+                                    f"{gates} gates ({'i f g o' if gates == 4 else 'r z n'}), e.g. {'1' * gates}")
+    if args.tie and args.emb != args.hidden:
+        raise checks.UsageError(f"--tie needs --emb == --hidden (got {args.emb} and {args.hidden})")
+    if args.ih_gates and "1" in args.ih_gates and args.emb != args.hidden:
+        raise checks.UsageError(f"--ih-gates {args.ih_gates} needs --emb == --hidden (layer 0 maps {args.emb} -> "
+                                f"{args.hidden}); use equal sizes or leave --ih-gates out")
+    if args.channel is None and (args.ih_gates or args.hh_gates):
+        raise checks.UsageError("--hh-gates/--ih-gates choose where --channel goes; give --channel too, e.g. "
+                                "--channel average")
+    checks.existing_folder(args.data_dir, "--data-dir", "point it at the folder holding text/<corpus>/")
+    checks.output_folder(args.out)
+    last = Path(args.out) / "last.safetensors"
+    if args.resume:
+        if not last.exists():
+            raise checks.UsageError(f"--resume: no {last}; start the run without --resume first, or name the folder "
+                                    "of an existing run with --out")
+        checks.checkpoint(str(last), "--resume", ("language-model",))
+    else:
+        if last.exists():
+            raise checks.UsageError(f"--out {args.out} already holds a run (last.safetensors); pass --resume to "
+                                    "continue it or choose another --out")
+        from weightsym.data.text import corpus_dir
+
+        corpus_dir(args.corpus, args.data_dir)  # the corpus files are there (names the download command if not)
+
+
+def run(args) -> int:
+    check(args)
+    from weightsym.lm.train import LMConfig, fit
+
+    gates = 4 if args.rnn_type == "lstm" else 3
+    config = LMConfig(corpus=args.corpus, data_dir=args.data_dir, rnn_type=args.rnn_type, channel=args.channel,
+                      hh_gates=args.hh_gates or "1" * gates, ih_gates=args.ih_gates, emb=args.emb,
+                      hidden=args.hidden, layers=args.layers, dropout=args.dropout, tie=args.tie, epochs=args.epochs,
+                      bptt=args.bptt, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr,
+                      anneal=args.anneal, clip=args.clip, seed=args.seed, max_train_tokens=args.max_train_tokens,
+                      max_eval_tokens=args.max_eval_tokens, threads=args.threads, out=args.out,
+                      compile=args.compile)
+    quiet = (lambda *a, **k: None) if args.json else print
+    summary = fit(config, resume=args.resume, progress=not args.no_progress, log=quiet)
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+    return 0

@@ -1,0 +1,41 @@
+"""Option groups shared by several commands: the symmetry options (``train``, ``describe``) and ``--model-arg``."""
+
+from __future__ import annotations
+
+import argparse
+
+from weightsym.cli import checks
+
+
+def add_symmetry_options(p: argparse.ArgumentParser, from_config: bool) -> None:
+    """``--channel --spatial --include --exclude --strict --hh-gates --ih-gates``.
+
+    ``from_config``: options left out stay out of the namespace (``train``: the defaults come from
+    :class:`~weightsym.train.config.TrainConfig`, or from the checkpoint with ``--resume``).
+    """
+    unset = argparse.SUPPRESS if from_config else None
+    g = p.add_argument_group("symmetry (applied from outside the model, see weightsym.symmetrize)")
+    g.add_argument("--channel", type=checks.symmetry("channel"), default=unset,
+                   help="channel symmetry, e.g. triangular, bisymmetric, block, average (default: none)")
+    g.add_argument("--spatial", type=checks.symmetry("spatial"), default=unset,
+                   help="spatial symmetry of the kernels, e.g. transpose, hflip, rot180, dihedral (default: none)")
+    g.add_argument("--include", action="append", default=unset, metavar="GLOB",
+                   help="only layers whose name matches (repeatable), e.g. '*conv2', the paper's bottleneck "
+                        "placement (default: every layer but the stem and the classifier)")
+    g.add_argument("--exclude", action="append", default=unset, metavar="GLOB",
+                   help="skip layers whose name matches (repeatable; default: none)")
+    g.add_argument("--strict", action="store_true", default=argparse.SUPPRESS if from_config else False,
+                   help="fail instead of leaving dense a layer the symmetry cannot act on, or when an --include / "
+                        "--exclude pattern matches no layer (default: leave it dense and say why)")
+    g.add_argument("--hh-gates", type=checks.gate_mask, default=argparse.SUPPRESS if from_config else "1111",
+                   metavar="MASK", help="recurrent layers: gates of weight_hh to symmetrize (LSTM order i f g o, GRU "
+                                        "r z n), default 1111")
+    g.add_argument("--ih-gates", type=checks.gate_mask, default=unset, metavar="MASK",
+                   help="recurrent layers: gates of weight_ih (needs input size == hidden size; default: none)")
+
+
+def add_model_arg(g, from_config: bool) -> None:
+    g.add_argument("--model-arg", action="append", type=checks.key_value, dest="model_args", metavar="KEY=VALUE",
+                   default=argparse.SUPPRESS if from_config else None,
+                   help="constructor option of the model (repeatable), e.g. width=16, dropout=0.3 (default: the "
+                        "model's own defaults)")
