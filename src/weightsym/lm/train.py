@@ -140,7 +140,7 @@ def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Opt
 
     ``forward`` (default ``model``) computes the logits, e.g. ``torch.compile(model)``; ``model`` is used for the rest.
     """
-    forward = forward or model
+    forward = model if forward is None else forward
     model.train()
     criterion = nn.CrossEntropyLoss()
     hidden = model.init_hidden(data.size(1))
