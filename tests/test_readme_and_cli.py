@@ -44,3 +44,30 @@ def test_demo_runs_and_prints_table(capsys):
     out = capsys.readouterr().out
     assert "stored params" in out and "symmetric (triangular+hflip)" in out
     assert re.search(r"stores \d+\.\d% fewer parameters", out)
+
+
+def test_structure_plot_captions_stay_inside_the_figure_and_off_the_panels():
+    """The README figure: every caption is inside the figure, above its own panel, clear of every other panel and
+    caption (the old layout let second-row captions run into the first row and cut the lowrank caption off)."""
+    import matplotlib.pyplot as plt
+
+    from weightsym.symmetry import available_symmetries
+    from weightsym.symmetry.plot import structure_figure
+
+    fig = structure_figure(available_symmetries())
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert len(axes) == len(available_symmetries())
+    titles = [ax.title.get_window_extent(renderer) for ax in axes]
+    panels = [ax.get_window_extent(renderer) for ax in axes]
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    for i, title in enumerate(titles):
+        assert page.x0 <= title.x0 and title.x1 <= page.x1 and title.y1 <= page.y1, axes[i].get_title()
+        assert title.y0 >= panels[i].y1 - 1, axes[i].get_title()  # above its own panel
+        assert not title.overlaps(suptitle), axes[i].get_title()
+        for j, other in enumerate(panels + titles):
+            if j not in (i, len(panels) + i):
+                assert not title.overlaps(other), (axes[i].get_title(), j)
+    plt.close(fig)

@@ -29,11 +29,14 @@ def _run_smoke(name, tmp_path, data_dir):
     markdown = (out / f"{name}.md").read_text()
     assert "Command: `" in markdown and "Machine:" in markdown and "Date:" in markdown
     assert "## Verdict" in markdown and "Smoke run" in markdown
+    assert "**SMOKE RUN (--smoke)" in markdown.splitlines()[2]  # right under the title
     for figure in saved["figures"].values():
         assert f"({figure})" in markdown, figure
         with Image.open(out / figure) as image:
             image.load()
             assert min(image.size) >= 200, (figure, image.size)
+            assert image.info.get("weightsym-smoke") == "1", figure  # the red SMOKE RUN strip on top
+            assert image.convert("RGB").getpixel((2, 2)) == (200, 30, 30), figure
     return payload, saved, markdown
 
 

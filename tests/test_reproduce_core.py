@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+from PIL import Image
 import torch
 
 import weightsym as ws
@@ -53,6 +54,9 @@ def test_params_smoke_run(tmp_path):
     assert (tmp_path / "params.png").stat().st_size > 1000
     markdown = (tmp_path / "params.md").read_text()
     assert "Command:" in markdown and "Machine:" in markdown and "### Verdict" in markdown
+    assert "SMOKE RUN (--smoke)" in markdown.split("Command:")[0]  # said before anything else
+    with Image.open(tmp_path / "params.png") as image:
+        assert image.info.get("weightsym-smoke") == "1" and image.convert("RGB").getpixel((2, 2)) == (200, 30, 30)
 
     rows = {(r["model"], r["placement"], r["symmetry"]): r for r in payload["rows"]}
     for placement in ("paper", "default"):
@@ -199,3 +203,21 @@ def test_universal_approximation_fit_improves_and_smoke_run(tmp_path):
 def test_network_rejects_width_below_input_dimension(symmetry):
     with pytest.raises(ValueError, match="must be >= the input dimension"):
         universal_approximation.make_network(2, 1, symmetry)
+
+
+def test_a_smoke_figure_is_marked_once_and_a_full_run_not_at_all(tmp_path):
+    from weightsym.reproduce.common import mark_smoke_figure, write_outputs
+
+    Image.new("RGB", (300, 200), "white").save(tmp_path / "fig.png")
+    mark_smoke_figure(tmp_path / "fig.png")
+    with Image.open(tmp_path / "fig.png") as image:
+        once = image.size
+        assert once[1] > 200 and image.getpixel((150, 2)) == (200, 30, 30) and image.getpixel((150, 199)) == (255, 255, 255)
+    mark_smoke_figure(tmp_path / "fig.png")
+    with Image.open(tmp_path / "fig.png") as image:
+        assert image.size == once
+    Image.new("RGB", (300, 200), "white").save(tmp_path / "full.png")
+    write_outputs(tmp_path, "full", {"smoke": False}, "## Title\n\n![f](full.png)\n")
+    with Image.open(tmp_path / "full.png") as image:
+        assert image.size == (300, 200) and "weightsym-smoke" not in image.info
+    assert "SMOKE" not in (tmp_path / "full.md").read_text()

@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -52,9 +53,40 @@ def header(title: str, command: str | None = None) -> str:
             f"({m['torch_threads']} threads), allocator: {m['allocator']}  \nDate: {m['date']}\n")
 
 
+SMOKE_BANNER = "SMOKE RUN (--smoke): a tiny budget that only tests the code path; the numbers mean nothing"
+
+
 def write_outputs(out_dir: Path, name: str, payload: dict, markdown: str) -> None:
+    """Write ``NAME.json`` (payload + machine + command) and ``NAME.md``.  A smoke run (``payload["smoke"]``) says so
+    in a banner under the page's title and on every figure the page shows (:func:`mark_smoke_figure`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine(), "command": command_line(), **payload}
+    if payload.get("smoke"):
+        title, _, rest = markdown.partition("\n")
+        markdown = f"{title}\n\n**{SMOKE_BANNER}.**\n{rest}"
+        for figure in dict.fromkeys(re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", markdown)):
+            if (out_dir / figure).is_file():
+                mark_smoke_figure(out_dir / figure)
     (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
     (out_dir / f"{name}.md").write_text(markdown)
+
+
+def mark_smoke_figure(path: Path) -> None:
+    """Put a red ``SMOKE RUN`` strip above a PNG (once: the file is tagged so a second call leaves it alone)."""
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFont
+    from PIL.PngImagePlugin import PngInfo
+
+    with Image.open(path) as image:
+        image.load()
+    if image.info.get("weightsym-smoke"):
+        return
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans:bold"), size=max(14, image.width // 60))
+    strip = int(font.size * 2)
+    marked = Image.new("RGB", (image.width, image.height + strip), (200, 30, 30))
+    marked.paste(image.convert("RGB"), (0, strip))
+    ImageDraw.Draw(marked).text((image.width // 2, strip // 2), SMOKE_BANNER, fill="white", font=font, anchor="mm")
+    info = PngInfo()
+    info.add_text("weightsym-smoke", "1")
+    marked.save(path, pnginfo=info)

@@ -7,6 +7,7 @@ pattern W = Wᵀ they produce, titled accordingly.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,23 @@ def orbit_grid(name: str, n: int = 8, k: int = 5) -> tuple[np.ndarray, str]:
     if sym.plane == "channel":
         gens = sym.generators_for(n, n) if isinstance(sym, Repeat) else sym.generators
         ids = plane_orbits(gens, n, n).reshape(n, n)
-        return ids, f"{sym.name}: {sym.invariance}\n{int(ids.max()) + 1} free of {n * n} ({n}x{n} channel plane)"
+        label = sym.spec if isinstance(sym, Repeat) else sym.name  # repeat:2:out says how many copies, which way
+        return ids, f"{label}: {sym.invariance}\n{int(ids.max()) + 1} free of {n * n} ({n}x{n} channel plane)"
     ids = plane_orbits(sym.generators, k, k).reshape(k, k)
     return ids, f"{sym.name}: {sym.invariance}\n{int(ids.max()) + 1} free of {k * k} ({k}x{k} kernel)"
 
 
-def plot_structure(names: list[str], path: str | Path, n: int = 8, k: int = 5) -> Path:
-    """Write a PNG with one panel per plane of each symmetry in ``names`` (composites give two panels)."""
+CAPTION_WIDTH = 46  # characters per caption line: a caption never gets wider than its panel
+
+
+def _caption(text: str) -> str:
+    return "\n".join(textwrap.fill(line, CAPTION_WIDTH, break_long_words=False, break_on_hyphens=False)
+                     for line in text.splitlines())
+
+
+def structure_figure(names: list[str], n: int = 8, k: int = 5):
+    """The matplotlib figure of :func:`plot_structure` (one panel per plane; captions wrapped to the panel width and
+    laid out by matplotlib's constrained layout, so no caption overlaps a panel or leaves the figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,23 +57,31 @@ def plot_structure(names: list[str], path: str | Path, n: int = 8, k: int = 5) -
             panels.append(orbit_grid(name, n, k))
     cols = min(4, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 4.0 * rows), squeeze=False, layout="constrained")
     rng = np.random.default_rng(0)
+    palette = plt.get_cmap("tab20")(np.arange(20))
     for ax in axes.flat:
         ax.axis("off")
     for ax, (ids, caption) in zip(axes.flat, panels):
         count = int(ids.max()) + 1
-        palette = plt.get_cmap("tab20")(np.arange(20))
         colours = palette[rng.permutation(max(count, 20))[:count] % 20] if count > 1 else palette[:1]
         ax.imshow(colours[ids], interpolation="nearest")
         if ids.shape[0] <= 10:
             for (r, c), v in np.ndenumerate(ids):
                 ax.text(c, r, str(v), ha="center", va="center", fontsize=7 if ids.shape[0] > 6 else 9)
-        ax.set_title(caption, fontsize=8)
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_title(_caption(caption), fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.axis("on")
-    fig.suptitle("weightsym: entries with the same number share one free value", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.suptitle("weightsym: entries with the same number share one free value", fontsize=11)
+    return fig
+
+
+def plot_structure(names: list[str], path: str | Path, n: int = 8, k: int = 5) -> Path:
+    """Write a PNG with one panel per plane of each symmetry in ``names`` (composites give two panels)."""
+    import matplotlib.pyplot as plt
+
+    fig = structure_figure(names, n, k)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
