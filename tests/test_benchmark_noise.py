@@ -45,13 +45,16 @@ def test_round_ratios_and_spread_come_from_the_interleaved_rounds():
 def test_missed_goals_are_called_within_or_beyond_noise():
     result = _result()
     assert noise_floor(result["rows"]) == pytest.approx(1 / 0.9 - 1)
+    identical = [_row(f"L{i}", "linear", "average", 64, [d] * 3, [1.0] * 3, chosen=1.0) for i, d in
+                 enumerate([1.0, 1.01, 0.98, 1.03, 0.97, 1.02, 0.99, 1.05, 0.96, 0.5])]  # one 2x outlier
+    assert noise_floor(identical) == pytest.approx(0.05)  # 9 in 10 within 5% (the 1.05x one): the 2x outlier ignored
     verdict = {g["goal"]: (g["met"], g["noise"]) for g in judge_goals(result)}
     assert verdict["block-linear"] == (False, "within noise")
     assert verdict["centro-linear"] == (False, "beyond noise")
     assert verdict["materialised"] == (False, "within noise")
     assert verdict["wrn-dihedral"] == (None, "")
     text = noise_markdown(result)
-    assert "no (within noise)" in text and "no (beyond noise)" in text and "up to 11% away from 1.00×" in text
+    assert "no (within noise)" in text and "no (beyond noise)" in text and "within 11% of 1.00×" in text
 
 
 def test_bench_writes_under_weightsym_results_with_the_noise_beside_each_no(tmp_path, monkeypatch, capsys):
