@@ -71,3 +71,26 @@ def test_structure_plot_captions_stay_inside_the_figure_and_off_the_panels():
             if j not in (i, len(panels) + i):
                 assert not title.overlaps(other), (axes[i].get_title(), j)
     plt.close(fig)
+
+
+def test_demo_markdown_is_the_readme_table_and_deterministic_for_a_thread_count(capsys):
+    """The README's demo table is `weightsym demo --markdown` output: the same accuracies on every run with the same
+    thread count, and a caption naming the command, the thread count, the machine and the date."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        tables = []
+        for _ in range(2):
+            assert main(["demo", "--epochs", "2", "--width", "16", "--threads", "1", "--markdown"]) == 0
+            tables.append(capsys.readouterr().out)
+    finally:
+        torch.set_num_threads(threads)
+    rows = [[line.split("|")[4].strip() for line in t.splitlines()[2:4]] for t in tables]  # test accuracy column
+    assert rows[0] == rows[1] and all(cell.endswith("%") for cell in rows[0])
+    caption = " ".join(tables[0].strip().split("\n\n")[-1].split())
+    assert "`weightsym demo --markdown --epochs 2 --width 16 --threads 1`" in caption
+    assert "with 1 torch thread on" in caption and re.search(r"\d{4}-\d\d-\d\d", caption)
+    readme = README.read_text()
+    assert "Made by `weightsym demo --markdown" in readme and "vary a little" not in readme
+    assert re.search(r"\| symmetric \(triangular\+hflip\) \|\s+16,650 \|\s+41,034 \|", readme)

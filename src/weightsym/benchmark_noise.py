@@ -83,8 +83,8 @@ def noise_markdown(result: dict, noisiest: int = 5) -> str:
     repeats = result.get("plan", {}).get("repeats", "?")
     floor = noise_floor(result["rows"])
     lines = ["## Noise", "",
-             f"Each measured × is the median of {repeats} interleaved rounds; *per-round ×* is the lowest and highest "
-             "dense/optimized ratio of one round (both timed back to back, so they saw the same load). "
+             f"Each measured × is the median of {repeats} interleaved rounds; *per-round ×* is the lowest and "
+             "highest dense/optimized ratio of one round (both timed back to back, so they saw the same load). "
              + ("Noise floor: 9 in 10 cases doing identical work on both sides (chosen × 1.00, true ratio 1) "
                 f"measured within {100 * floor:.0f}% of 1.00×. " if floor is not None else "")
              + "A missed goal is *within noise* when its worst case's best round reaches the required ×, or its worst "

@@ -12,6 +12,7 @@ machine and date beside it (``weightsym demo --markdown``).
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 import torch
@@ -94,6 +95,8 @@ def demo_markdown(results: dict, command: str = "weightsym demo --markdown") -> 
     m = machine()
     seconds = results["dense"]["seconds"] + results["symmetric"]["seconds"]
     table = format_table(["model", "stored params", "dense-equivalent", "test accuracy", "train s"], _rows(results))
-    return (f"{table}\n\n*Made by `{command}` with {results['settings']['threads']} torch threads on {m['cpu']} "
-            f"({m['cpu_count']} cores), {m['date'][:10]}, {seconds:.0f} s of training. The accuracies are the same "
-            "on every run with the same thread count; train s is wall time and varies with the machine's load.*")
+    threads = results["settings"]["threads"]
+    caption = (f"*Made by `{command}` with {threads} torch thread{'s' if threads != 1 else ''} on {m['cpu']} "
+               f"({m['cpu_count']} cores), {m['date'][:10]}, {seconds:.0f} s of training. The accuracies are the same "
+               "on every run with the same thread count; train s is wall time and varies with the machine's load.*")
+    return f"{table}\n\n{textwrap.fill(caption, 116, break_long_words=False, break_on_hyphens=False)}"

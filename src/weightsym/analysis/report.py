@@ -443,10 +443,12 @@ def analyze_file(path: str | Path, out_dir: str | Path | None = None, data: str 
         state = load_state_dict(path)
         if data:
             log(f"note: --data {data} ignored: {path.name} is a plain weight file without the architecture, analysed "
-                "as a state dict (kernel symmetry only); pass a `weightsym train` checkpoint for flip/shift consistency")
+                "as a state dict (kernel symmetry only); pass a `weightsym train` checkpoint for flip/shift "
+                "consistency")
         result = analyze(state, out, title=title, source={"weights": str(path)})
         extra = "no consistency (weights only)"
     summary = result["summary"]
-    layers = f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}" if summary["layers"] else NO_CONV
+    layers = (f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}" if summary["layers"]
+              else NO_CONV)
     log(f"{layers}; {extra}; wrote {out}/report.md")
     return {**result, "out": out}

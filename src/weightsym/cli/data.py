@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
         "DATA/text/<name>/, image datasets to DATA/<name>/.",
         ["weightsym download ptb --data-dir ~/data          # -> ~/data/text/ptb/",
          "weightsym download cifar10 --variant python"])
-    p.add_argument("name", type=downloadable, metavar="NAME", help="ptb, wikitext-2, cifar10, cifar100 or fashion-mnist")
+    p.add_argument("name", type=downloadable, metavar="NAME",
+                   help="ptb, wikitext-2, cifar10, cifar100 or fashion-mnist")
     p.add_argument("--data-dir", metavar="DIR", default=None,
                    help="data root (default $WEIGHTSYM_DATA, else ~/.cache/weightsym; created if missing)")
     p.add_argument("--variant", choices=("binary", "python"), default=None,

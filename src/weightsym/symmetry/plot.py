@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from weightsym.symmetry.base import ChannelMap, Composite, Repeat
-from weightsym.symmetry.catalog import available_symmetries, get_symmetry
+from weightsym.symmetry.catalog import get_symmetry
 from weightsym.symmetry.orbits import plane_orbits
 
 
