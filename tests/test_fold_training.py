@@ -186,3 +186,36 @@ def test_auto_policy_decides_by_multiplies_and_size():
     ws.symmetrize(small, channel="block")
     row = fold_training(small, policy="auto", compiled=True).rows[0]
     assert row.path == "gather" and "too small" in row.why
+
+
+@pytest.mark.parametrize("generators,kernel,stride,dilation,padding,mode,groups", [
+    (("transpose", "rowflip", "colflip"), 3, 1, 1, 1, "zeros", 1),
+    (("transpose", "rowflip", "colflip"), 3, 2, 1, 1, "zeros", 1),
+    (("colflip",), 5, 3, 2, 2, "reflect", 2),
+    (("transpose",), 3, 1, 1, 1, "reflect", 2),
+    (("colflip",), 5, 1, 2, 3, "circular", 1),
+    (("rot180",), 3, 1, 1, 0, "zeros", 4),
+    (("rot180",), 3, 2, 2, 1, "replicate", 1),
+])
+@pytest.mark.parametrize("traced", [False, True])
+def test_spatial_fold_backward_is_the_adjoint_of_its_maps(monkeypatch, generators, kernel, stride, dilation, padding,
+                                                         mode, groups, traced):
+    """Eager (scatter into one buffer) and traced (gather from the padded gradient) backward of the orbit maps equal
+    autograd's backward of the slicing forward."""
+    import weightsym.fast.spatial_fold as sf
+    from weightsym.symmetry import plane_orbits
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, kernel, stride, padding, dilation, groups, padding_mode=mode)
+    fold = sf.SpatialFold(plane_orbits(generators, kernel, kernel), conv.kernel_size, conv.stride, conv.dilation,
+                          conv._reversed_padding_repeated_twice, conv.padding_mode, conv.groups)
+    x = torch.randn(2, 8, 11, 10, dtype=torch.float64, requires_grad=True)
+    padded = nn.functional.pad(x, fold.padding, mode=fold.mode) if any(fold.padding) else x
+    reference = fold.maps(padded)
+    g = torch.randn_like(reference)
+    (expected,) = torch.autograd.grad(reference, x, g)
+    monkeypatch.setattr(sf, "_tracing", lambda: traced)
+    maps = fold(x)
+    torch.testing.assert_close(maps, reference, atol=0, rtol=0)
+    (got,) = torch.autograd.grad(maps, x, g)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)

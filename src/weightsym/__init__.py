@@ -28,3 +28,14 @@ __all__ = [
     "ParameterCount", "Symmetry", "SymmetryError", "SymmetrizeReport", "available_symmetries", "count_parameters",
     "get_symmetry", "load", "nn", "read_metadata", "save", "symmetric_layers", "symmetrize", "unsymmetrize",
 ]
+
+_SUBPACKAGES = {"analysis", "data", "fast", "lm", "models", "reproduce", "symmetry", "train"}
+
+
+def __getattr__(name: str):
+    """``ws.fast``, ``ws.models``, ... import on first use (``import weightsym`` itself stays light)."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"weightsym.{name}")
+    raise AttributeError(f"module 'weightsym' has no attribute {name!r}")

@@ -91,6 +91,29 @@ def pair_fold_diff(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple[torc
     return head + tail, head - tail
 
 
+def pair_fold_flip(x: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """:func:`pair_fold` from slices and one flip (autograd's adjoint is then slices and flips too, no scatter)."""
+    h = n // 2
+    folded = x.narrow(dim, 0, h) + x.narrow(dim, n - h, h).flip(dim)
+    return torch.cat([folded, x.narrow(dim, h, 1) * 2], dim) if n % 2 else folded
+
+
+def pair_fold_diff_flip(x: torch.Tensor, dim: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pair_fold_diff` from slices and one flip."""
+    h = n // 2
+    head, tail = x.narrow(dim, 0, h), x.narrow(dim, n - h, h).flip(dim)
+    total, diff = head + tail, head - tail
+    if n % 2:
+        total = torch.cat([total, x.narrow(dim, h, 1) * 2], dim)
+        diff = torch.cat([diff, torch.zeros_like(x.narrow(dim, h, 1))], dim)
+    return total, diff
+
+
+def mirror_flip(half: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """:func:`mirror` from one flip and a concatenation."""
+    return torch.cat([half, half.narrow(dim, 0, n // 2).flip(dim)], dim)
+
+
 def mirror(half: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
     """The ``n`` outputs of a row-flip-symmetric product from its first ``⌈n/2⌉`` (``index = mirror_index(n)``)."""
     return half.index_select(dim, index)

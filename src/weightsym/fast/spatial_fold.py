@@ -131,7 +131,7 @@ class SpatialFold(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xp = F.pad(x, self.padding, mode=self.mode) if any(self.padding) else x
-        if xp.requires_grad and torch.is_grad_enabled() and all(s == 1 for s in self.stride):
+        if xp.requires_grad and torch.is_grad_enabled():
             # training: the orbit maps with their adjoint as backward (one pass, no per-tap zero tensors)
             return _OrbitMaps.apply(xp, self)
         return self.maps(xp)
@@ -180,12 +180,12 @@ class SpatialFold(nn.Module):
         return stacked.reshape(n, self.orbits * c, *out)
 
     def adjoint(self, dz: torch.Tensor, padded: tuple[int, ...]) -> torch.Tensor:
-        """The transpose of :meth:`maps` for stride 1: the gradient of the padded input from that of the maps.
+        """The transpose of :meth:`maps`: the gradient of the padded input from that of the orbit maps.
 
-        Forward, orbit ``s`` reads the padded input at offset ``t·d`` for each of its taps ``t``; backward, each tap
-        adds the orbit's gradient map back at that offset.  Eager: one buffer and in-place adds into its shifted
-        windows.  Traced (``torch.compile``): the same sums written as reads of the zero-padded gradient at offset
-        ``(k-1-t)·d`` (a gather form the compiler fuses into one loop).
+        Forward, orbit ``s`` reads the padded input at offset ``t·d`` (every ``stride``-th position) for each of its
+        taps ``t``; backward, each tap adds the orbit's gradient map back into that window of one zero buffer, in
+        place.  Traced (``torch.compile``) with stride 1, the same sums are written as reads of the zero-padded
+        gradient at offset ``(k-1-t)·d``: a gather form the compiler fuses into one loop.
         """
         n, channels = dz.shape[0], dz.shape[1] // self.orbits
         blocks = dz.unflatten(1, (self.groups, self.orbits, channels // self.groups))
@@ -195,13 +195,23 @@ class SpatialFold(nn.Module):
             for s, taps in enumerate(self.taps):
                 source = blocks[:, :, s].reshape(n, channels, *out_sizes)
                 for tap in taps:
-                    window = [slice(None), slice(None)] + [slice(t * d, t * d + o)
-                                                           for t, d, o in zip(tap, self.dilation, out_sizes)]
+                    window = [slice(None), slice(None)] + [slice(t * d, t * d + (o - 1) * st + 1, st)
+                                                           for t, d, o, st in zip(tap, self.dilation, out_sizes,
+                                                                                  self.stride)]
                     grad[tuple(window)] += source
             return grad
+        if any(st != 1 for st in self.stride):
+            # stride s: the gradient maps spread onto every s-th position (zeros between), then the stride-1 sums
+            spread = [(o - 1) * st + 1 for o, st in zip(out_sizes, self.stride)]
+            holes = dz.new_zeros((*dz.shape[:2], *spread))
+            holes[(slice(None), slice(None), *[slice(None, None, st) for st in self.stride])] = dz
+            blocks = holes.unflatten(1, (self.groups, self.orbits, channels // self.groups))
+            out_sizes = holes.shape[2:]
         pads: list[int] = []
-        for k, d in zip(reversed(self.kernel_size), reversed(self.dilation)):
-            pads += [(k - 1) * d, (k - 1) * d]
+        for k, d, o, p in zip(reversed(self.kernel_size), reversed(self.dilation), reversed(out_sizes),
+                              reversed(padded)):
+            # the windows below reach from (k-1)·d before the map to as far as the padded input extends
+            pads += [(k - 1) * d, p - o]
         total = None
         for s, taps in enumerate(self.taps):
             source = F.pad(blocks[:, :, s].reshape(n, channels, *out_sizes), pads)
@@ -221,7 +231,7 @@ class SpatialFold(nn.Module):
 
 
 class _OrbitMaps(torch.autograd.Function):
-    """:meth:`SpatialFold.maps` with :meth:`SpatialFold.adjoint` as its backward (stride 1)."""
+    """:meth:`SpatialFold.maps` with :meth:`SpatialFold.adjoint` as its backward."""
 
     @staticmethod
     def forward(ctx, xp: torch.Tensor, fold: SpatialFold) -> torch.Tensor:

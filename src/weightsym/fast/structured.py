@@ -109,6 +109,10 @@ class StructuredKernel(nn.Module):
     ``multiply_fraction`` (multiplies per output position relative to the dense layer).
     """
 
+    # channel folds as gathers (one pass each; what inference and export use) or as slices and flips (whose adjoints
+    # are slices and flips too: what training uses, where a gather's adjoint would be a scatter)
+    flips = False
+
     def __init__(self, kind: str, plan: str, copies: int, n_in: int, n_out: int, conv: dict | None,
                  spatial: SpatialFold | None, product: str, multiply_fraction: float):
         super().__init__()
@@ -176,9 +180,10 @@ class StructuredKernel(nn.Module):
             return self.run(x.unsqueeze(0), weights, bias).squeeze(0)
         d = self.dim
         if self.in_mode == "pair":
-            inputs = [cf.pair_fold(x, d, self.fold_idx)]
+            inputs = [cf.pair_fold_flip(x, d, self.n_in) if self.flips else cf.pair_fold(x, d, self.fold_idx)]
         elif self.in_mode == "centro":
-            inputs = list(cf.pair_fold_diff(x, d, self.fold_idx))
+            inputs = list(cf.pair_fold_diff_flip(x, d, self.n_in) if self.flips else
+                          cf.pair_fold_diff(x, d, self.fold_idx))
         elif self.in_mode == "chunks":
             inputs = [cf.chunk_sum(x, d, self.copies, self.n_in)]
         else:
@@ -186,7 +191,7 @@ class StructuredKernel(nn.Module):
         biases = self._branch_biases(bias) if bias is not None and self.fuses_bias else [None] * len(inputs)
         outs = [self._product(t, w, b) for t, w, b in zip(inputs, weights, biases)]
         if self.out_mode == "mirror":
-            y = cf.mirror(outs[0], d, self.mirror_idx)
+            y = cf.mirror_flip(outs[0], d, self.n_out) if self.flips else cf.mirror(outs[0], d, self.mirror_idx)
         elif self.out_mode == "centro":
             y = cf.centro_combine(outs[0], outs[1], d, self.n_out)
         elif self.out_mode == "tile":

@@ -95,13 +95,23 @@ class FoldKernel(StructuredKernel):
     it (:func:`channel_fold.reduce_block`) and runs the pipeline.
     """
 
+    flips = True
+
     def __init__(self, *args, block_index: torch.Tensor, block_shape: tuple[int, ...]):
         super().__init__(*args)
-        self.register_buffer("block_index", block_index.reshape(-1).clone(), persistent=False)
+        block_index = block_index.reshape(-1)
+        # the free values of a tying are numbered by first appearance, row-major: for block/eighth-free quarters,
+        # spatial-only folds and their compositions the source block *is* the core, in order (no gather at all)
+        self.in_order = bool(torch.equal(block_index, torch.arange(block_index.numel())))
+        self.register_buffer("block_index", None if self.in_order else block_index.clone(), persistent=False)
         self.block_shape = tuple(int(s) for s in block_shape)
+        self.block_size = int(block_index.numel())
 
     def reduced_weights(self, core: torch.Tensor) -> list[torch.Tensor]:
-        block = core.index_select(0, self.block_index).view(self.block_shape)
+        if self.in_order:  # a prefix of the core, in order: a view
+            block = core.narrow(0, 0, self.block_size).view(self.block_shape)
+        else:
+            block = core.index_select(0, self.block_index).view(self.block_shape)
         weights = cf.reduce_block(block, self.plan, self.n_in // self.conv.get("groups", 1)
                                   if self.kind == "conv" else self.n_in)
         if self.spatial is not None:  # (rows, cols, orbits) -> (rows, orbits·cols): the folded maps' channel order
@@ -119,7 +129,7 @@ def _folded_forward(self, x):
     return self._modules[KERNEL](x, core, self.bias)
 
 
-def fold_kernel(module: nn.Module) -> FoldKernel | None:
+def fold_kernel(module: nn.Module, product: str = "conv") -> FoldKernel | None:
     """The :class:`FoldKernel` of a symmetric Linear/Conv1d/Conv2d, or None if its structure saves no multiplies."""
     found = layer_structure(module)
     if found is None:
@@ -131,7 +141,7 @@ def fold_kernel(module: nn.Module) -> FoldKernel | None:
     index = param.layout.index.view(param.shape)[:rows, :cols]
     if ids is not None:
         index = index.flatten(2).index_select(2, orbit_representatives(ids))
-    return build_kernel(module, FoldKernel, product="conv", block_index=index, block_shape=tuple(index.shape))
+    return build_kernel(module, FoldKernel, product=product, block_index=index, block_shape=tuple(index.shape))
 
 
 def _decide(kernel: FoldKernel, policy: str, compiled: bool) -> tuple[bool, str]:
