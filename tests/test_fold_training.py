@@ -219,3 +219,46 @@ def test_spatial_fold_backward_is_the_adjoint_of_its_maps(monkeypatch, generator
     torch.testing.assert_close(maps, reference, atol=0, rtol=0)
     (got,) = torch.autograd.grad(maps, x, g)
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_the_fold_path_like_one_process(tmp_path):
+    """DDP over two gloo processes, each with half of every global batch, ends at the weights of one process that sees
+    the whole batch (same free values up to float rounding; the fold path is what both run)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import ddp_fold_worker
+
+    out = tmp_path / "ddp.safetensors"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).parent / "ddp_fold_worker.py"), str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = ddp_fold_worker.train(ddp_fold_worker.build(), rank=0, world=1)
+    distributed = ddp_fold_worker.build()
+    ws.load(out, distributed)
+    for (name, a), (_, b) in zip(single.state_dict().items(), distributed.state_dict().items()):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=name)
+    start = ddp_fold_worker.build().state_dict()
+    assert any(not torch.equal(start[k], v) for k, v in single.state_dict().items())  # training moved the weights
+
+
+@pytest.mark.slow
+def test_compiled_fold_path_trains_like_eager():
+    """torch.compile of a model that trains through its folds (channel and spatial folds, a strided fold, a Linear)
+    follows the eager model's losses and weights, and its free values still expand to symmetric weights."""
+    eager = _net("block", "dihedral")
+    fold_training(eager, policy="always")
+    compiled_model = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_model)
+    assert _train(compiled, steps=3) == pytest.approx(_train(eager, steps=3), rel=1e-4, abs=1e-5)
+    for (name, a), (_, b) in zip(eager.state_dict().items(), compiled_model.state_dict().items()):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3, msg=name)
+    for qualified, module, symmetry in ws.nn.symmetric_layers(compiled_model):
+        assert symmetry.holds(getattr(module, qualified.rsplit(".", 1)[1]))
