@@ -102,7 +102,7 @@ def test_a_model_without_conv_layers_gets_a_report_that_says_so(tmp_path, capsys
     mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
     result = analyze(mlp, tmp_path / "mlp", title="mlp")
     assert result["summary"]["layers"] == 0 and result["layers"] == []
-    assert "No conv layers with kernels larger than 1×1" in (tmp_path / "mlp" / "report.md").read_text()
+    assert "No 2-D conv layers with kernels larger than 1×1" in (tmp_path / "mlp" / "report.md").read_text()
     for name in ("kernels.png", "score_depth.png"):
         with Image.open(tmp_path / "mlp" / name) as image:
             pixels = np.asarray(image.convert("L"))

@@ -49,7 +49,7 @@ def _pyplot():
 def plot_mean_kernels(layers: list[LayerSymmetry], path: str | Path, title: str = "", columns: int = 8) -> Path:
     """Grid of the layers' normalised mean kernels K̂ on one symmetric colour scale; returns ``path``.
 
-    Without layers (a model with no conv kernel larger than 1×1, e.g. an MLP) the figure says so in words."""
+    Without layers (no 2-D conv kernel larger than 1×1: an MLP, a 1-D CNN) the figure says so in words."""
     plt = _pyplot()
     if not layers:
         return _no_layers_figure(plt, path, title or "mean kernels")
@@ -118,15 +118,16 @@ def plot_score_depth(layers: list[LayerSymmetry], path: str | Path, title: str =
     return path
 
 
-NO_CONV = ("no conv layers with kernels larger than 1×1: kernel symmetry does not apply to this model "
-           "(an MLP, or 1×1 convolutions only)")
+NO_CONV = ("no 2-D conv layers with kernels larger than 1×1: the D4 kernel symmetry does not apply to this model "
+           "(an MLP, 1-D convolutions or 1×1 convolutions only)")
 
 
 def _no_layers_figure(plt, path: str | Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(6.0, 2.2))
     ax.axis("off")
-    ax.text(0.5, 0.5, "no conv layers with kernels larger than 1×1\nkernel symmetry does not apply to this model\n"
-            "(an MLP, or 1×1 convolutions only)", ha="center", va="center", fontsize=11, transform=ax.transAxes)
+    ax.text(0.5, 0.5, "no 2-D conv layers with kernels larger than 1×1\nthe D4 kernel symmetry does not apply to this "
+            "model\n(an MLP, 1-D convolutions or 1×1 convolutions only)", ha="center", va="center", fontsize=11,
+            transform=ax.transAxes)
     ax.set_title(title, fontsize=10)
     path = Path(path)
     fig.savefig(path, dpi=100)

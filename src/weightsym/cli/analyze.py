@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
         "kernels. A `weightsym train` checkpoint is rebuilt as its model (symmetric or not) and also measured for "
         "flip and shift consistency (and accuracy) on the test split of its dataset or of --data. A weight file "
         "(weightsym.save), dense export or plain safetensors state dict is analysed as tensors (kernel symmetry "
-        "only). A model without conv layers larger than 1x1 gets a report that says so.",
+        "only). A model without 2-D conv layers larger than 1x1 (an MLP, a 1-D CNN) gets a report that says so.",
         ["weightsym train --model fmnist-cnn --epochs 1 --train-subset 2000 --out runs/fmnist && "
          "weightsym analyze runs/fmnist/checkpoint.safetensors --max-batches 2 --out runs/fmnist/analysis",
          "weightsym analyze weights.safetensors --out analysis/"])
