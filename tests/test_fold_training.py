@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 
 import pytest
 import torch
@@ -262,3 +263,27 @@ def test_compiled_fold_path_trains_like_eager():
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3, msg=name)
     for qualified, module, symmetry in ws.nn.symmetric_layers(compiled_model):
         assert symmetry.holds(getattr(module, qualified.rsplit(".", 1)[1]))
+
+
+def test_train_command_folds_and_ends_where_the_gather_path_ends(tmp_path):
+    """`weightsym train --fold always` trains the same run as `--fold never` up to float rounding; the log and the
+    summary name the layers that trained through their folds; the weight file is the same format."""
+    from weightsym.train import TrainConfig, train
+
+    base = dict(model="mnist1d-cnn", model_args={"width": 16}, channel="block", spatial="rot180", train_subset=256,
+                batch_size=64, epochs=1, lr=0.05, progress=False, threads=1)
+    folded = train(TrainConfig(**base, fold="always", out=str(tmp_path / "fold")))
+    gathered = train(TrainConfig(**base, fold="never", out=str(tmp_path / "gather")))
+    assert [r["path"] for r in folded["fold_training"]] == ["fold", "fold"]
+    assert [r["path"] for r in gathered["fold_training"]] == ["gather", "gather"]
+    record = json.loads((tmp_path / "fold" / "log.jsonl").read_text().splitlines()[-1])
+    assert record["folded"] == ["conv1", "conv2"]
+    assert folded["test_loss"] == pytest.approx(gathered["test_loss"], rel=1e-4)
+    from safetensors.torch import load_file
+
+    fa = load_file(tmp_path / "fold" / "checkpoint.safetensors")
+    ga = load_file(tmp_path / "gather" / "checkpoint.safetensors")
+    assert fa.keys() == ga.keys()  # same weight file: no kernel buffers in it
+    for key in fa:
+        if fa[key].is_floating_point():
+            torch.testing.assert_close(fa[key], ga[key], atol=1e-5, rtol=1e-4, msg=key)

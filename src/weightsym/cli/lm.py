@@ -62,6 +62,9 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run the training forward through torch.compile (default off; evaluation and checkpoints "
                         "use the eager model)")
+    p.add_argument("--fold", choices=("auto", "always", "never"), default=d.fold,
+                   help="symmetric Linear/Conv layers train through their folds where it pays (auto), always or "
+                        "never; recurrent layers always expand into the fused kernel (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON instead of a table")
     p.set_defaults(func=run)
@@ -113,7 +116,7 @@ def run(args) -> int:
                       bptt=args.bptt, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr,
                       anneal=args.anneal, clip=args.clip, seed=args.seed, max_train_tokens=args.max_train_tokens,
                       max_eval_tokens=args.max_eval_tokens, threads=args.threads, out=args.out,
-                      compile=args.compile)
+                      compile=args.compile, fold=args.fold)
     quiet = (lambda *a, **k: None) if args.json else print
     summary = fit(config, resume=args.resume, progress=not args.no_progress, log=quiet)
     if args.json:

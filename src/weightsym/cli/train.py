@@ -15,7 +15,7 @@ PLACEMENT = ("On bottleneck models (wrn-*-bottleneck, resnet-50/101/152) the pap
 
 
 def add_parser(sub) -> None:
-    from weightsym.train.config import TrainConfig
+    from weightsym.train.config import FOLD_POLICIES as FOLD_CHOICES, TrainConfig
 
     d = TrainConfig()
     p = add_command(
@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
          "weightsym train --model wrn-16-4-bottleneck --channel triangular --include '*conv2' --epochs 200 "
          "--out runs/wrn-tri",
          "torchrun --standalone --nproc_per_node=2 -m weightsym train --model wrn-16-4 --spatial dihedral "
-         "--out runs/wrn-d4"],
+         "--out runs/wrn-d4",
+         "weightsym train --model wrn-16-4-bottleneck --channel block --spatial dihedral --compile "
+         "--out runs/wrn-bd4    # trains through the folds: fewer multiplies per step"],
         argument_default=argparse.SUPPRESS)  # left out: the config's default (or, with --resume, the checkpoint's)
     g = p.add_argument_group("model and data")
     g.add_argument("--model", type=checks.model_name("classification"),
@@ -90,6 +92,11 @@ def add_parser(sub) -> None:
     g.add_argument("--compile", action="store_true",
                    help="run the training forward through torch.compile (default off; checkpoints and evaluation "
                         "use the eager model; a tiny model takes 10-30 s to compile on a CPU)")
+    g.add_argument("--fold", choices=FOLD_CHOICES, default=d.fold,
+                   help="symmetric layers whose structure saves multiplies train through their folds: auto (where "
+                        "the saving outweighs the folds' memory passes, decided per layer; measured rules differ "
+                        "with --compile), always, never (the dense-weight gather); default auto; the log names the "
+                        "folded layers")
     p.set_defaults(func=run)
 
 

@@ -73,6 +73,7 @@ class LMConfig:
     threads: int | None = None
     out: str = "runs/lm"
     compile: bool = False  # training forward through torch.compile (run control: may change on resume)
+    fold: str = "auto"  # symmetric Linear/Conv layers train through their folds (weightsym.fast.fold_training)
 
     def __post_init__(self):
         positive = {k: getattr(self, k) for k in ("emb", "hidden", "layers", "epochs", "bptt", "batch_size",
@@ -81,6 +82,8 @@ class LMConfig:
         if bad or not 0 <= self.dropout < 1 or self.lr <= 0 or self.clip < 0 or self.anneal < 1:
             raise ValueError(f"LMConfig: {', '.join(bad) or 'dropout/lr/clip/anneal'} out of range (sizes, epochs, "
                              "bptt and batch sizes >= 1; 0 <= dropout < 1; lr > 0; clip >= 0; anneal >= 1)")
+        if self.fold not in ("auto", "always", "never"):
+            raise ValueError(f"LMConfig: fold={self.fold!r}; use 'auto', 'always' or 'never'")
         if self.rnn_type not in ("lstm", "gru"):
             raise ValueError(f"LMConfig: rnn_type={self.rnn_type!r}; use 'lstm' or 'gru'")
 
@@ -216,6 +219,7 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
         saved = LMConfig.from_dict(checkpoint_info(last_path)["state"]["config"])
         saved.epochs = config.epochs  # may change on resume: train for longer
         saved.compile = config.compile  # run control
+        saved.fold = config.fold
         config = saved
     elif last_path.exists():
         raise FileExistsError(f"{out} already holds a run (last.safetensors); pass --resume to continue it or choose "
@@ -254,6 +258,12 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
             f"({100 * counts.saved:.2f}% saved)")
 
     steps = (train_data.size(0) - 1 + config.bptt - 1) // config.bptt
+    if report is not None:  # recurrent layers keep the gather into the fused kernel; Linear/Conv layers may fold
+        from weightsym.fast.training import fold_training
+
+        folds = fold_training(model, policy=config.fold, compiled=config.compile)
+        if folds.folded:
+            log(f"fold training ({config.fold}): {', '.join(folds.folded)} train through their folds")
     forward = torch.compile(model) if config.compile else model  # the eager module keeps the state dict
     if config.compile:
         log("training forward compiled with torch.compile (the first windows include the compilation)")

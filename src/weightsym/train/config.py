@@ -23,8 +23,9 @@ from typing import Any
 
 # Options that may differ between an interrupted run and its resumption.
 RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
-                         "eval_batch_size", "threads", "workers", "compile"})
+                         "eval_batch_size", "threads", "workers", "compile", "fold"})
 
+FOLD_POLICIES = ("auto", "always", "never")  # weightsym.fast.fold_training(policy=...)
 PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (SCIENCE.md §1.3)
 
 
@@ -76,9 +77,12 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads per process
     workers: int | None = None  # image-folder loading processes per training process (default min(4, CPUs))
     compile: bool = False  # training forward through torch.compile (checkpoints and evaluation use the eager model)
+    fold: str = "auto"  # symmetric layers train through their folds: "auto" (where it pays), "always", "never"
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
+        if self.fold not in FOLD_POLICIES:
+            raise ValueError(f"fold={self.fold!r}: use one of {', '.join(FOLD_POLICIES)}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer={self.optimizer!r}: use 'sgd' or 'adamw'")
         if self.schedule not in ("step", "cosine", "constant"):

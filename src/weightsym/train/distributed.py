@@ -81,9 +81,17 @@ class DistContext:
                 dist.broadcast(buffer.data, 0)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """``DistributedDataParallel(model)`` when distributed, else ``model``."""
+        """``DistributedDataParallel(model)`` when distributed, else ``model``.
+
+        Non-persistent buffers (the gather indices of symmetric layers and of their fold kernels) are derived from
+        the architecture, identical on every rank and constant, so DDP is told not to broadcast them each step.
+        """
         if not self.distributed:
             return model
+        derived = [f"{name}.{buffer}" if name else buffer for name, module in model.named_modules()
+                   for buffer in module._non_persistent_buffers_set if module._buffers.get(buffer) is not None]
+        if derived:
+            torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, derived)
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 

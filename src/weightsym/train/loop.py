@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 import weightsym as ws
+from weightsym.fast.training import fold_training
 from weightsym.train import distributed
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, unwrap_model
 from weightsym.train.config import RUN_CONTROL, TrainConfig
@@ -243,6 +244,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     _seed_everything(config.seed, config.deterministic)
     model, report, data = build_model(config)
     model.to(ctx.device)
+    folds = fold_training(model, policy=config.fold, compiled=config.compile) if config.symmetric else None
     counts = ws.count_parameters(model)
     optimizer = make_optimizer(config, model)
     train_loader = make_train_loader(config, data, ctx)
@@ -267,7 +269,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     total_steps = config.epochs * steps_per_epoch
     stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
     if ctx.is_main:
-        _print_header(config, data, ctx, counts, steps_per_epoch, out)
+        _print_header(config, data, ctx, counts, steps_per_epoch, out, folds)
         if config.resume:
             done = train_loader.epoch
             truncate_log(out / LOG, lambda record: record["epoch"] <= done)  # a crash can leave a line too many
@@ -356,7 +358,8 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                   "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2],
                   "test_loss": last_eval["loss"], "test_accuracy": last_eval["accuracy"], "seconds": sums[3],
                   "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": digest,
-                  "rank_digests": [f"{d:015x}" for d in digests], "compiled": config.compile}
+                  "rank_digests": [f"{d:015x}" for d in digests], "compiled": config.compile,
+                  "folded": folds.folded if folds is not None else []}
         improved = state["best_accuracy"] is None or last_eval["accuracy"] > state["best_accuracy"]
         if improved:
             state["best_accuracy"], state["best_epoch"] = last_eval["accuracy"], epoch + 1
@@ -380,6 +383,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
         "world_size": ctx.world_size, "device": str(ctx.device), "weights_sha256": weights_digest(model),
         "rank_digests": [f"{d:015x}" for d in digests], "checkpoint": str(ckpt_path), "compiled": config.compile,
+        "fold_training": folds.to_dict()["rows"] if folds is not None else [],
         "config": config.to_dict(),
     }
     if ctx.is_main:
@@ -418,7 +422,7 @@ def _symmetry_summary(config: TrainConfig) -> dict:
             if v not in (None, False) and not (k == "hh_gates" and v == "1111")}
 
 
-def _print_header(config, data, ctx, counts, steps_per_epoch, out) -> None:
+def _print_header(config, data, ctx, counts, steps_per_epoch, out, folds=None) -> None:
     sym = ", ".join(f"{k}={v}" for k, v in _symmetry_summary(config).items()) or "none (dense)"
     print(f"weightsym train: {config.model} on {data['name']}, symmetry {sym}; "
           f"{ctx.world_size} process(es) on {ctx.device}; {steps_per_epoch} steps/epoch; out {out}", flush=True)
@@ -426,6 +430,19 @@ def _print_header(config, data, ctx, counts, steps_per_epoch, out) -> None:
           f"({100 * counts.saved:.1f}% saved), free {counts.free:,}", flush=True)
     if config.compile:
         print("training forward compiled with torch.compile (the first steps include the compilation)", flush=True)
+    if folds is not None and folds.rows:
+        print(f"fold training ({config.fold}): {describe_folds(folds)}", flush=True)
+
+
+def describe_folds(folds) -> str:
+    """One line: which symmetric layers train through their folds (``weightsym.fast.fold_training``)."""
+    folded = [r for r in folds.rows if r.path == "fold"]
+    if not folded:
+        return f"every symmetric layer on the gather path ({folds.rows[0].why})" if len(folds.rows) == 1 else \
+            "every symmetric layer on the gather path"
+    names = ", ".join(f"{r.name} ({1 / r.multiply_fraction:.0f}x fewer multiplies)" for r in folded[:6])
+    more = f" and {len(folded) - 6} more" if len(folded) > 6 else ""
+    return f"{len(folded)} of {len(folds.rows)} symmetric layers fold: {names}{more}"
 
 
 def _write_epoch_line(config, record) -> None:
