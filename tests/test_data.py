@@ -450,3 +450,73 @@ def test_cifar_python_reader_refuses_pickles_that_run_code(tmp_path):
     with pytest.raises(ValueError, match="evil.*refusing to load"):
         safe_unpickle(bad)
     assert not (tmp_path / "pwned").exists()
+
+
+# ------------------------------------------------------------------ image folders: labels, links, broken files
+def _folder_split(root: Path, split: str, classes: dict[str, int]) -> None:
+    """``root/split/<class>/<i>.png``: each class's images carry its index in the red channel."""
+    for name, count in classes.items():
+        (root / split / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (20, 20), (40 * (ord(name[-1]) - ord("0")), 0, 0)).save(root / split / name / f"{i}.png")
+
+
+def test_validation_folder_lacking_a_class_is_labelled_by_the_training_classes(tmp_path):
+    """Issue 10: a val/ folder without class n2 used to be labelled from its own listing (n3 got label 1, not 2)."""
+    from weightsym.train.config import TrainConfig
+    from weightsym.train.data import make_test_loader, training_data_info
+    from weightsym.train.distributed import DistContext
+
+    _folder_split(tmp_path, "train", {"n1": 2, "n2": 2, "n3": 2})
+    _folder_split(tmp_path, "val", {"n1": 1, "n3": 2})
+    config = TrainConfig(dataset="imagefolder", data_dir=str(tmp_path), image_size=16, workers=0, eval_batch_size=8)
+    info = training_data_info("imagefolder", str(tmp_path), 16)
+    assert info["classes"] == ("n1", "n2", "n3") and info["num_classes"] == 3
+    labels = torch.cat([yb for _, yb in make_test_loader(config, info, DistContext())]).tolist()
+    assert labels == [0, 2, 2]
+    _folder_split(tmp_path, "val", {"n9": 1})  # a class the training split does not have
+    with pytest.raises(ValueError, match=r"class folders \['n9'\] that the training split does not have"):
+        list(make_test_loader(config, info, DistContext()))
+
+
+def test_image_folder_refuses_links_out_of_the_folder(tmp_path):
+    root = tmp_path / "data"
+    make_image_folder(root)
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8)).save(outside)
+    (root / "dog" / "inside.png").symlink_to(root / "cat" / "1.png")  # a link inside the folder is fine
+    assert len(ImageFolder(root)) == 13
+    (root / "dog" / "escape.png").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"dog/escape\.png resolves to .*secret\.png, outside the dataset folder"):
+        ImageFolder(root)
+    (root / "dog" / "escape.png").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8)).save(elsewhere / "x.png")
+    (root / "bird").symlink_to(elsewhere, target_is_directory=True)  # a class folder linked from outside
+    with pytest.raises(ValueError, match=r"bird/x\.png resolves to .*elsewhere/x\.png"):
+        ImageFolder(root)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("problem", ["not an image", "truncated", "decompression bomb"])
+def test_undecodable_images_are_named_also_from_loader_workers(tmp_path, monkeypatch, workers, problem):
+    from weightsym.train.data import FolderLoader
+
+    make_image_folder(tmp_path)
+    bad = tmp_path / "dog" / "2.png"
+    if problem == "not an image":
+        bad.write_bytes(b"this is not a PNG file")
+    elif problem == "truncated":
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(bad)
+        bad.write_bytes(bad.read_bytes()[:60])
+    else:
+        Image.new("RGB", (120, 120)).save(bad)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # 14,400 pixels > 2 x the limit: an error, not a warning
+    dataset = ImageFolder(tmp_path, transform=imagenet_transform(train=False, size=8))
+    loader = FolderLoader(dataset, batch_size=4, shuffle=False, seed=0, workers=workers, pad=False)
+    with pytest.raises(ValueError) as error:
+        list(loader)
+    first = str(error.value).splitlines()[0]
+    assert first.startswith(f"{bad}: cannot decode the image") and "replace or remove the file" in first, first
+    assert ("DataLoader worker" in first) == (workers > 0)

@@ -96,16 +96,45 @@ def test_download_rejects_a_corrupted_file_and_leaves_nothing(server, tmp_path):
     assert not dest.exists() and leftovers(dest.parent) == []
 
 
-def test_download_replaces_a_stale_file_and_keeps_it_on_failure(server, tmp_path):
+def test_a_cached_file_that_fails_its_checksum_is_moved_aside_even_when_the_new_download_fails(server, tmp_path,
+                                                                                                capsys):
+    """Issue 10: a corrupted cached copy used to stay in place (and be read by the loaders) when re-fetching failed."""
     url, www = server
     (www / "f.txt").write_bytes(b"new")
     dest = tmp_path / "f.txt"
     dest.write_bytes(b"old")
     with pytest.raises(ChecksumError):
         download(url + "f.txt", dest, "0" * 64, progress=False)
-    assert dest.read_bytes() == b"old" and leftovers(tmp_path) == []  # failed download does not touch dest
+    aside = tmp_path / f"f.txt.bad-{hashlib.sha256(b'old').hexdigest()[:8]}"
+    assert not dest.exists() and aside.read_bytes() == b"old" and leftovers(tmp_path) == []
+    notes = capsys.readouterr().out.splitlines()
+    assert len(notes) == 1 and "f.txt failed its checksum" in notes[0] and aside.name in notes[0]
+    dest.write_bytes(b"stale")
     download(url + "f.txt", dest, hashlib.sha256(b"new").hexdigest(), progress=False)
-    assert dest.read_bytes() == b"new"
+    assert dest.read_bytes() == b"new" and "moved it aside" in capsys.readouterr().out
+
+
+def test_a_corrupted_archive_beside_its_extracted_files_is_fetched_and_extracted_again(server, tmp_path, capsys):
+    url, www = server
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("pack/a.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"alpha"))
+    archive = buffer.getvalue()
+    (www / "pack.tar.gz").write_bytes(archive)
+    resource = Resource("pack.tar.gz", (url + "pack.tar.gz",), hashlib.sha256(archive).hexdigest(), extract_to=".",
+                        provides="pack/a.txt")
+    root = tmp_path / "root"
+    download_resource(resource, root, progress=False)
+    (root / "pack.tar.gz").write_bytes(archive[:-3])  # the cached archive is damaged
+    (root / "pack" / "a.txt").write_bytes(b"alpxa")  # and so is what was extracted from it
+    capsys.readouterr()
+    download_resource(resource, root, progress=False)
+    notes = capsys.readouterr().out.splitlines()
+    assert (root / "pack" / "a.txt").read_bytes() == b"alpha" and (root / "pack.tar.gz").read_bytes() == archive
+    assert len(notes) == 1 and "moved it aside" in notes[0]
+    assert len(list(root.glob("pack.tar.gz.bad-*"))) == 1
 
 
 def test_download_http_error_leaves_nothing(server, tmp_path):

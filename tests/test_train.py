@@ -252,6 +252,29 @@ def test_image_folder_training_and_exact_resume(tmp_path):
     assert result["samples"] == 12 and result["accuracy"] == full["test_accuracy"]
 
 
+def test_a_broken_image_ends_training_with_one_line_naming_it(tmp_path, capsys):
+    """Issue 10: an undecodable image used to surface as a DataLoader-worker traceback; now one line names the file."""
+    from PIL import Image
+
+    from weightsym.models import register_model
+
+    for split in ("train", "val"):
+        for name in ("n01", "n02"):
+            (tmp_path / "folder" / split / name).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (30, 30), (100 * i, 50, 0)).save(tmp_path / "folder" / split / name / f"{i}.png")
+    broken = tmp_path / "folder" / "train" / "n02" / "1.png"
+    broken.write_bytes(b"\x89PNG not really")
+    register_model("test-tiny-image-cnn", _tiny_image_cnn, input_shape=(3, 224, 224), num_classes=1000,
+                   dataset="imagenet", overwrite=True)
+    code = main(["train", "--model", "test-tiny-image-cnn", "--dataset", "imagefolder", "--data-dir",
+                 str(tmp_path / "folder"), "--image-size", "16", "--workers", "1", "--batch-size", "6", "--epochs",
+                 "1", "--no-progress", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(broken) in err[0] and "cannot decode the image" in err[0] and "Traceback" not in err[0]
+
+
 def test_wrong_input_size_is_a_clear_error_and_global_settings_are_restored(tmp_path):
     deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     with pytest.raises(ValueError, match=r"mnist1d-cnn does not accept batches of shape \(128, 1, 120\).*"

@@ -140,7 +140,7 @@ def model_name(task: str | None = None):
 def dataset_name(text: str) -> str:
     """``type=`` for a dataset ``weightsym train`` can read (in-memory datasets and image folders)."""
     from weightsym.data.datasets import canonical_name
-    from weightsym.train.data import FOLDER_DATASETS
+    from weightsym.data.folders import FOLDER_DATASETS
 
     if text.strip().lower() in FOLDER_DATASETS:
         return text

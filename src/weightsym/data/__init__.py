@@ -7,7 +7,9 @@
   (seeded, resumable, shardable, vectorised crop/flip augmentation), :func:`dataset_info`.
 * Readers: :func:`load_cifar` (official binary/python, local JPEG copy), :func:`load_fashion_mnist` (IDX, npz),
   :func:`load_mnist1d` (generated offline).
-* Image folders (ImageNet layout): :class:`ImageFolder`, :func:`imagenet_transform`.
+* Image folders (ImageNet layout): :class:`ImageFolder` (labels from the training split, no links out of the
+  folder, :class:`ImageDecodeError` naming a broken file), :func:`imagenet_transform`, :class:`FolderLoader`.
+* Either kind: :func:`training_data_info` and :func:`test_loader` (the normalised test split).
 
 Example:
     >>> from weightsym.data import get_loader
@@ -18,12 +20,14 @@ Example:
 """
 
 from .cifar import decode_jpeg_npz, load_cifar, load_jpeg_npz_cached, read_cifar_binary, read_cifar_python
-from .datasets import class_names, dataset_info, get_dataset, get_loader, pixel_sha256
-from .download import ChecksumError, download, download_dataset, extract, sha256_file
+from .datasets import class_names, dataset_info, get_dataset, get_loader, pixel_sha256, test_loader, training_data_info
+from .download import ChecksumError, download, download_dataset, extract, sha256_file, verify_cached
 from .fashion_mnist import load_fashion_mnist, read_idx
+from .folders import FOLDER_DATASETS, FolderLoader
 from .image_folder import (
                            CenterCrop,
                            Compose,
+                           ImageDecodeError,
                            ImageFolder,
                            RandomHorizontalFlip,
                            RandomResizedCrop,
@@ -36,6 +40,7 @@ from .mnist1d import load_mnist1d
 from .paths import cache_root, data_root
 
 __all__ = [
+    "FOLDER_DATASETS", "FolderLoader", "ImageDecodeError", "test_loader", "training_data_info", "verify_cached",
     "CenterCrop", "ChecksumError", "Compose", "ImageFolder", "RandomCropFlip", "RandomFlip", "RandomHorizontalFlip",
     "RandomResizedCrop", "Resize", "TensorLoader", "ToTensor", "cache_root", "class_names", "data_root",
     "dataset_info", "decode_jpeg_npz", "download", "download_dataset", "extract", "get_dataset", "get_loader",

@@ -136,3 +136,36 @@ def pixel_sha256(x: torch.Tensor | np.ndarray) -> str:
 
     array = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def training_data_info(name: str, data_dir=None, image_size: int = 224) -> dict[str, Any]:
+    """:func:`dataset_info` of ``name``, or for an image folder (imagenet, imagenette, imagefolder) the same keys read
+    from its training folder (:func:`weightsym.data.folders.folder_info`)."""
+    from .folders import FOLDER_DATASETS, folder_info
+
+    if name.strip().lower() in FOLDER_DATASETS:
+        return folder_info(name, data_dir, image_size)
+    return dataset_info(name)
+
+
+def test_loader(info: dict[str, Any], batch_size: int = 500, data_dir=None, image_size: int = 224, rank: int = 0,
+                world_size: int = 1, device=None, workers: int | None = None):
+    """The normalised, un-augmented test split of the dataset ``info`` describes (:func:`training_data_info`).
+
+    With ``world_size > 1`` each rank gets a contiguous, unpadded shard, so every test sample is counted once.  In
+    memory datasets give a :class:`TensorLoader`; image folders a :class:`~weightsym.data.folders.FolderLoader`
+    labelled with the training split's classes.
+    """
+    if info.get("folder"):
+        from .folders import folder_loader
+
+        return folder_loader(info, "test", batch_size, image_size=image_size, rank=rank, world_size=world_size,
+                             workers=workers, device=device)
+    x, y = get_dataset(info["name"], "test", data_dir)
+    bounds = torch.linspace(0, x.shape[0], world_size + 1).round().long().tolist()
+    lo, hi = bounds[rank], bounds[rank + 1]
+    return TensorLoader(x[lo:hi], y[lo:hi], batch_size=batch_size, shuffle=False, augment=None, mean=info["mean"],
+                        std=info["std"], device=device)
+
+
+test_loader.__test__ = False  # not a pytest test

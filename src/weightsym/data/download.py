@@ -2,7 +2,10 @@
 
 ``download(url, dest, sha256)`` streams ``url`` into a temporary file in ``dest``'s folder while hashing it, and only
 renames it to ``dest`` (atomically) when the digest matches. On a wrong checksum or any error the temporary file is
-removed, so ``dest`` is either absent/unchanged or complete and verified.
+removed, so ``dest`` is either absent or complete and verified.  A file already at ``dest`` is re-verified first; if
+its digest is wrong it is moved aside to ``<dest>.bad-<first 8 hex of its digest>`` (and the move is reported), so a
+corrupted copy is never used again, not even when the new download fails.  An archive kept next to what it extracted
+to is re-verified the same way (:func:`download_resource`) and extracted again when it had to be fetched again.
 
 ``download_dataset(name, root)`` fetches one of ``cifar10``, ``cifar100``, ``fashion-mnist``, ``ptb``, ``wikitext-2``
 into the layout that :mod:`weightsym.data` reads:
@@ -56,10 +59,12 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = CHUNK) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = True, timeout: float = 60.0) -> Path:
+def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = True, timeout: float = 60.0,
+             log=print) -> Path:
     """Download ``url`` to ``dest`` and verify its SHA-256; return ``dest``.
 
-    If ``dest`` already exists with the right digest nothing is fetched. The data is streamed to a temporary file next
+    If ``dest`` already exists with the right digest nothing is fetched; with a wrong digest it is moved aside
+    (:func:`verify_cached`, reported through ``log``) and fetched again. The data is streamed to a temporary file next
     to ``dest`` (same filesystem) and renamed into place only after the digest matched. A mismatch raises
     :class:`ChecksumError` naming the URL, the expected and the actual digest, and leaves no partial file behind.
 
@@ -69,8 +74,9 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
         raise ValueError(f"download({url!r}): pass the expected sha256 (64 hex digits), got {sha256!r}")
     sha256 = sha256.lower()
     dest = Path(dest)
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
+    if dest.is_file():
+        if verify_cached(dest, sha256, log=log):
+            return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -100,6 +106,23 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
         tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def verify_cached(path: str | os.PathLike, sha256: str, log=print) -> bool:
+    """True if the file at ``path`` has SHA-256 ``sha256``.  Otherwise it is renamed to ``<path>.bad-<8 hex of its
+    digest>`` (so nothing reads the corrupted copy again; it is kept for inspection), ``log`` says so, and the
+    result is False.  A missing file is False."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    actual = sha256_file(path)
+    if actual == sha256.lower():
+        return True
+    aside = path.with_name(f"{path.name}.bad-{actual[:8]}")
+    os.replace(path, aside)
+    log(f"note: {path} failed its checksum (expected sha256 {sha256.lower()}, got {actual}); moved it aside to "
+        f"{aside.name} and fetching it again")
+    return False
 
 
 def _progress_bar(total: int | None, desc: str, enabled: bool):
@@ -241,16 +264,21 @@ _ALIASES = {"cifar-10": "cifar10", "cifar-100": "cifar100", "fashion_mnist": "fa
             "fmnist": "fashion-mnist", "penn": "ptb", "wikitext2": "wikitext-2", "wikitext_2": "wikitext-2"}
 
 
-def download_resource(resource: Resource, root: str | os.PathLike, progress: bool = True) -> Path:
-    """Fetch one :class:`Resource` into ``root`` (trying its mirrors in order) and extract it if it is an archive."""
+def download_resource(resource: Resource, root: str | os.PathLike, progress: bool = True, log=print) -> Path:
+    """Fetch one :class:`Resource` into ``root`` (trying its mirrors in order) and extract it if it is an archive.
+
+    Files already there are re-verified first (:func:`verify_cached`: a corrupted copy is moved aside, never used).
+    """
     root = Path(root)
-    if resource.provides and (root / resource.provides).exists():
-        return root / resource.provides
     dest = root / resource.filename
+    if resource.provides and (root / resource.provides).exists():
+        # extracted before: re-verify the archive kept beside it; a corrupted one is moved aside and fetched again
+        if not dest.exists() or verify_cached(dest, resource.sha256, log=log):
+            return root / resource.provides
     errors = []
     for url in resource.urls:
         try:
-            download(url, dest, resource.sha256, progress=progress)
+            download(url, dest, resource.sha256, progress=progress, log=log)
             break
         except (urllib.error.URLError, OSError, ChecksumError) as error:  # HTTPError is a URLError
             errors.append(f"{url}: {error}")

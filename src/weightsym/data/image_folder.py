@@ -176,33 +176,67 @@ def imagenet_transform(train: bool, size: int = 224, resize: int | None = None, 
     return Compose([Resize(resize), CenterCrop(size), ToTensor(mean, std)])
 
 
+class ImageDecodeError(ValueError):
+    """An image file that Pillow cannot decode (truncated, not an image, a decompression bomb); the message names the
+    file.  Raised inside a ``DataLoader`` worker, torch re-raises it in the main process with the worker's traceback
+    as the message: the first line then still names the file (the original message is recovered from it)."""
+
+    def __init__(self, message: str = ""):
+        message = str(message)
+        if message.startswith("Caught ") and "Original Traceback" in message:  # re-raised by a DataLoader worker
+            last = [line for line in message.splitlines() if line.strip()][-1].strip()
+            head, _, rest = last.partition(": ")
+            message = (rest if head.endswith("ImageDecodeError") and rest else last) + " (in a DataLoader worker)"
+        super().__init__(message)
+
+
 class ImageFolder(torch.utils.data.Dataset):
     """Dataset of images in ``root/<class>/<image>``; item ``i`` is ``(transform(image), label)``.
 
-    Classes are the sub-folder names in sorted order (``classes``, ``class_to_idx``); ``samples`` lists
-    ``(path, label)`` sorted by class then file name. Images are converted to ``mode`` ("RGB" by default).
-    Without a transform, items are uint8 tensors (C, H, W).
+    Classes are the sub-folder names in sorted order (``classes``, ``class_to_idx``), or the given ``classes`` (the
+    training split's, so a validation folder that lacks a class is labelled like the training folder; a sub-folder
+    that is not one of them is an error).  ``samples`` lists ``(path, label)`` sorted by class then file name.
+    Images are converted to ``mode`` ("RGB" by default).  Without a transform, items are uint8 tensors (C, H, W).
+
+    Links are followed only inside ``root``: a class folder or image that resolves outside it is refused (a dataset
+    folder must not reach into the rest of the file system).  An image that cannot be decoded raises
+    :class:`ImageDecodeError` naming the file.
 
     Example: ``ImageFolder("data/imagenette2/val", transform=imagenet_transform(train=False))``.
     """
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS, mode: str = "RGB"):
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, mode: str = "RGB",
+                 classes: Sequence[str] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"ImageFolder: {self.root} is not a folder; expected root/<class>/<image files>")
         extensions = tuple(e.lower() for e in extensions)
-        self.classes = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        found = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if classes is None:
+            self.classes = found
+        else:
+            self.classes = list(classes)
+            unknown = [name for name in found if name not in self.classes]
+            if unknown:
+                raise ValueError(f"ImageFolder: {self.root} has class folders {unknown[:5]} that the training split "
+                                 f"does not have (its classes: {self.classes[:10]}{' ...' if len(self.classes) > 10 else ''}); "
+                                 "move them into the training folder too, or remove them")
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
-        self.samples = [
-            (path, self.class_to_idx[name])
-            for name in self.classes
-            for path in sorted((self.root / name).rglob("*"))
-            if path.is_file() and path.suffix.lower() in extensions
-        ]
+        real_root = self.root.resolve()
+        self.samples = []
+        for name in self.classes:
+            folder = self.root / name
+            if not folder.is_dir():
+                continue  # a class of the training split with no images here
+            for path in sorted(folder.rglob("*")):
+                if not path.is_file() or path.suffix.lower() not in extensions:
+                    continue
+                _inside(path, real_root, self.root)
+                self.samples.append((path, self.class_to_idx[name]))
         if not self.samples:
             raise FileNotFoundError(f"ImageFolder: no images with extensions {extensions} in class folders of "
-                                    f"{self.root} (found folders: {self.classes[:10]})")
+                                    f"{self.root} (found folders: {found[:10]})")
         self.targets = [label for _, label in self.samples]
         self.transform, self.mode = transform, mode
 
@@ -210,9 +244,15 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self.samples)
 
     def load(self, index: int) -> Image.Image:
+        """The image of sample ``index`` in ``mode``; :class:`ImageDecodeError` naming the file if it cannot be read."""
         path = self.samples[index][0]
-        with Image.open(path) as image:
-            return image.convert(self.mode)
+        try:
+            with Image.open(path) as image:
+                return image.convert(self.mode)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError: OSError
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise ImageDecodeError(f"{path}: cannot decode the image ({type(exc).__name__}: {detail}); "
+                                   "replace or remove the file") from None
 
     def __getitem__(self, index: int):
         image = self.load(index)
@@ -223,3 +263,11 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"ImageFolder({str(self.root)!r}, {len(self)} images, {len(self.classes)} classes)"
+
+
+def _inside(path: Path, real_root: Path, root: Path) -> None:
+    """Refuse ``path`` if it (through any link on the way) resolves outside ``root``."""
+    target = path.resolve()
+    if target != real_root and real_root not in target.parents:
+        raise ValueError(f"ImageFolder: {path} resolves to {target}, outside the dataset folder {root}; links out of "
+                         "the dataset folder are refused: copy the file into the folder or remove the link")
