@@ -13,7 +13,10 @@ from weightsym.symmetry import SymmetryError, get_symmetry
 CHANNEL = ws.available_symmetries("channel")
 SPATIAL = ws.available_symmetries("spatial")
 COMPOSITES = ["tri+spa", "block+dihedral", "average+hflip", "eigen+rot180", "eighth+vflip", "repeat+transpose"]
-ALL = CHANNEL + SPATIAL + COMPOSITES
+# option strings beyond the registry names: rank rules, repeat along kernel rows/columns (tests/test_symmetry_rules.py)
+OPTIONS = ["lowrank:paper", "lowrank:0.5", "repeat:2:in", "repeat:2:kh", "repeat:3:kw", "tri+repeat:3:kw",
+           "lowrank:paper+repeat:3:kh"]
+ALL = CHANNEL + SPATIAL + COMPOSITES + OPTIONS
 
 # (shape, row_blocks): Linear, Conv1d, Conv2d 1x1/3x3/5x5, odd sizes, grouped conv
 SHAPES = [((6, 6), 1), ((7, 7), 1), ((8, 8, 3), 1), ((5, 5, 5), 1), ((6, 6, 3, 3), 1), ((7, 7, 3, 3), 1),
@@ -119,7 +122,8 @@ def test_stored_counts_of_matrix_parameterizations():
 
 @pytest.mark.parametrize("name,k,expected", [("transpose", 3, 6), ("hflip", 3, 6), ("vflip", 3, 6), ("rot180", 3, 5),
                                              ("dihedral", 3, 3), ("dihedral", 5, 6), ("transpose", 5, 15),
-                                             ("rot180", 5, 13), ("hflip", 4, 8)])
+                                             ("rot180", 5, 13), ("hflip", 4, 8), ("repeat:3:kw", 3, 3),
+                                             ("repeat:3:kh", 3, 3), ("repeat:2:kh", 4, 8), ("repeat:5:kw", 5, 5)])
 def test_spatial_free_counts(name, k, expected):
     assert get_symmetry(name).free_count((1, 1, k, k)) == expected
 

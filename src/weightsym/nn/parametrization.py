@@ -6,7 +6,7 @@ optimizer step, weight decay included.
 
 >>> import torch, weightsym as ws
 >>> conv = torch.nn.Conv2d(8, 8, 3)
->>> ws.nn.attach(conv, "weight", ws.get_symmetry("tri+spa"))
+>>> _ = ws.nn.attach(conv, "weight", ws.get_symmetry("tri+spa"))   # init="project": orbit means of the current value
 >>> conv.parametrizations.weight.original.shape      # 8*9/2 channel orbits x 6 spatial orbits
 torch.Size([216])
 >>> bool((conv.weight == conv.weight.transpose(0, 1)).all())
@@ -19,18 +19,24 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from weightsym.symmetry import Symmetry, get_symmetry
+from weightsym.symmetry import Symmetry, check_init, get_symmetry
 
 
 class SymmetricParametrization(nn.Module):
     """``forward(free) -> dense weight``; ``right_inverse(weight) -> free`` (the least-squares projection).
 
+    ``init`` says how ``right_inverse`` turns the dense value into free values the first time it runs, when
+    :func:`attach` registers the parametrization: ``"project"`` (orbit means) or ``"variance"`` (one representative
+    entry per orbit, :meth:`weightsym.symmetry.layout.Layout.variance_preserving`).  Every later call (assigning
+    ``module.weight = W``, loading a dense state dict) projects.
+
     The gather index lives in a non-persistent buffer: it follows ``.to(device)``, survives ``deepcopy`` and
     never lands in ``state_dict()``.
     """
 
-    def __init__(self, symmetry: Symmetry, shape, row_blocks: int = 1, block_mask=None):
+    def __init__(self, symmetry: Symmetry, shape, row_blocks: int = 1, block_mask=None, init: str = "project"):
         super().__init__()
+        self.pending_init = check_init(init)  # consumed by the first right_inverse (registration)
         self.symmetry = symmetry
         self.shape = tuple(int(s) for s in shape)
         self.row_blocks = int(row_blocks)
@@ -46,6 +52,11 @@ class SymmetricParametrization(nn.Module):
         return self.layout.expand(free, self.index)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        init, self.pending_init = self.pending_init, "project"
+        return self.layout.initial(weight, init).to(weight.dtype)
+
+    def project(self, weight: torch.Tensor) -> torch.Tensor:
+        """Free values of the symmetric weight nearest to ``weight`` (least squares), in ``weight``'s dtype."""
         return self.layout.project(weight).to(weight.dtype)
 
     def extra_repr(self) -> str:
@@ -64,11 +75,29 @@ class SymmetricParametrization(nn.Module):
 
 
 def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_blocks: int = 1,
-           block_mask=None) -> SymmetricParametrization:
-    """Make ``module.<tensor_name>`` symmetric; the current value is projected to the nearest symmetric one."""
+           block_mask=None, init: str = "project") -> SymmetricParametrization:
+    """Make ``module.<tensor_name>`` symmetric, starting from its current value.
+
+    ``init="project"`` (the default here: ``attach`` is also how trained layers are made symmetric, e.g. by BatchNorm
+    folding and when a model is rebuilt from a weight file) stores the nearest symmetric weight, the orbit means.
+    ``init="variance"`` is for a freshly initialised layer: each free value is one entry of its orbit, so the
+    symmetric weight keeps the dense initialisation's variance entry by entry (``docs/science.md`` §5; orbit means of
+    ``m`` iid entries would have variance σ²/m).  :func:`weightsym.symmetrize` defaults to ``"variance"``.
+
+    >>> import torch
+    >>> from weightsym.nn import attach
+    >>> torch.manual_seed(0) and None
+    >>> a, b = torch.nn.Linear(256, 256), torch.nn.Linear(256, 256)
+    >>> b.load_state_dict(a.state_dict())
+    <All keys matched successfully>
+    >>> dense_std = a.weight.std().item()
+    >>> _ = attach(a, "weight", "eighth", init="project"); _ = attach(b, "weight", "eighth", init="variance")
+    >>> round(a.weight.std().item() / dense_std, 2), round(b.weight.std().item() / dense_std, 2)
+    (0.36, 1.0)
+    """
     symmetry = get_symmetry(symmetry)
     tensor = getattr(module, tensor_name)
-    param = SymmetricParametrization(symmetry, tensor.shape, row_blocks, block_mask)
+    param = SymmetricParametrization(symmetry, tensor.shape, row_blocks, block_mask, init)
     parametrize.register_parametrization(module, tensor_name, param, unsafe=True)
     return param
 

@@ -2,7 +2,7 @@
 
 >>> import torch, weightsym as ws
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.Conv2d(16, 16, 3), torch.nn.Conv2d(16, 16, 3),
-...                           torch.nn.Flatten(), torch.nn.LazyLinear(10))
+...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
 >>> report = ws.symmetrize(net, channel="triangular", spatial="dihedral")   # stem and classifier stay dense
 >>> [row.name for row in report.rows if row.symmetry]
 ['1', '2']
@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from weightsym.nn.parametrization import attach, detach, symmetric_parametrization
-from weightsym.symmetry import Symmetry, SymmetryError, combine, get_symmetry
+from weightsym.symmetry import Symmetry, SymmetryError, check_init, combine, get_symmetry
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN)
 
@@ -150,7 +150,7 @@ def _load_dense_hook(module, state_dict, prefix, local_metadata, strict, missing
             errors.append(f"`{dense_key}`: dense tensor of shape {tuple(dense.shape)} cannot load into a symmetric "
                           f"layer of shape {param.shape}")
             return
-        state_dict[free_key] = param.right_inverse(dense)
+        state_dict[free_key] = param.project(dense)  # always the nearest symmetric weight, never init="variance"
 
 
 def _cached_rnn_forward(self, *args, **kwargs):
@@ -184,6 +184,7 @@ def symmetrize(
     strict: bool = False,
     hh_gates: str = "1111",
     ih_gates: str | None = None,
+    init: str = "variance",
 ) -> SymmetrizeReport:
     """Impose ``channel`` and/or ``spatial`` symmetry on the weight layers of ``model`` (in place).
 
@@ -201,9 +202,29 @@ def symmetrize(
     LSTM and r, z, n for GRU) and of ``weight_ih`` selected by ``ih_gates`` (needs input size == hidden size).
     Spatial symmetries do not apply to recurrent layers.
 
-    The current weights are projected onto the symmetric set (so symmetrizing a trained model keeps it as close as
-    possible).  Returns a :class:`SymmetrizeReport`.
+    ``init`` says how the current (dense) weights become free values (``docs/science.md`` §5):
+
+    * ``"variance"`` (default, for a freshly initialised model): each free value is one entry of its orbit, so every
+      entry of the symmetric weight is a draw of the layer's own dense initialisation, with its variance.  Averaging
+      instead would shrink an orbit of ``m`` iid entries to variance σ²/m (std ×0.71 for ``triangular``, ×0.36 for
+      ``eighth`` on a 64-wide layer); the paper's code draws the free values at the dense scale.  ``average`` and
+      ``eigen`` start from the same plane as ``triangular``; ``lowrank`` from the best rank-r approximation of it,
+      rescaled to the dense plane's norm (:mod:`weightsym.symmetry.matrix`).
+    * ``"project"`` (for trained weights: analysis, compression, fine-tuning a dense checkpoint): the nearest
+      symmetric weight, orbit means; keeps a trained model as close as possible.  This was the only behaviour before
+      ``init`` existed and gives the same numbers bit for bit.
+
+    Loading a *dense* state dict into the symmetrized model always projects.  Returns a :class:`SymmetrizeReport`.
+
+    >>> import torch, weightsym as ws
+    >>> torch.manual_seed(0) and None
+    >>> net = torch.nn.Sequential(torch.nn.Linear(8, 256), torch.nn.Linear(256, 256), torch.nn.Linear(256, 2))
+    >>> dense_std = net[1].weight.std().item()
+    >>> _ = ws.symmetrize(net, channel="eighth")                  # init="variance"
+    >>> round(net[1].weight.std().item() / dense_std, 1)     # init="project" would give 0.4
+    1.0
     """
+    check_init(init)
     channel_sym = get_symmetry(channel, "channel") if channel else None
     spatial_sym = get_symmetry(spatial, "spatial") if spatial else None
     if channel_sym is None and spatial_sym is None:
@@ -270,7 +291,7 @@ def symmetrize(
                     raise SymmetryError(f"`{label}` {tensor}: {'; '.join(notes)}")
                 report.rows.append(_dense_row(label, tensor, module, "; ".join(notes)))
                 continue
-            param = attach(module, tensor, sym, row_blocks, mask)
+            param = attach(module, tensor, sym, row_blocks, mask, init=init)
             if recurrent:
                 _expand_once_per_call(module)
             module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor),

@@ -98,7 +98,7 @@ def make_network(dim: int, width: int, symmetry: str) -> nn.Module:
     bound = 1 / math.sqrt(dim)  # the dense Linear(dim, width) init: only the first dim columns ever meet the input
     nn.init.uniform_(net[1].weight, -bound, bound)
     nn.init.uniform_(net[1].bias, -bound, bound)
-    ws.symmetrize(net, channel=symmetry, include=["1"], strict=True)
+    ws.symmetrize(net, channel=symmetry, include=["1"], strict=True, init="project")
     rescale_init(net)  # start at the dense per-entry scale (see weightsym.reproduce.width_sweep.rescale_init)
     return net
 

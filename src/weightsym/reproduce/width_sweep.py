@@ -132,8 +132,8 @@ def sweep_point(dataset: str, width: int, symmetry: str, seed: int, epochs: int 
     model = create_model(setup["model"], width=width)
     report = None
     if symmetry != "dense":
-        report = ws.symmetrize(model, channel=symmetry, strict=True)
-        rescale_init(model)
+        report = ws.symmetrize(model, channel=symmetry, strict=True, init="project")
+        rescale_init(model)  # orbit means x sqrt(orbit size): the dense variance too; kept so results reproduce
     count = ws.count_parameters(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(x_train) / BATCH_SIZE)

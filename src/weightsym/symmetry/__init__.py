@@ -4,18 +4,19 @@ from weightsym.symmetry.base import (
     ChannelMap,
     ChannelTying,
     Composite,
+    KernelRepeat,
     Repeat,
     SpatialTying,
     Symmetry,
     SymmetryError,
 )
 from weightsym.symmetry.catalog import CHANNEL, SPATIAL, available_symmetries, combine, get_symmetry
-from weightsym.symmetry.layout import Layout, build_layout
+from weightsym.symmetry.layout import INIT_RULES, Layout, build_layout, check_init
 from weightsym.symmetry.matrix import Average, Eigen, LowRank
 from weightsym.symmetry.orbits import orbit_count, plane_orbits
 
 __all__ = [
-    "Average", "CHANNEL", "ChannelMap", "ChannelTying", "Composite", "Eigen", "Layout", "LowRank", "Repeat",
-    "SPATIAL", "SpatialTying", "Symmetry", "SymmetryError", "available_symmetries", "build_layout", "combine",
-    "get_symmetry", "orbit_count", "plane_orbits",
+    "Average", "CHANNEL", "ChannelMap", "ChannelTying", "Composite", "Eigen", "INIT_RULES", "KernelRepeat", "Layout",
+    "LowRank", "Repeat", "SPATIAL", "SpatialTying", "Symmetry", "SymmetryError", "available_symmetries",
+    "build_layout", "check_init", "combine", "get_symmetry", "orbit_count", "plane_orbits",
 ]

@@ -89,6 +89,11 @@ class Symmetry:
         """Free vector of the nearest symmetric weight (orbit averages for tyings)."""
         return self.layout(weight.shape, row_blocks, block_mask).project(weight)
 
+    def variance_preserving(self, weight: torch.Tensor, row_blocks: int = 1, block_mask=None) -> torch.Tensor:
+        """Free vector for a freshly initialised ``weight`` whose expansion keeps the dense variance entry by entry
+        (one representative entry per orbit; :meth:`weightsym.symmetry.layout.Layout.variance_preserving`)."""
+        return self.layout(weight.shape, row_blocks, block_mask).variance_preserving(weight)
+
     def holds(self, weight: torch.Tensor, atol: float = 0.0, row_blocks: int = 1, block_mask=None) -> bool:
         """True if ``weight`` obeys the symmetry (bit for bit when ``atol=0``)."""
         ok, _ = self.applies_to(weight.shape, row_blocks)
@@ -109,6 +114,12 @@ class Symmetry:
 
     def __hash__(self) -> int:
         return hash(self.spec)
+
+
+def upper_mirror(planes: torch.Tensor) -> torch.Tensor:
+    """The upper triangle (diagonal included) of each ``(..., n, n)`` plane mirrored below the diagonal."""
+    upper = torch.triu(planes)
+    return upper + torch.triu(planes, diagonal=1).transpose(-1, -2)
 
 
 def _numel(shape) -> int:
@@ -190,6 +201,17 @@ class ChannelMap(Symmetry):
     def holds_planes(self, planes: torch.Tensor, atol: float) -> bool:
         return bool(((planes - planes.transpose(-1, -2)).abs() <= atol).all())
 
+    def variance_preserving_planes(self, planes: torch.Tensor) -> torch.Tensor:
+        """Stored values for freshly initialised dense ``planes`` (B, n, n) that keep the dense variance.
+
+        Default (``average``, ``eigen``): the stored values of ``T``, the upper triangle of each plane mirrored below
+        the diagonal, so the expanded plane is ``T`` (exactly for ``average``, up to rounding for ``eigen``): every
+        entry is one dense draw, variance σ² on and off the diagonal.  (Projecting instead gives ``(A + Aᵀ)/2``,
+        whose off-diagonal entries have variance σ²/2; ``T`` is also the plane ``triangular`` starts from, so the
+        same seed starts ``average`` and ``triangular`` at the same weight.)
+        """
+        return self.project_planes(upper_mirror(planes))
+
     def _check(self, shape4, row_blocks):
         R, C, _, _ = shape4
         m = R // row_blocks
@@ -222,6 +244,54 @@ class SpatialTying(Symmetry):
 
     def _layout(self, shape, row_blocks, block_mask):
         return build_layout(shape, None, self.generators, row_blocks, block_mask)
+
+
+class KernelRepeat(SpatialTying):
+    """``copies`` identical copies of each kernel along its rows (``kh``) or columns (``kw``) (paper: ``chunk_c``).
+
+    ``repeat:c:kh``: ``K[h, w] = K[h + kh/c, w]`` (the kernel is ``c`` stacked copies of a ``kh/c x kw`` block);
+    ``repeat:c:kw``: ``K[h, w] = K[h, w + kw/c]``.  The group is the cyclic shift by ``k/c`` along that axis, the
+    spatial-plane twin of the channel :class:`Repeat`; free values per kernel: ``kh·kw/c`` (3 of 9 for ``repeat:3:kw``
+    on a 3x3 kernel: every column the same).  ``c`` must divide the kernel size along the axis; 1x1 kernels and
+    Linear weights have nothing to tie.  A Conv1d kernel runs along ``kw``.
+
+    >>> import torch
+    >>> from weightsym.symmetry import get_symmetry
+    >>> sym = get_symmetry("repeat:3:kw")
+    >>> sym.free_count((8, 8, 3, 3)) == 8 * 8 * 3
+    True
+    >>> k = sym.expand(torch.arange(3.0), (1, 1, 3, 3))[0, 0]
+    >>> k.tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    """
+
+    def __init__(self, copies: int = 2, axis: str = "kh"):
+        if axis not in ("kh", "kw"):
+            raise ValueError(f"kernel repeat axis must be 'kh' (kernel rows) or 'kw' (kernel columns), got {axis!r}")
+        generator = f"{'row' if axis == 'kh' else 'col'}copies:{int(copies)}"
+        invariance = "K[h, w] = K[h + kh/c, w]" if axis == "kh" else "K[h, w] = K[h, w + kw/c]"
+        super().__init__("repeat", (generator,), ("chunk",), invariance, "kh·kw/c")
+        self.copies, self.axis = int(copies), axis
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.copies}:{self.axis}"
+
+    def _check(self, shape4, row_blocks):
+        reason = super()._check(shape4, row_blocks)
+        if reason:
+            return reason
+        k = shape4[2] if self.axis == "kh" else shape4[3]
+        if self.copies < 2 or k % self.copies:
+            what = "rows (kh)" if self.axis == "kh" else "columns (kw)"
+            divisors = [d for d in range(2, k + 1) if k % d == 0]
+            other = "kw" if self.axis == "kh" else "kh"
+            hint = (f"pick copies from {divisors}" if divisors else
+                    f"the kernel has a single {what[:-6]} here; use repeat:c:{other}"
+                    + (" (a Conv1d kernel runs along kw)" if self.axis == "kh" and shape4[2] == 1 else ""))
+            return (f"repeat with {self.copies} copies along {self.axis} needs the kernel's {what} ({k}) to be a "
+                    f"multiple of the number of copies (>= 2); {hint}")
+        return None
 
 
 class Composite(Symmetry):

@@ -10,21 +10,33 @@ centrosymmetric    centro    W = J W J                    n²/2 (even n), (n²+1
 bisymmetric        quar      W = Wᵀ = J Wᵀ J              n(n+2)/4 (even n)
 block              block4    W = J W = W J                n²/4 (even n); any rectangle
 eighth             eight     all of D4                    n(n+2)/8 (n ≡ 0 mod 4)
-repeat:c[:axis]    chunk     c copies along out (or in)   n²/c; any rectangle
+repeat:c[:out|in]  chunk     c copies along out (or in)   n²/c; any rectangle
 average            wwt       W = (A + Aᵀ)/2               n² stored, n(n+1)/2 free
 eigen              evd       W = V diag(e) Vᵀ             n(n+1)/2
-lowrank[:r]        pdpt      W = P diag(d) Pᵀ             n·r + r stored
+lowrank[:rule]     pdpt      W = P diag(d) Pᵀ, P: n×r     n·r + r stored
 =================  ========  ===========================  ==============================
 
-Spatial plane (every k x k kernel): transpose (``spa``) k(k+1)/2; hflip / vflip k(k+1)/2 for odd k;
-rot180 (k²+1)/2; dihedral (all of D4) 3 of 9 for 3x3, 6 of 25 for 5x5.
+``lowrank`` rank rules: ``lowrank`` (r = n/4), ``lowrank:8`` (fixed r), ``lowrank:0.5`` (r = ⌊0.5·n⌋, at least 1),
+``lowrank:paper`` (the original code's r = n − ⌈n/2⌉ − 1: 7, 15, 31 for n = 16, 32, 64).
 
-A channel and a spatial symmetry compose with ``+``: ``get_symmetry("tri+spa")``.
+Spatial plane (every k x k kernel): transpose (``spa``) k(k+1)/2; hflip / vflip k(k+1)/2 for odd k;
+rot180 (k²+1)/2; dihedral (all of D4) 3 of 9 for 3x3, 6 of 25 for 5x5; ``repeat:c:kh`` / ``repeat:c:kw``
+(``chunk``, the original's ``chunk_c``) c copies along the kernel rows / columns, kh·kw/c (3 of 9 for
+``repeat:3:kw``; c must divide the kernel size along the axis).  The ``repeat:c:kh|kw`` and ``lowrank:...`` option
+strings are not separate registry names: ``available_symmetries()`` lists ``repeat`` and ``lowrank`` once.
+
+A channel and a spatial symmetry compose with ``+``: ``get_symmetry("tri+spa")``, ``get_symmetry("tri+repeat:3:kw")``.
+Every symmetry's ``spec`` turns back into it: ``get_symmetry(sym.spec) == sym`` (weight files store the spec).
+
+>>> get_symmetry("lowrank:paper").stored_count((64, 64, 3, 3)) == 9 * (64 * 31 + 31)
+True
+>>> get_symmetry("repeat:3:kw").free_count((16, 16, 3, 3)) == 16 * 16 * 3
+True
 """
 
 from __future__ import annotations
 
-from weightsym.symmetry.base import ChannelTying, Composite, Repeat, SpatialTying, Symmetry
+from weightsym.symmetry.base import ChannelTying, Composite, KernelRepeat, Repeat, SpatialTying, Symmetry
 from weightsym.symmetry.matrix import Average, Eigen, LowRank
 
 CHANNEL: dict[str, Symmetry] = {
@@ -87,27 +99,44 @@ def _one(text: str, plane: str | None) -> Symmetry:
         raise ValueError(f"unknown symmetry {text!r}; valid names (aliases): {valid}; "
                          "compose a channel and a spatial one with '+', e.g. 'tri+spa'")
     found_plane, name = table[head]
+    if name == "repeat" and len(opts) > 1 and opts[1] in ("kh", "kw"):
+        found_plane = "spatial"  # repeat along kernel rows/columns ties the spatial plane
     if plane is not None and found_plane != plane:
+        extra = {"channel": ", repeat:c:out|in", "spatial": ", repeat:c:kh|kw"}[plane] if name == "repeat" else ""
         raise ValueError(f"{text!r} is a {found_plane} symmetry, but a {plane} symmetry was asked for; "
-                         f"{plane} symmetries: {', '.join(available_symmetries(plane))}")
+                         f"{plane} symmetries: {', '.join(available_symmetries(plane))}{extra}")
     if name == "repeat":
+        if len(opts) > 2 or (opts and not opts[0].strip().isdigit()):
+            raise ValueError(f"repeat takes a number of copies and an axis, 'repeat:c[:out|in|kh|kw]' "
+                             f"(e.g. 'repeat:4:in', 'repeat:3:kw'), got {text!r}")
         copies = int(opts[0]) if opts else 2
-        axis = opts[1] if len(opts) > 1 else "out"
+        axis = opts[1].strip() if len(opts) > 1 else "out"
+        if axis in ("kh", "kw"):
+            return KernelRepeat(copies, axis)
         if axis not in ("out", "in"):
-            raise ValueError(f"repeat axis must be 'out' or 'in', got {axis!r} (e.g. 'repeat:4:in')")
+            raise ValueError(f"repeat axis must be 'out' or 'in' (channel plane) or 'kh' or 'kw' (kernel rows or "
+                             f"columns), got {axis!r} (e.g. 'repeat:4:in', 'repeat:3:kw')")
         return Repeat(copies, axis)
     if name == "lowrank" and opts:
-        return LowRank(int(opts[0]))
+        if len(opts) > 1:
+            raise ValueError(f"lowrank takes one rank rule, 'lowrank:8', 'lowrank:0.25' or 'lowrank:paper'; "
+                             f"got {text!r}")
+        return LowRank.from_option(opts[0])
     if opts:
         raise ValueError(f"symmetry {name!r} takes no options, got {text!r}")
     return (CHANNEL if found_plane == "channel" else SPATIAL)[name]
 
 
 def get_symmetry(name: str | Symmetry, plane: str | None = None) -> Symmetry:
-    """Turn a name, alias, option string (``repeat:4:in``, ``lowrank:8``) or ``channel+spatial`` into a symmetry.
+    """Turn a name, alias, option string or ``channel+spatial`` into a symmetry; ``get_symmetry(sym.spec) == sym``.
 
+    Option strings: ``repeat:4:in`` (channel copies along out or in), ``repeat:3:kw`` (a *spatial* symmetry: copies
+    along kernel rows ``kh`` or columns ``kw``), ``lowrank:8`` / ``lowrank:0.25`` / ``lowrank:paper`` (rank rules).
     ``plane`` restricts the lookup ("channel" or "spatial"); ``transpose`` means the spatial transpose unless the
     plane is channel (where the channel transpose symmetry is called ``triangular``).
+
+    >>> get_symmetry("pdpt:paper").spec, get_symmetry("chunk:3:kw").spec, get_symmetry("tri+repeat:3:kh").spec
+    ('lowrank:paper', 'repeat:3:kw', 'triangular+repeat:3:kh')
     """
     if isinstance(name, Symmetry):
         return name

@@ -18,6 +18,12 @@ the core holds whole symmetric ``m x m`` planes produced from the free values by
 
 ``project`` is the adjoint: orbit means (computed as representative + mean deviation, so a weight that already obeys
 the symmetry projects to exactly its own values), then the map's own projection for matrix parameterizations.
+
+``variance_preserving`` is the initialisation (``docs/science.md`` §5): instead of the mean of an orbit's ``m`` entries
+(variance σ²/m for iid entries of variance σ²) each free value takes one entry of its orbit, the representative
+``rep``, so every entry of the expanded weight is one draw of the dense initialisation: the same variance (and the
+same distribution) entry by entry, for every tying, composite, gate mask and odd size.  Matrix maps then apply their
+own rule to the representative planes (:meth:`ChannelMap.variance_preserving_planes`).
 """
 
 from __future__ import annotations
@@ -128,6 +134,42 @@ class Layout:
         head = self.map.project_planes(planes).reshape(-1)
         return torch.cat([head, core[self.map_core :]])
 
+    def variance_preserving(self, weight: torch.Tensor) -> torch.Tensor:
+        """Free vector whose expansion keeps, entry by entry, the distribution of ``weight``'s iid entries.
+
+        For a tying each free value is the orbit's representative entry, ``free[o] = weight.flat[rep[o]]``: the
+        expanded weight repeats ``F`` of the dense entries, so each of its entries is one draw of the dense
+        initialisation (variance σ², not the σ²/m of an orbit mean).  Entries of different orbits stay independent,
+        a weight that already obeys the symmetry comes back bit for bit, and no random numbers are drawn.  For
+        ``average``/``eigen``/``lowrank`` the head of the core holds the dense ``n x n`` planes at each spatial orbit's
+        representative tap and the map turns them into stored values
+        (:meth:`weightsym.symmetry.base.ChannelMap.variance_preserving_planes`).
+
+        >>> import torch
+        >>> from weightsym.symmetry import get_symmetry
+        >>> w = torch.arange(9.0).view(3, 3)
+        >>> lay = get_symmetry("triangular").layout((3, 3))
+        >>> lay.expand(lay.variance_preserving(w)).tolist()   # the upper triangle, mirrored
+        [[0.0, 1.0, 2.0], [1.0, 4.0, 5.0], [2.0, 5.0, 8.0]]
+        >>> lay.expand(lay.project(w)).tolist()               # the orbit means
+        [[0.0, 2.0, 4.0], [2.0, 4.0, 6.0], [4.0, 6.0, 8.0]]
+        """
+        if tuple(weight.shape) != tuple(self.shape):
+            raise ValueError(f"weight of shape {tuple(weight.shape)} does not match layout shape {tuple(self.shape)}")
+        flat = weight.detach().reshape(-1)
+        core = flat.index_select(0, self.rep.to(flat.device))
+        if self.map is None:
+            return core
+        planes = core[: self.map_core].view(self.map_batch, self.map_size, self.map_size)
+        head = self.map.variance_preserving_planes(planes).reshape(-1).to(flat.dtype)
+        return torch.cat([head, core[self.map_core :]])
+
+    def initial(self, weight: torch.Tensor, init: str = "variance") -> torch.Tensor:
+        """Free vector for a layer whose current (dense) value is ``weight``: :meth:`variance_preserving` for
+        ``init="variance"`` (a fresh initialisation), :meth:`project` for ``init="project"`` (trained weights)."""
+        check_init(init)
+        return self.variance_preserving(weight) if init == "variance" else self.project(weight)
+
     def holds(self, weight: torch.Tensor, atol: float = 0.0) -> bool:
         """True if ``weight`` obeys the symmetry: tied entries agree within ``atol`` (exactly for ``atol=0``)."""
         if tuple(weight.shape) != tuple(self.shape):
@@ -185,6 +227,20 @@ class OrbitGatherTraced(torch.autograd.Function):
 def _compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
     return bool(compiler is not None and compiler.is_compiling())
+
+
+INIT_RULES = {
+    "variance": "keep the dense initialisation's variance entry by entry (for a fresh layer)",
+    "project": "the nearest symmetric weight, orbit means (for trained weights; shrinks a random init)",
+}
+
+
+def check_init(init) -> str:
+    """``init`` if it names an initialisation rule, else a ``ValueError`` listing the rules."""
+    if init not in INIT_RULES:
+        rules = "; ".join(f"{k!r}: {v}" for k, v in INIT_RULES.items())
+        raise ValueError(f"init={init!r} is not an initialisation rule; use one of {rules}")
+    return init
 
 
 def _as_4d(shape: tuple[int, ...]) -> tuple[int, int, int, int]:

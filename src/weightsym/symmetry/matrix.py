@@ -9,10 +9,21 @@ bit: the result is always passed through ``(M + M^T) / 2``).
   strict upper triangle.  Stores ``n(n-1)/2 + n = n(n+1)/2`` values.  (The original code computed V without gradient,
   so the layer never trained; here V is a differentiable function of the stored values.)
 * ``lowrank`` (paper: ``pdpt``): ``W = P diag(d) P^T`` with ``P`` of shape ``n x r``.  Stores ``n r + r`` values;
-  the set of symmetric rank-``r`` matrices has dimension ``n r - r(r-1)/2`` (the ``free_count``).
+  the set of symmetric rank-``r`` matrices has dimension ``n r - r(r-1)/2`` (the ``free_count``).  The rank comes
+  from a rule applied to each plane size ``n``: ``lowrank:8`` (a fixed ``r = 8``), ``lowrank:0.5`` (a fraction,
+  ``r = max(1, ⌊0.5·n⌋)``; plain ``lowrank`` is ``n/4``, the same as ``lowrank:0.25``) or ``lowrank:paper`` (the
+  original code's ``r = n − ⌈n/2⌉ − 1``: 7, 15, 31 for n = 16, 32, 64).
+
+Variance-preserving initialisation (``docs/science.md`` §5; :meth:`ChannelMap.variance_preserving_planes`): ``average``
+and ``eigen`` start from ``T``, the dense plane's upper triangle mirrored (every entry one dense draw); ``lowrank``
+starts from the best rank-``r`` approximation of ``T`` with ``d`` scaled so that the plane keeps ``T``'s Frobenius norm,
+i.e. the dense mean square over the plane (a rank-``r`` matrix cannot have iid entries: its diagonal ends up with about
+twice the variance of its off-diagonal entries, which hold the dense variance to within about 1/n).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -107,20 +118,62 @@ class Eigen(ChannelMap):
 
 
 class LowRank(ChannelMap):
+    """``W = P diag(d) Pᵀ`` with ``P`` of shape ``n x r``; ``rank`` is the rule for ``r`` (see the module docstring).
+
+    ``rank``: None (``n/4``, the default), an int (a fixed ``r``), a float in (0, 1] (a fraction of ``n``,
+    ``r = max(1, ⌊fraction·n⌋)``) or ``"paper"`` (``r = n − ⌈n/2⌉ − 1``).
+
+    >>> from weightsym.symmetry import get_symmetry
+    >>> [get_symmetry("lowrank:paper").rank_for(n) for n in (16, 32, 64)]
+    [7, 15, 31]
+    >>> get_symmetry("lowrank:0.5").stored_count((16, 16)) == 16 * 8 + 8
+    True
+    """
+
     name = "lowrank"
     aliases = ("pdpt",)
     invariance = "W = P diag(d) Pᵀ, P: n×r"
     formula = "n·r + r (r = n/4 by default)"
+    RULES = ("an integer rank such as 8", "a fraction of n in (0, 1] such as 0.25",
+             "'paper' for n − ⌈n/2⌉ − 1")
 
-    def __init__(self, rank: int | None = None):
+    def __init__(self, rank: int | float | str | None = None):
+        if isinstance(rank, bool) or not (rank is None or rank == "paper" or isinstance(rank, (int, float))):
+            raise ValueError(f"lowrank rank rule {rank!r} is not one of: {'; '.join(self.RULES)}")
+        if isinstance(rank, int) and rank < 1:
+            raise ValueError(f"lowrank rank must be >= 1, got {rank}; or give {'; '.join(self.RULES[1:])}")
+        if isinstance(rank, float) and not 0.0 < rank <= 1.0:
+            raise ValueError(f"lowrank fraction of n must be in (0, 1], got {rank}; or give {self.RULES[0]}")
         self.rank = rank
+
+    @classmethod
+    def from_option(cls, option: str) -> "LowRank":
+        """``LowRank`` for the text after ``lowrank:`` (``8``, ``0.25``, ``paper``)."""
+        text = option.strip().lower()
+        try:
+            if text == "paper":
+                return cls("paper")
+            return cls(float(text) if any(c in text for c in ".e") else int(text))
+        except ValueError as exc:
+            if "lowrank" in str(exc):
+                raise
+            raise ValueError(f"lowrank option {option!r} is not a rank rule; use {'; '.join(cls.RULES)} "
+                             "(e.g. 'lowrank:8', 'lowrank:0.25', 'lowrank:paper')") from None
 
     @property
     def spec(self) -> str:
-        return self.name if self.rank is None else f"{self.name}:{self.rank}"
+        if self.rank is None:
+            return self.name
+        return f"{self.name}:{self.rank if isinstance(self.rank, str) else repr(self.rank)}"
 
     def rank_for(self, n: int) -> int:
-        return self.rank if self.rank is not None else max(1, n // 4)
+        if self.rank is None:
+            return max(1, n // 4)
+        if self.rank == "paper":
+            return n - (n + 1) // 2 - 1
+        if isinstance(self.rank, float):
+            return max(1, math.floor(self.rank * n + 1e-9))  # 1e-9: 0.29 * 100 is 28.999999999999996
+        return self.rank
 
     def _check(self, shape4, row_blocks):
         reason = super()._check(shape4, row_blocks)
@@ -128,7 +181,9 @@ class LowRank(ChannelMap):
             return reason
         n = shape4[1]
         if not 1 <= self.rank_for(n) <= n:
-            return f"lowrank rank {self.rank_for(n)} must be between 1 and the plane size {n}"
+            rule = "" if self.rank is None or isinstance(self.rank, int) else f" (rule {self.spec})"
+            return (f"lowrank rank {self.rank_for(n)}{rule} must be between 1 and the plane size {n}; "
+                    f"give a rank rule that fits n = {n}, e.g. 'lowrank:{max(1, n // 4)}'")
         return None
 
     def params_per_plane(self, n: int) -> int:
@@ -153,6 +208,22 @@ class LowRank(ChannelMap):
         d = e.gather(-1, top)
         p = v.gather(-1, top.unsqueeze(-2).expand(-1, n, -1))
         return torch.cat([p.reshape(p.shape[0], -1), d], dim=1).to(planes.dtype)
+
+    def variance_preserving_planes(self, planes: torch.Tensor) -> torch.Tensor:
+        """The best rank-``r`` approximation of ``T`` (the upper triangle mirrored), ``d`` scaled by ``‖T‖_F / ‖d‖``
+        so that the plane keeps ``T``'s Frobenius norm (``P`` has orthonormal columns, so ``‖P diag(d) Pᵀ‖_F = ‖d‖``)."""
+        from weightsym.symmetry.base import upper_mirror
+
+        target = upper_mirror(planes)
+        params = self.project_planes(target).to(torch.float64)
+        n = planes.shape[-1]
+        d = params[:, n * self.rank_for(n):]
+        norm_t = target.to(torch.float64).flatten(1).norm(dim=1, keepdim=True)
+        norm_d = d.norm(dim=1, keepdim=True)
+        scale = torch.where(norm_d > 0, norm_t / norm_d.clamp_min(torch.finfo(torch.float64).tiny),
+                            torch.ones_like(norm_d))
+        params[:, n * self.rank_for(n):] = d * scale
+        return params.to(planes.dtype)
 
     def holds_planes(self, planes: torch.Tensor, atol: float) -> bool:
         if not super().holds_planes(planes, atol):

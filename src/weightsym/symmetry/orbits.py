@@ -23,7 +23,9 @@ import numpy as np
 
 # Each generator maps a grid (rows, cols) of labels to the permuted grid. All are involutions or group elements of
 # the dihedral group D4 acting on the plane as on a square image (transpose-like ones need rows == cols), plus the
-# cyclic shift used by ``repeat``.
+# cyclic shifts used by ``repeat``: ``rowshift:s`` / ``colshift:s`` shift by a fixed ``s`` (the channel plane, whose
+# size the symmetry knows), ``rowcopies:c`` / ``colcopies:c`` by ``rows/c`` / ``cols/c`` of whatever plane they meet
+# (the spatial plane: one generator for every kernel size, so ``SpatialTying.generators`` stays shape-free).
 _SQUARE_ONLY = {"transpose", "antitranspose", "rot90"}
 
 
@@ -44,6 +46,13 @@ def _apply(name: str, grid: np.ndarray) -> np.ndarray:
         return np.roll(grid, int(name.split(":")[1]), axis=0)
     if name.startswith("colshift:"):  # W[o, i] = W[o, i + s]  (cyclic; ``repeat`` along in)
         return np.roll(grid, int(name.split(":")[1]), axis=1)
+    if name.startswith("rowcopies:") or name.startswith("colcopies:"):  # c equal copies: shift by size / c
+        axis, copies = (0 if name[0] == "r" else 1), int(name.split(":")[1])
+        size = grid.shape[axis]
+        if copies < 1 or size % copies:
+            raise ValueError(f"generator {name!r} needs a plane whose {'rows' if axis == 0 else 'columns'} ({size}) "
+                             f"are a multiple of {copies}")
+        return np.roll(grid, size // copies, axis=axis)
     raise ValueError(f"unknown plane generator {name!r}")
 
 
