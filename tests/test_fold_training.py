@@ -177,6 +177,24 @@ def test_optimize_of_a_fold_trained_model_matches():
     assert KERNEL in net[2]._modules  # the original keeps training folded
 
 
+def test_estimated_speedup_grows_with_the_saving_and_the_product_size():
+    from weightsym.fast.training import estimated_speedup, fold_kernel
+
+    def speedup(layer, channel, spatial, compiled=True):
+        ws.nn.attach(layer, "weight", ws.symmetry.combine(channel, spatial))
+        return estimated_speedup(fold_kernel(layer), compiled)
+
+    assert speedup(nn.Linear(2048, 2048), "block", None) > 3.0  # a quarter of the multiplies, negligible folds
+    assert speedup(nn.Linear(64, 64), "block", None) < 1.0  # the folds cost more than a 64x64 product saves
+    big, small = nn.Conv2d(128, 128, 3), nn.Conv2d(16, 16, 3)
+    assert speedup(big, "block", "dihedral") > speedup(copy.deepcopy(nn.Conv2d(128, 128, 3)), None, "dihedral") > 1
+    assert speedup(small, None, "dihedral") < 1
+    assert speedup(nn.Conv2d(128, 128, 3), None, "dihedral", compiled=False) < \
+        speedup(nn.Conv2d(128, 128, 3), None, "dihedral", compiled=True)
+    strided = speedup(nn.Conv2d(64, 64, 3, stride=2), "block", "dihedral")
+    assert strided < speedup(nn.Conv2d(64, 64, 3), "block", "dihedral")
+
+
 def test_auto_policy_decides_by_multiplies_and_size():
     big = nn.Sequential(nn.Linear(4, 1024), nn.Linear(1024, 1024), nn.Linear(1024, 1024), nn.Linear(1024, 1024),
                         nn.Linear(1024, 2))
@@ -186,7 +204,7 @@ def test_auto_policy_decides_by_multiplies_and_size():
     small = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2))
     ws.symmetrize(small, channel="block")
     row = fold_training(small, policy="auto", compiled=True).rows[0]
-    assert row.path == "gather" and "too small" in row.why
+    assert row.path == "gather" and "memory passes" in row.why and "estimated" in row.why
 
 
 @pytest.mark.parametrize("generators,kernel,stride,dilation,padding,mode,groups", [

@@ -130,10 +130,13 @@ class SpatialFold(nn.Module):
         return xp[tuple(index)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            # training: the orbit maps with their adjoint as backward (one pass, no per-tap zero tensors); zero
+            # padding happens inside, so the backward writes the unpadded gradient directly
+            if self.mode == "constant":
+                return _OrbitMaps.apply(x, self, True)
+            return _OrbitMaps.apply(F.pad(x, self.padding, mode=self.mode), self, False)
         xp = F.pad(x, self.padding, mode=self.mode) if any(self.padding) else x
-        if xp.requires_grad and torch.is_grad_enabled():
-            # training: the orbit maps with their adjoint as backward (one pass, no per-tap zero tensors)
-            return _OrbitMaps.apply(xp, self)
         return self.maps(xp)
 
     def maps(self, xp: torch.Tensor) -> torch.Tensor:
@@ -179,17 +182,21 @@ class SpatialFold(nn.Module):
         stacked = stacked.unflatten(2, (self.groups, c // self.groups)).transpose(1, 2)  # (N, g, F, C/g, *S)
         return stacked.reshape(n, self.orbits * c, *out)
 
-    def adjoint(self, dz: torch.Tensor, padded: tuple[int, ...]) -> torch.Tensor:
+    def adjoint(self, dz: torch.Tensor, padded: tuple[int, ...], crop: bool = False) -> torch.Tensor:
         """The transpose of :meth:`maps`: the gradient of the padded input from that of the orbit maps.
 
         Forward, orbit ``s`` reads the padded input at offset ``t·d`` (every ``stride``-th position) for each of its
         taps ``t``; backward, each tap adds the orbit's gradient map back into that window of one zero buffer, in
         place.  Traced (``torch.compile``) with stride 1, the same sums are written as reads of the zero-padded
-        gradient at offset ``(k-1-t)·d``: a gather form the compiler fuses into one loop.
+        gradient at offset ``(k-1-t)·d``: a gather form the compiler fuses into one loop.  ``crop``: return the gradient of the input
+        before its (zero) padding, i.e. without the border the padding added.
         """
         n, channels = dz.shape[0], dz.shape[1] // self.orbits
         blocks = dz.unflatten(1, (self.groups, self.orbits, channels // self.groups))
         out_sizes = dz.shape[2:]
+        axes = range(len(self.kernel_size))
+        before = [self.padding[2 * (len(axes) - 1 - a)] for a in axes]  # leading padding per axis (F.pad order)
+        sizes = [p - b - self.padding[2 * (len(axes) - 1 - a) + 1] for p, b, a in zip(padded, before, axes)]
         if not _tracing():
             grad = dz.new_zeros((n, channels, *padded))
             for s, taps in enumerate(self.taps):
@@ -199,6 +206,8 @@ class SpatialFold(nn.Module):
                                                            for t, d, o, st in zip(tap, self.dilation, out_sizes,
                                                                                   self.stride)]
                     grad[tuple(window)] += source
+            if crop:
+                return grad[(slice(None), slice(None), *[slice(b, b + m) for b, m in zip(before, sizes)])]
             return grad
         if any(st != 1 for st in self.stride):
             # stride s: the gradient maps spread onto every s-th position (zeros between), then the stride-1 sums
@@ -216,9 +225,14 @@ class SpatialFold(nn.Module):
         for s, taps in enumerate(self.taps):
             source = F.pad(blocks[:, :, s].reshape(n, channels, *out_sizes), pads)
             for tap in taps:
-                window = [slice(None), slice(None)] + [slice((k - 1 - t) * d, (k - 1 - t) * d + p)
-                                                       for t, k, d, p in zip(tap, self.kernel_size, self.dilation,
-                                                                             padded)]
+                if crop:  # only the windows over the unpadded input
+                    window = [slice(None), slice(None)] + [slice((k - 1 - t) * d + b, (k - 1 - t) * d + b + m)
+                                                           for t, k, d, b, m in zip(tap, self.kernel_size,
+                                                                                    self.dilation, before, sizes)]
+                else:
+                    window = [slice(None), slice(None)] + [slice((k - 1 - t) * d, (k - 1 - t) * d + p)
+                                                           for t, k, d, p in zip(tap, self.kernel_size,
+                                                                                 self.dilation, padded)]
                 piece = source[tuple(window)]
                 total = piece if total is None else total + piece
         return total
@@ -234,14 +248,15 @@ class _OrbitMaps(torch.autograd.Function):
     """:meth:`SpatialFold.maps` with :meth:`SpatialFold.adjoint` as its backward."""
 
     @staticmethod
-    def forward(ctx, xp: torch.Tensor, fold: SpatialFold) -> torch.Tensor:
-        ctx.fold, ctx.padded = fold, tuple(xp.shape[2:])
+    def forward(ctx, x: torch.Tensor, fold: SpatialFold, pad: bool) -> torch.Tensor:
         with torch.no_grad():
+            xp = F.pad(x, fold.padding) if pad and any(fold.padding) else x
+            ctx.fold, ctx.padded, ctx.crop = fold, tuple(xp.shape[2:]), pad
             return fold.maps(xp)
 
     @staticmethod
     def backward(ctx, dz: torch.Tensor):
-        return ctx.fold.adjoint(dz.contiguous(), ctx.padded), None
+        return ctx.fold.adjoint(dz.contiguous(), ctx.padded, crop=ctx.crop), None, None
 
 
 def _tracing() -> bool:

@@ -114,7 +114,7 @@ class StructuredKernel(nn.Module):
     flips = False
 
     def __init__(self, kind: str, plan: str, copies: int, n_in: int, n_out: int, conv: dict | None,
-                 spatial: SpatialFold | None, product: str, multiply_fraction: float):
+                 spatial: SpatialFold | None, product: str, multiply_fraction: float, spatial_taps: int = 1):
         super().__init__()
         self.kind, self.plan, self.copies = kind, plan, int(copies)
         self.n_in, self.n_out = int(n_in), int(n_out)
@@ -129,6 +129,7 @@ class StructuredKernel(nn.Module):
         # a bias is added by the product itself when no output transform follows (one fused op)
         self.fuses_bias = self.out_mode in ("none", "centro")
         self.multiply_fraction = float(multiply_fraction)
+        self.spatial_taps = spatial_taps
 
     def extra_repr(self) -> str:
         return (f"{self.kind}, {self.n_in}->{self.n_out}, plan={self.plan}, spatial_fold={self.spatial is not None}, "
@@ -232,7 +233,7 @@ def build_kernel(module: nn.Module, cls=StructuredKernel, use_channel: bool = Tr
         reduced = ((R + 1) // 2 * ((C + 1) // 2) + (R // 2) * ((C + 1) // 2)) * (fold.orbits if fold else taps)
     kind = "linear" if isinstance(module, nn.Linear) else "conv"
     return cls(kind, plan, copies, C * groups if kind == "conv" else C, R, conv_options(module), fold, product,
-               reduced / (R * C * taps), **extra)
+               reduced / (R * C * taps), taps, **extra)
 
 
 class StructuredLayer(StructuredKernel):
@@ -241,9 +242,9 @@ class StructuredLayer(StructuredKernel):
     ``weight1``, ``bias``); the forward pass holds no gather and no expansion.
     """
 
-    def __init__(self, kind, plan, copies, n_in, n_out, conv, spatial, product, multiply_fraction,
+    def __init__(self, kind, plan, copies, n_in, n_out, conv, spatial, product, multiply_fraction, spatial_taps,
                  weights: list[torch.Tensor], bias: torch.Tensor | None):
-        super().__init__(kind, plan, copies, n_in, n_out, conv, spatial, product, multiply_fraction)
+        super().__init__(kind, plan, copies, n_in, n_out, conv, spatial, product, multiply_fraction, spatial_taps)
         for i, w in enumerate(weights):
             self.register_buffer(f"weight{i}", w.contiguous())
         self.branches = len(weights)

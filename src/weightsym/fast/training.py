@@ -39,15 +39,20 @@ from weightsym.fast.spatial_fold import orbit_representatives
 from weightsym.fast.structured import CONV_TYPES, StructuredKernel, build_kernel, layer_structure
 from weightsym.nn.parametrization import KERNEL, clear_kernel, set_kernel, symmetric_parametrization
 
-# When does a fold pay?  It saves multiplies (the fraction) but costs passes over memory (the folds and their
-# adjoints), so it wins when the saving is large and the product is big enough to dominate.  Measured on a 2-core CPU
-# with benchmarks/bench_fold_training.py (docs/results/train_step.md): compiled folds win from a 1/2 multiply
-# fraction at 64 channels; eager folds (each fold its own pass) only for large products.
-RULES = {
-    # compiled: (largest multiply fraction, smallest reduced product side)
-    True: (0.5, 48),
-    False: (0.5, 512),
+# When does a fold pay?  It saves multiplies, but it moves memory: the input fold, the spatial orbit maps, the output
+# mirror and the adjoints of all three in the backward.  Per output element, a layer does ``macs`` multiply-adds
+# densely and ``f·macs`` folded, and the folds move about ``traffic`` elements (see ``estimated_speedup``).  Modelled
+# step time relative to dense: ``f · PRODUCT_COST + MEMORY_COST · traffic / macs``, with MEMORY_COST the multiply-adds
+# one moved element costs, measured on a 2-core CPU (AVX-512, oneDNN) with benchmarks/bench_train_step.py and
+# benchmarks/calibrate_fold.py: the spatial orbit maps are masked, strided passes and cost more than the channel folds'
+# contiguous ones; eager mode pays every fold as a separate pass.  A layer folds when the model predicts at least
+# MIN_SPEEDUP.
+PRODUCT_COST = {"spatial": 1.0, "channel": 1.0}  # reduced products run about as efficiently as the dense ones
+MEMORY_COST = {  # (compiled?) -> multiply-adds per moved element
+    True: {"spatial": 52.0, "channel": 14.0},
+    False: {"spatial": 75.0, "channel": 20.0},
 }
+MIN_SPEEDUP = 1.15
 
 
 @dataclass
@@ -144,25 +149,57 @@ def fold_kernel(module: nn.Module, product: str = "conv") -> FoldKernel | None:
     return build_kernel(module, FoldKernel, product=product, block_index=index, block_shape=tuple(index.shape))
 
 
+def estimated_speedup(kernel: StructuredKernel, compiled: bool = True) -> float:
+    """Modelled dense / fold training-step time of one layer (see :data:`MEMORY_COST`), per output element.
+
+    Dense multiply-adds per output element: ``C_in · taps / groups``.  Memory moved by the folds (forward and
+    backward, per output element): the input pair fold reads ``C_in`` and writes half of it; the spatial orbit maps
+    write ``F · C'`` (``C'`` the channels after the channel fold) and read the input once; the output mirror writes
+    ``R`` from ``R/2``; each adjoint moves the same again; input-side terms scale with the input pixels per output
+    pixel (the stride's product).
+    """
+    conv = kernel.conv
+    groups = conv.get("groups", 1) if kernel.kind == "conv" else 1
+    stride = 1
+    for s in conv.get("stride", ()) if kernel.kind == "conv" else ():
+        stride *= s
+    taps = 1
+    if kernel.kind == "conv":
+        taps = kernel.spatial_taps
+    macs = kernel.n_in // groups * taps
+    per_out = 1.0 / kernel.n_out  # input-side traffic is shared by all outputs of a pixel
+    channel = spatial = 0.0
+    channels_after = kernel.n_in
+    if kernel.in_mode in ("pair", "centro", "chunks"):
+        channels_after = (kernel.n_in + 1) // 2 if kernel.in_mode != "chunks" else kernel.n_in // kernel.copies
+        channel += 2 * (kernel.n_in + channels_after) * stride * per_out
+    if kernel.spatial is not None:  # maps at output resolution; the input read and its gradient at input resolution
+        spatial += (2 * kernel.spatial.orbits + 1 + stride) * channels_after * per_out
+    if kernel.out_mode in ("mirror", "tile", "centro"):
+        channel += 2 * 1.5  # write R from R/2, and the adjoint
+    cost = MEMORY_COST[compiled]
+    kind = "spatial" if kernel.spatial is not None else "channel"
+    time = kernel.multiply_fraction * PRODUCT_COST[kind] + (cost["spatial"] * spatial + cost["channel"] * channel) / macs
+    return 1.0 / time
+
+
 def _decide(kernel: FoldKernel, policy: str, compiled: bool) -> tuple[bool, str]:
     if policy == "always":
         return True, "policy always"
-    max_fraction, min_side = RULES[compiled]
-    if kernel.multiply_fraction > max_fraction:
-        return False, f"saves too few multiplies ({kernel.multiply_fraction:.2f} > {max_fraction})"
-    side = min(kernel.n_in, kernel.n_out) * (kernel.spatial.orbits if kernel.spatial is not None else 1)
-    side = min(side, kernel.n_out)
-    if side < min_side:
-        return False, f"product too small to pay for the folds ({side} < {min_side}{' compiled' if compiled else ''})"
-    return True, f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies"
+    speedup = estimated_speedup(kernel, compiled)
+    mode = "compiled" if compiled else "eager"
+    if speedup < MIN_SPEEDUP:
+        return False, (f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies, but the folds' memory passes leave an "
+                       f"estimated {speedup:.2f}x ({mode}; folds from {MIN_SPEEDUP}x)")
+    return True, f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies, estimated {speedup:.2f}x faster ({mode})"
 
 
 def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True) -> FoldReport:
     """Let the symmetric Linear/Conv1d/Conv2d layers of ``model`` train through their folds (in place).
 
     ``policy``: ``"auto"`` folds a layer when its structure saves enough multiplies and its product is large enough
-    for the saving to outweigh the folds' memory passes (:data:`RULES`, measured; they differ for ``compiled``
-    models, where the folds fuse into the neighbouring kernels, and eager ones); ``"always"`` folds every layer whose
+    for the saving to outweigh the folds' memory passes (:func:`estimated_speedup`, a cost model measured on CPU; it
+    differs for ``compiled`` models, where the folds fuse into their neighbours, and eager ones); ``"always"`` folds every layer whose
     structure saves multiplies; ``"never"`` removes every fold (same as :func:`unfold_training`).  Layers without
     such structure (``triangular``, ``transpose``, the matrix maps, recurrent layers) keep the gather path.
 
