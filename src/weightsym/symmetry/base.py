@@ -283,11 +283,11 @@ class KernelRepeat(SpatialTying):
             return reason
         k = shape4[2] if self.axis == "kh" else shape4[3]
         if self.copies < 2 or k % self.copies:
-            what = "rows (kh)" if self.axis == "kh" else "columns (kw)"
+            line, other = ("row", "kw") if self.axis == "kh" else ("column", "kh")
+            what = f"{line}s ({self.axis})"
             divisors = [d for d in range(2, k + 1) if k % d == 0]
-            other = "kw" if self.axis == "kh" else "kh"
             hint = (f"pick copies from {divisors}" if divisors else
-                    f"the kernel has a single {what[:-6]} here; use repeat:c:{other}"
+                    f"the kernel has a single {line} here; use repeat:c:{other}"
                     + (" (a Conv1d kernel runs along kw)" if self.axis == "kh" and shape4[2] == 1 else ""))
             return (f"repeat with {self.copies} copies along {self.axis} needs the kernel's {what} ({k}) to be a "
                     f"multiple of the number of copies (>= 2); {hint}")
