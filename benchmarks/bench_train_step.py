@@ -56,11 +56,10 @@ QUICK_LAYER_CASES = [
     ("block Linear n=64 (quick)", lambda: nn.Linear(64, 64), (8, 64), "block", None, None),
 ]
 # (name, model, symmetrize options, goal)
-MODEL_CASES = [
+MODEL_CASES = [  # symmetrize's default rule: every conv but the stem (and the classifier) stays dense, as in the paper
     ("WRN-16-4-bottleneck, block on every conv + dihedral on every 3x3 conv", "wrn-16-4-bottleneck",
-     dict(channel="block", spatial="dihedral", include=["conv0", "*conv*", "*downsample"]), 1.5),
-    ("WRN-16-4-bottleneck, dihedral on every 3x3 conv", "wrn-16-4-bottleneck",
-     dict(spatial="dihedral", include=["conv0", "*conv*"]), 1.25),
+     dict(channel="block", spatial="dihedral"), 1.5),
+    ("WRN-16-4-bottleneck, dihedral on every 3x3 conv", "wrn-16-4-bottleneck", dict(spatial="dihedral"), 1.25),
 ]
 TYINGS = [("triangular", None), ("centrosymmetric", None), ("bisymmetric", None), ("block", None), ("eighth", None),
           ("repeat", None), (None, "transpose"), (None, "hflip"), (None, "vflip"), (None, "rot180"),
