@@ -88,7 +88,7 @@ def test_file_holds_only_free_values_and_layer_metadata(tmp_path):
         assert fh.get_tensor("rng.torch").dtype == torch.uint8
     info = checkpoint_info(path)
     assert info["layers"]["2.weight"]["symmetry"] == "triangular"
-    assert info["format"] == "weightsym-checkpoint/1"
+    assert info["format"] == "weightsym-checkpoint/2"
 
 
 def test_mismatched_symmetry_names_the_layer(tmp_path):

@@ -31,7 +31,8 @@ def no_work(monkeypatch):
         ("weightsym.train.loop", "make_test_loader"), ("weightsym.train.loop", "evaluate_checkpoint"),
         ("weightsym.lm.train", "load_corpus"), ("weightsym.lm.train", "load_language_model"),
         ("weightsym.demo", "load_mnist1d"), ("weightsym.demo", "train_and_test"), ("weightsym.fast.bench", "run"),
-        ("weightsym.fast.export", "load_symmetric_model"), ("weightsym.analysis.report", "analyze_file"),
+        ("weightsym.nn", "load_model"), ("weightsym.nn.modelfile", "load_model"),
+        ("weightsym.analysis.report", "analyze_file"), ("weightsym.train.describe", "describe_file"),
         ("weightsym.data.download", "download_dataset"), ("weightsym.symmetry.plot", "plot_structure"),
         ("weightsym.train.describe", "describe_model"),
     ]:

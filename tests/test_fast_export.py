@@ -13,7 +13,7 @@ import weightsym as ws
 import weightsym.fast
 from weightsym.cli import main
 from weightsym.fast import export_dense, export_onnx, optimize
-from weightsym.fast.export import load_dense, load_symmetric_model
+from weightsym.fast.export import load_dense
 from weightsym.models import create_model
 
 
@@ -78,11 +78,16 @@ def test_cli_export_from_weight_file(tmp_path, capsys):
         assert torch.allclose(plain(x), model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_cli_export_needs_a_model_name(tmp_path, capsys):
+def test_cli_export_needs_a_model_name_only_when_the_file_does_not_record_it(tmp_path, capsys):
     model = create_model("mnist1d-cnn")
     ws.symmetrize(model, channel="block")
-    ws.save(model, tmp_path / "w.safetensors")
-    assert main(["export", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "o.safetensors")]) == 2
+    ws.save(model, tmp_path / "w.safetensors")  # records the registry architecture
+    assert main(["export", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "o.safetensors")]) == 0
+    assert "model mnist1d-cnn" in capsys.readouterr().out
+    plain = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    ws.symmetrize(plain, channel="block")
+    ws.save(plain, tmp_path / "plain.safetensors")  # not a registry model: nothing to rebuild it from
+    assert main(["export", str(tmp_path / "plain.safetensors"), "--out", str(tmp_path / "o.safetensors")]) == 2
     assert "--model" in capsys.readouterr().err
 
 
@@ -94,8 +99,8 @@ def test_cli_export_from_training_checkpoint(tmp_path):
     _perturb(model)
     save_checkpoint(tmp_path / "ckpt.safetensors", model, state={"config": {"model": "mnist1d-cnn",
                                                                            "channel": "centrosymmetric"}})
-    rebuilt, info = load_symmetric_model(tmp_path / "ckpt.safetensors")
-    assert info["model"] == "mnist1d-cnn"
+    rebuilt, info = ws.load_model(tmp_path / "ckpt.safetensors")
+    assert info.architecture == {"name": "mnist1d-cnn", "args": {"num_classes": 10}} and info.checksum == "verified"
     x = torch.randn(2, 1, 40)
     with torch.no_grad():
         assert torch.equal(rebuilt(x), model(x))

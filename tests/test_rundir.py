@@ -104,15 +104,15 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes_to_the_uninterrupted_wei
 def test_a_full_disk_is_one_line_naming_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
     import weightsym.train.checkpoint as checkpoint_module
 
-    real, calls = checkpoint_module.atomic_save_tensors, []
+    real, calls = checkpoint_module.write_model_file, []
 
-    def fill_up(tensors, path, metadata):
+    def fill_up(path, kind, tensors, fields):
         calls.append(path)
         if len(calls) == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(tensors, path, metadata)
+        return real(path, kind, tensors, fields)
 
-    monkeypatch.setattr(checkpoint_module, "atomic_save_tensors", fill_up)
+    monkeypatch.setattr(checkpoint_module, "write_model_file", fill_up)
     out = tmp_path / "run"
     assert main(TINY + ["--epochs", "1", "--checkpoint-every", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,6 +16,7 @@ from weightsym.nn import (
     SymmetrizeReport,
     count_parameters,
     load,
+    load_model,
     read_metadata,
     save,
     symmetric_layers,
@@ -26,7 +27,7 @@ from weightsym.symmetry import Symmetry, SymmetryError, available_symmetries, ge
 
 __all__ = [
     "ParameterCount", "Symmetry", "SymmetryError", "SymmetrizeReport", "available_symmetries", "count_parameters",
-    "get_symmetry", "load", "nn", "read_metadata", "save", "symmetric_layers", "symmetrize", "unsymmetrize",
+    "get_symmetry", "load", "load_model", "nn", "read_metadata", "save", "symmetric_layers", "symmetrize", "unsymmetrize",
 ]
 
 _SUBPACKAGES = {"analysis", "data", "fast", "lm", "models", "reproduce", "symmetry", "train"}

@@ -308,19 +308,15 @@ def analyze(
     return {**result, "files": files}
 
 
-def _natural_key(key: str):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
-
-
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Dense tensors of a checkpoint file, for ``kernel_symmetry``/``analyze`` in state-dict mode.
+    """Dense tensors of a model file, for ``kernel_symmetry``/``analyze`` in state-dict mode.
 
-    - ``.safetensors``: read with safetensors. A weightsym weight file (``ws.save``; metadata format
-      ``weightsym/1``) stores only the free values of symmetric layers under ``<layer>.parametrizations.<tensor>.original``;
-      these are expanded back to the dense ``<layer>.<tensor>`` with the symmetry named in the metadata. Keys are
-      returned in natural order (``layer2`` before ``layer10``), since safetensors files sort keys alphabetically.
-    - anything else is refused: weightsym never unpickles a file it is handed (``.pt``/``.pth`` are pickles). Convert
-      a checkpoint you trust yourself with ``safetensors.torch.save_file(torch.load(f, weights_only=True), out)``.
+    The file is read and validated by :func:`weightsym.nn.read_model_file` (header, metadata, checksum, finite
+    values). A weightsym weight file or checkpoint stores only the free values of symmetric layers under
+    ``<layer>.parametrizations.<tensor>.original``; these are expanded back to the dense ``<layer>.<tensor>`` with the
+    symmetry named in the metadata. Keys are returned in natural order (``layer2`` before ``layer10``), since
+    safetensors files sort keys alphabetically. Anything but a safetensors file is refused: weightsym never unpickles
+    a file it is handed (``.pt``/``.pth`` are pickles), and the error says how to convert one you trust.
 
     >>> import tempfile, torch, weightsym as ws
     >>> net = nn.Sequential(*[nn.Conv2d(4, 4, 3) for _ in range(4)])
@@ -330,123 +326,104 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     >>> list(state)[:4], torch.equal(state["1.weight"], net[1].weight)
     (['0.bias', '0.weight', '1.bias', '1.weight'], True)
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+    from weightsym.nn import read_model_file
 
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-        if metadata.get("format", "").startswith("weightsym/"):
-            state = _expand_symmetric(state, json.loads(metadata.get("layers", "{}")), path)
-        return {key: state[key] for key in sorted(state, key=_natural_key)}
-    raise ValueError(
-        f"{path}: only .safetensors files are read (a {path.suffix or 'suffix-less'} file may be a pickle, which "
-        "weightsym never loads); convert a checkpoint you trust with: python -c \"import torch; from "
-        "safetensors.torch import save_file; save_file(torch.load('IN.pt', weights_only=True), 'OUT.safetensors')\"")
+    mf = path if not isinstance(path, (str, Path)) else read_model_file(path)
+    if mf.kind in ("weights", "checkpoint"):
+        return mf.dense_state()
+    return {key: mf.tensors[key] for key in sorted(mf.tensors, key=_natural_key)}
 
 
-def _expand_symmetric(state: dict[str, torch.Tensor], layers: dict[str, dict], path: Path) -> dict[str, torch.Tensor]:
-    """Replace stored free values of symmetric tensors by their dense expansion (same key as the dense layer)."""
-    from weightsym import get_symmetry
-
-    state = dict(state)
-    for qualified, info in layers.items():
-        module, _, tensor = qualified.rpartition(".")
-        stored_key = f"{module}.parametrizations.{tensor}.original" if module else f"parametrizations.{tensor}.original"
-        if stored_key not in state:
-            raise ValueError(f"{path}: metadata names symmetric tensor `{qualified}` but `{stored_key}` is missing")
-        mask = info.get("block_mask")
-        state[qualified] = get_symmetry(info["symmetry"]).expand(
-            state.pop(stored_key), tuple(info["shape"]), row_blocks=info.get("row_blocks", 1),
-            block_mask=None if mask is None else [c == "1" for c in mask],
-        )
-    return state
+def _natural_key(key: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
 def load_training_checkpoint(
-    path: str | Path, data: str | None = None, data_dir: str | None = None, batch_size: int = 500,
+    path, data: str | None = None, data_dir: str | None = None, batch_size: int = 500,
 ) -> tuple[nn.Module, Iterable, nn.Module | None, dict[str, Any]]:
     """Rebuild the model of a ``weightsym train`` checkpoint and a test loader for consistency measurements.
 
-    The architecture and symmetry come from the training config stored in the checkpoint
-    (``weightsym.train.build_model``); the weights are loaded with ``weightsym.train.load_checkpoint``, which checks
-    every symmetric layer. The loader is the normalised, un-augmented test split of the checkpoint's dataset or of
-    ``data`` (which must have the input shape the model was trained on). Returns ``(model, loader, input_transform,
-    source)``: ``input_transform`` is the ``ExpandInput`` of runs trained with ``--expand-input K`` (else ``None``),
-    ``source`` describes what was loaded (for the report).
+    The model comes from :func:`weightsym.load_model` (the one reader of model files: architecture, symmetry of every
+    layer and weights, all validated). The loader is the normalised, un-augmented test split of the checkpoint's
+    dataset or of ``data`` (which must have the input shape the model was trained on). Returns ``(model, loader,
+    input_transform, source)``: ``input_transform`` is the ``ExpandInput`` of runs trained with ``--expand-input K``
+    (else ``None``), ``source`` describes what was loaded (for the report). ``path`` may also be a
+    :class:`weightsym.nn.ModelFile` already read.
     """
-    from weightsym.train import (
-        TrainConfig,
-        build_model,
-        checkpoint_info,
-        load_checkpoint,
-    )
-    from weightsym.train.data import dataset_info, make_test_loader
-    from weightsym.train.distributed import DistContext
+    from weightsym.data import training_data_info
+    from weightsym.data import test_loader as make_test_loader
+    from weightsym.nn import load_model
     from weightsym.transforms import ExpandInput
 
-    info = checkpoint_info(path)
-    saved = info["state"].get("config")
-    if saved is None:
-        raise ValueError(f"{path} is a training checkpoint without a training config; analyse its weights as a "
-                         "state dict instead")
-    config = TrainConfig.from_dict({**saved, "eval_batch_size": batch_size, "device": "cpu",
-                                    "data_dir": data_dir if data_dir is not None else saved.get("data_dir")})
-    model, _, trained_on = build_model(config)
-    load_checkpoint(path, model)
-    model.eval()
-    target = dataset_info(data) if data else trained_on
+    model, description = load_model(path)
+    config = description.config
+    if description.kind != "classifier" or not config:
+        raise ValueError(f"{description.path} is a training checkpoint without a training config; analyse its weights "
+                         "as a state dict instead")
+    data_dir = data_dir if data_dir is not None else config.get("data_dir")
+    image_size = int(config.get("image_size", 224))
+    trained_on = training_data_info(config.get("dataset") or _model_dataset(config["model"]), data_dir, image_size)
+    target = training_data_info(data, data_dir, image_size) if data else trained_on
     if tuple(target["input_shape"]) != tuple(trained_on["input_shape"]):
-        raise ValueError(f"--data {data}: its inputs are {tuple(target['input_shape'])} but {config.model} was "
+        raise ValueError(f"--data {data}: its inputs are {tuple(target['input_shape'])} but {config['model']} was "
                          f"trained on {trained_on['name']} {tuple(trained_on['input_shape'])}; use a dataset with "
                          "that shape")
-    loader = make_test_loader(config, target, DistContext())
+    loader = make_test_loader(target, batch_size, data_dir, image_size=image_size)
     expand = None
-    if config.expand_input > 1:
-        expand = ExpandInput(config.expand_input, fill=config.expand_fill,
+    factor = int(config.get("expand_input", 1))
+    if factor > 1:
+        expand = ExpandInput(factor, fill=float(config.get("expand_fill", 0.0)),
                              spatial_dims=len(trained_on["input_shape"]) - 1)
+    options = {k: config.get(k) for k in ("channel", "spatial", "plan", "include", "exclude", "strict", "hh_gates",
+                                          "ih_gates")}
+    state = description.state
     source = {
-        "checkpoint": str(path), "model": config.model, "model_args": config.model_args,
+        "checkpoint": description.path, "model": config["model"], "model_args": config.get("model_args") or {},
         "trained_on": trained_on["name"], "test_data": target["name"],
-        "symmetry": {k: v for k, v in config.symmetry_options().items() if v not in (None, False, "1111")},
-        "expand_input": config.expand_input, "step": info["state"].get("step"),
-        "epochs_done": info["state"].get("epochs_done"),
+        "symmetry": {k: v for k, v in options.items() if v not in (None, False, "1111")},
+        "expand_input": factor, "step": state.get("step"), "epochs_done": state.get("epochs_done"),
+        "checksum": description.checksum,
     }
     return model, loader, expand, source
 
 
-def analyze_file(path: str | Path, out_dir: str | Path | None = None, data: str | None = None,
+def _model_dataset(name: str) -> str:
+    from weightsym.models import model_info
+
+    return model_info(name)["dataset"]
+
+
+def analyze_file(path, out_dir: str | Path | None = None, data: str | None = None,
                  data_dir: str | None = None, max_batches: int | None = None, max_shift: int = 4,
                  title: str | None = None, log=print) -> dict[str, Any]:
-    """:func:`analyze` a file: what ``weightsym analyze`` does.
+    """:func:`analyze` a model file: what ``weightsym analyze`` does.
 
-    A ``weightsym train`` checkpoint is rebuilt as its model (:func:`load_training_checkpoint`) and also measured for
-    flip and shift consistency (and accuracy, on its own dataset) over ``max_batches`` test batches of ``data`` (default
-    the dataset it was trained on); any other ``.safetensors`` file (weight file, dense export, state dict) is analysed
-    as tensors (:func:`load_state_dict`: kernel symmetry only; ``data`` is ignored with a note). ``out_dir`` defaults
-    to ``<file stem>_analysis`` next to the file. Returns :func:`analyze`'s result plus ``"out"``.
+    The file is read once and validated by :func:`weightsym.nn.read_model_file` (``path`` may also be the
+    :class:`weightsym.nn.ModelFile` already read). A ``weightsym train`` checkpoint is rebuilt as its model
+    (:func:`load_training_checkpoint`) and also measured for flip and shift consistency (and accuracy, on its own
+    dataset) over ``max_batches`` test batches of ``data`` (default the dataset it was trained on); any other model
+    file (weight file, dense export, state dict) is analysed as tensors (:func:`load_state_dict`: kernel symmetry
+    only; ``data`` is ignored with a note). ``out_dir`` defaults to ``<file stem>_analysis`` next to the file. Returns
+    :func:`analyze`'s result plus ``"out"``.
     """
-    from weightsym.train.checkpoint import checkpoint_kind
+    from weightsym.nn import read_model_file
 
-    path = Path(path)
+    mf = path if not isinstance(path, (str, Path)) else read_model_file(path)
+    path = mf.path
     out = Path(out_dir) if out_dir else path.parent / (path.stem + "_analysis")
     title = title or f"analysis of {path.name}"
-    if path.suffix == ".safetensors" and checkpoint_kind(path) == "classifier":
-        model, loader, expand, source = load_training_checkpoint(path, data, data_dir)
+    if mf.role == "classifier":
+        model, loader, expand, source = load_training_checkpoint(mf, data, data_dir)
         result = analyze(model, out, loader=loader, title=title, max_batches=max_batches, max_shift=max_shift,
                          input_transform=expand, source=source, accuracy=source["test_data"] == source["trained_on"])
         extra = ", ".join(f"{k.split(' ')[0]} {v:.4f}" for k, v in result["consistency"].items())
     else:
-        state = load_state_dict(path)
+        state = load_state_dict(mf)
         if data:
             log(f"note: --data {data} ignored: {path.name} is a plain weight file without the architecture, analysed "
                 "as a state dict (kernel symmetry only); pass a `weightsym train` checkpoint for flip/shift "
                 "consistency")
-        result = analyze(state, out, title=title, source={"weights": str(path)})
+        result = analyze(state, out, title=title, source={"weights": str(path), "checksum": mf.checksum})
         extra = "no consistency (weights only)"
     summary = result["summary"]
     layers = (f"{summary['layers']} conv layers, mean S = {_fmt(summary['mean_score'])}" if summary["layers"]

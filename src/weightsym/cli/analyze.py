@@ -34,21 +34,18 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     checks.existing_file(args.checkpoint, "CHECKPOINT")
-    if not args.checkpoint.endswith(".safetensors"):
-        from weightsym.analysis.report import load_state_dict
-
-        load_state_dict(args.checkpoint)  # refuses it (a pickle is never loaded) with a conversion hint
-    kind = checks.checkpoint(args.checkpoint, "CHECKPOINT",
-                             ("classifier", "weights", "dense", "safetensors", "checkpoint"))
     checks.existing_folder(args.data_dir, "--data-dir", "leave it out to use $WEIGHTSYM_DATA")
     if args.out:
         checks.output_folder(args.out)
-    if kind == "classifier" and args.data:
+    # read once, validated (a pickle is refused with a conversion hint, never loaded)
+    model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT",
+                                   ("classifier", "weights", "dense", "safetensors", "checkpoint"))
+    if model_file.role == "classifier" and args.data:
         from weightsym.data.datasets import canonical_name
 
         canonical_name(args.data)  # image folders are not test sets for consistency
     from weightsym.analysis.report import analyze_file
 
-    analyze_file(args.checkpoint, args.out, data=args.data, data_dir=args.data_dir, max_batches=args.max_batches,
+    analyze_file(model_file, args.out, data=args.data, data_dir=args.data_dir, max_batches=args.max_batches,
                  max_shift=args.max_shift, title=args.title)
     return 0

@@ -232,22 +232,25 @@ KINDS = {
 }
 USE = {"classifier": "`weightsym eval`, `weightsym analyze` or `weightsym export`",
        "language-model": "`weightsym lm-sample` (or `weightsym lm --resume` on its folder)",
-       "weights": "`weightsym analyze` or `weightsym export --model NAME`",
+       "weights": "`weightsym analyze`, `weightsym export` or `weightsym describe FILE`",
        "dense": "safetensors.torch.load_file and the plain model's load_state_dict"}
 
 
-def checkpoint(path: str, option: str, kinds: tuple[str, ...]) -> str:
-    """The kind of file at ``path`` (:func:`weightsym.train.checkpoint.checkpoint_kind`); a :class:`UsageError`
-    saying what it is, what the command needs and which command reads it when it is none of ``kinds``."""
-    from weightsym.train.checkpoint import checkpoint_kind
+def checkpoint(path: str, option: str, kinds: tuple[str, ...]):
+    """The model file at ``path``, read once and validated completely (:func:`weightsym.nn.read_model_file`: header,
+    metadata, checksum, finite values), as a :class:`weightsym.nn.ModelFile` to hand to the library.  A damaged file
+    is a :class:`UsageError` naming it and its problem; a file of another kind (``ModelFile.role`` not in ``kinds``)
+    one saying what it is, what the command needs and which command reads it."""
+    from weightsym.nn.modelfile import read_model_file
 
     existing_file(path, option)
     try:
-        kind = checkpoint_kind(path)
+        mf = read_model_file(path)
     except ValueError as exc:
-        raise UsageError(f"{option} {path}: {exc}") from None
+        raise UsageError(f"{option} {exc}") from None
+    kind = mf.role
     if kind not in kinds:
         need = " or ".join(KINDS[k].split(" (")[0] for k in kinds)
         use = f"; for this file use {USE[kind]}" if kind in USE else ""
         raise UsageError(f"{option} {path}: this is {KINDS[kind]}, this command needs {need}{use}")
-    return kind
+    return mf

@@ -16,13 +16,18 @@ def add_parser(sub) -> None:
         sub, "describe", "per-layer symmetry table and parameter totals of a model, without training",
         "Build a registry model, apply the symmetry options and print which layers they touch (the symmetrize "
         "report: layer, tensor, shape, symmetry, dense and stored values, why a layer stayed dense) and the "
-        "whole-model totals: dense-equivalent, stored and free parameters and the % saved.\n\n" + PLACEMENT_NOTE,
+        "whole-model totals: dense-equivalent, stored and free parameters and the % saved. Given a model FILE "
+        "instead (weight file or checkpoint), print the same for the model it holds, read and validated by "
+        "weightsym.load_model.\n\n" + PLACEMENT_NOTE,
         ["weightsym describe --model wrn-16-4-bottleneck --channel triangular --include '*conv2'",
          "weightsym describe --model resnet-50 --channel triangular --include '*conv2' --json",
          "weightsym describe --model lstm-lm --channel average --hh-gates 1111",
-         "weightsym describe --model mnist1d-cnn        # the dense weight layers"])
-    p.add_argument("--model", required=True, type=checks.model_name(),
-                   help="registry name (required; `weightsym models` lists them)")
+         "weightsym describe --model mnist1d-cnn        # the dense weight layers",
+         "weightsym describe runs/wrn-tri/checkpoint.safetensors --json"])
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="a weight file or training checkpoint to describe instead of --model (default: none)")
+    p.add_argument("--model", type=checks.model_name(),
+                   help="registry name (`weightsym models` lists them); needed unless FILE is given (default: none)")
     add_model_arg(p, from_config=False)
     add_symmetry_options(p, from_config=False)
     p.add_argument("--json", action="store_true", help="also print the totals as one JSON line after the table")
@@ -30,6 +35,23 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if args.file is not None:
+        given = [f"--{k.replace('_', '-')}" for k in ("model", "channel", "spatial", "include", "exclude", "ih_gates")
+                 if getattr(args, k, None)]
+        if given:
+            raise checks.UsageError(f"{', '.join(given)}: a FILE is described as it is stored; leave them out, or "
+                                    "leave FILE out to describe --model NAME with them")
+        model_file = checks.checkpoint(args.file, "FILE", ("classifier", "language-model", "checkpoint", "weights"))
+        from weightsym.train.describe import describe_file
+
+        text, counts, _ = describe_file(model_file)
+        print(text)
+        if args.json:
+            print(json.dumps(counts.to_dict()))
+        return 0
+    if not args.model:
+        raise checks.UsageError("--model NAME (a registry model) or a model FILE is required; `weightsym models` "
+                                "lists the names")
     from weightsym.train.describe import describe_model
 
     text, counts = describe_model(args.model, channel=args.channel, spatial=args.spatial, include=args.include,

@@ -11,9 +11,9 @@ from weightsym.cli.parser import add_command
 def add_parser(sub) -> None:
     p = add_command(
         sub, "eval", "test accuracy of a training checkpoint (model and symmetry rebuilt from it)",
-        "Rebuild the model from the config stored in CHECKPOINT (its symmetry included), load the weights, and "
-        "report loss and accuracy on the test split of the dataset it was trained on, with the stored and "
-        "dense-equivalent parameter counts.",
+        "Rebuild the model from CHECKPOINT (architecture and the symmetry of every layer from the file, which is "
+        "validated first: header, metadata, checksum, finite values), load the weights, and report loss and accuracy "
+        "on the test split of the dataset it was trained on, with the stored and dense-equivalent parameter counts.",
         ["weightsym train --model mnist1d-cnn --epochs 1 --out runs/mnist1d && "
          "weightsym eval runs/mnist1d/checkpoint.safetensors",
          "weightsym eval runs/wrn-tri/best.safetensors --json"])
@@ -28,11 +28,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    checks.checkpoint(args.checkpoint, "CHECKPOINT", ("classifier",))
     checks.existing_folder(args.data_dir, "--data-dir", "leave it out to use the run's data folder")
+    model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT", ("classifier",))
     from weightsym.train.loop import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size)
+    result = evaluate_checkpoint(model_file, args.data_dir, args.device, args.batch_size)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -25,10 +25,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    checks.checkpoint(args.checkpoint, "CHECKPOINT", ("language-model",))
+    model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT", ("language-model",))
     from weightsym.lm.train import format_text, generate, load_language_model
 
-    model, dictionary, _ = load_language_model(args.checkpoint)
+    model, dictionary, _ = load_language_model(model_file)
     prompt = args.prompt.split() if args.prompt else None
     unknown = [w for w in prompt or [] if w not in dictionary.word2idx]
     if unknown and "<unk>" not in dictionary.word2idx:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weightsym.nn.io import new_file_mode
+from weightsym.nn.modelfile import new_file_mode
 
 from .download import sha256_file
 from .paths import cache_root, data_root, missing_data_error

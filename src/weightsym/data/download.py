@@ -38,7 +38,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightsym.nn.io import new_file_mode
+from weightsym.nn.modelfile import new_file_mode
 
 from .paths import data_root
 

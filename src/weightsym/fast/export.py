@@ -5,9 +5,10 @@
 * :func:`export_onnx` writes the :func:`~weightsym.fast.optimize` d model (structured kernels included) with
   ``torch.onnx.export``.  The exporter needs the optional packages ``onnx`` and ``onnxscript``
   (``pip install onnx onnxscript`` or ``pip install 'weightsym[onnx]'``).
-* :func:`load_symmetric_model` rebuilds a symmetric model from a training checkpoint (``weightsym.train``) or a
-  weight file (``weightsym.save``): the architecture comes from the checkpoint's config or from ``model_name``, the
-  symmetry of every layer from the file's layer metadata.  The ``weightsym export`` command is built on it.
+
+Both read and write model files only through :mod:`weightsym.nn.modelfile` (a dense export is validated and
+checksummed like every weightsym file); to export a file, load it with :func:`weightsym.load_model` first (what the
+``weightsym export`` command does).
 
 >>> import torch, tempfile, os, weightsym as ws
 >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
@@ -24,14 +25,13 @@ True
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-DENSE_FORMAT = "weightsym-dense/1"
+DENSE_FORMAT = "weightsym-dense/2"
 
 
 def _check_not_optimized(model: nn.Module, what: str) -> None:
@@ -53,21 +53,31 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def export_dense(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-    """Write the dense (plain PyTorch) state dict of a symmetric model to a safetensors file; returns the path."""
-    from weightsym.nn.io import atomic_save_tensors
+    """Write the dense (plain PyTorch) state dict of a symmetric model to a safetensors file; returns the path.
+
+    Format ``weightsym-dense/2``: the plain state dict, ``user`` metadata, the registry ``architecture`` of the model
+    (when it has one) and a checksum (``docs/file-format.md``); any safetensors reader loads it as a state dict."""
+    from weightsym.nn.modelfile import architecture_of, write_model_file
 
     tensors = dense_state_dict(model)
-    atomic_save_tensors(tensors, path, {"format": DENSE_FORMAT, "user": json.dumps(metadata or {})})
-    return Path(path)
+    return write_model_file(path, "dense", tensors, {"architecture": architecture_of(model), "user": metadata or {}})
 
 
 def load_dense(path: str | os.PathLike, model: nn.Module, strict: bool = True):
-    """Load a file written by :func:`export_dense` into a plain model (``load_state_dict`` result)."""
-    from safetensors.torch import load_file
+    """Load a file written by :func:`export_dense` (validated: header, checksum, finite values) into a plain model;
+    returns the ``load_state_dict`` result.  A tensor whose shape or dtype differs from the model's is a
+    ``ValueError`` naming it."""
+    from weightsym.nn.modelfile import ModelFileError, read_model_file
 
-    if not Path(path).exists():
-        raise FileNotFoundError(f"dense weight file {str(path)!r} does not exist")
-    return model.load_state_dict(load_file(str(path)), strict=strict)
+    mf = read_model_file(path)
+    if mf.kind not in ("dense", "safetensors"):
+        raise ModelFileError(mf.path, f"is a {mf.role} file, not a dense export; load it with weightsym.load_model")
+    expected = model.state_dict()
+    for key, tensor in mf.tensors.items():
+        if key in expected and (expected[key].dtype != tensor.dtype or expected[key].shape != tensor.shape):
+            raise ModelFileError(mf.path, f"tensor `{key}` is {tensor.dtype} {tuple(tensor.shape)} but the model's "
+                                          f"is {expected[key].dtype} {tuple(expected[key].shape)}")
+    return model.load_state_dict(mf.tensors, strict=strict)
 
 
 def onnx_available() -> bool:
@@ -102,74 +112,3 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example_input, optimi
     with torch.no_grad():
         torch.onnx.export(model, args, str(path), dynamo=True, external_data=size >= 2**31 - 2**26, **kwargs)
     return Path(path)
-
-
-# -- rebuilding a symmetric model from a file ---------------------------------------------------------------------
-def attach_from_metadata(model: nn.Module, layers: dict[str, dict]) -> nn.Module:
-    """Make ``model`` symmetric as described by weight-file layer metadata ``{"a.b.weight": {"symmetry", ...}}``."""
-    import functools
-
-    from weightsym.nn import attach
-    from weightsym.nn.symmetrize import _load_dense_hook
-    from weightsym.symmetry import get_symmetry
-
-    for qualified, info in layers.items():
-        owner, _, tensor = qualified.rpartition(".")
-        try:
-            module = model.get_submodule(owner)
-        except AttributeError:
-            raise ValueError(f"the file describes layer `{qualified}` but the model has no module `{owner}`; "
-                             "pass the model the file was trained with (--model)") from None
-        mask = info.get("block_mask")
-        attach(module, tensor, get_symmetry(info["symmetry"]), int(info.get("row_blocks", 1)),
-               None if mask is None else tuple(c == "1" for c in mask))
-        module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor),
-                                                  with_module=True)
-        if isinstance(module, nn.RNNBase):
-            module._init_flat_weights()
-    return model
-
-
-def load_symmetric_model(path: str | os.PathLike, model_name: str | None = None, channel: str | None = None,
-                         spatial: str | None = None, model_args: dict | None = None) -> tuple[nn.Module, dict]:
-    """``(model, info)`` rebuilt from a training checkpoint or a ``weightsym.save`` weight file.
-
-    The architecture: the checkpoint's ``state["config"]`` (``model``, ``model_args``), else ``model_name``.  The
-    symmetries: the file's layer metadata, or ``channel``/``spatial`` passed to ``weightsym.symmetrize``.
-    """
-    import weightsym as ws
-    from weightsym.models import create_model, model_info
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    meta = ws.read_metadata(path)
-    fmt = meta.get("format")
-    config: dict = {}
-    if fmt == "weightsym-checkpoint/1":
-        from weightsym.train.checkpoint import checkpoint_info
-
-        info = checkpoint_info(path)
-        config = (info.get("state") or {}).get("config") or {}
-    elif fmt != "weightsym/1":
-        raise ValueError(f"{str(path)!r} is neither a weightsym training checkpoint nor a weightsym weight file "
-                         f"(format {fmt!r})")
-    name = model_name or config.get("model")
-    if not name:
-        raise ValueError(f"{str(path)!r} does not say which architecture it holds; pass --model NAME "
-                         "(see weightsym.models.list_models)")
-    args = dict(config.get("model_args") or {}, **(model_args or {}))
-    model = create_model(name, **args)
-    layers = meta.get("layers") or {}
-    if channel or spatial or (not layers and (config.get("channel") or config.get("spatial"))):
-        ws.symmetrize(model, channel=channel or config.get("channel"), spatial=spatial or config.get("spatial"),
-                      include=config.get("include"), exclude=config.get("exclude"))
-    else:
-        attach_from_metadata(model, layers)
-    if fmt == "weightsym-checkpoint/1":
-        from weightsym.train.checkpoint import load_checkpoint
-
-        load_checkpoint(path, model)
-    else:
-        ws.load(path, model)
-    return model.eval(), {"model": name, "format": fmt, "input_shape": model_info(name)["input_shape"]}

@@ -89,8 +89,13 @@ class LMConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LMConfig":
+        """The config stored in a checkpoint (unknown keys ignored; a value of the wrong type is a ``ValueError``)."""
+        from weightsym.train.config import check_types
+
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data = {k: v for k, v in data.items() if k in known}
+        check_types(cls, data, "language-model option")
+        return cls(**data)
 
     def symmetry_options(self) -> dict | None:
         """Keyword arguments for :func:`weightsym.symmetrize`, or None for a dense model."""
@@ -106,8 +111,11 @@ class LMConfig:
 
 def build_model(config: LMConfig, vocab_size: int) -> tuple[LSTMLanguageModel, "ws.SymmetrizeReport | None"]:
     """The (possibly symmetric) model of ``config`` and the symmetrize report (None if dense)."""
-    model = LSTMLanguageModel(vocab_size, config.emb, config.hidden, config.layers, config.dropout, config.tie,
-                              config.rnn_type)
+    from weightsym.models import create_model
+
+    model = create_model(f"{config.rnn_type}-lm", num_classes=vocab_size, emb_size=config.emb,
+                         hidden_size=config.hidden, num_layers=config.layers, dropout=config.dropout,
+                         tie_weights=config.tie)
     options = config.symmetry_options()
     if options is not None and options["ih_gates"] and config.emb != config.hidden:
         raise ValueError(f"--ih-gates {options['ih_gates']}: symmetric weight_ih blocks need --emb == --hidden "
@@ -345,23 +353,35 @@ def format_summary(summary: dict) -> str:
                                "s/epoch", "CPU s/epoch", "epochs"], rows, numeric={2, 3, 4, 5, 6, 7, 8})
 
 
-def load_language_model(path: str | os.PathLike) -> tuple[LSTMLanguageModel, Dictionary, LMConfig]:
+def load_language_model(path) -> tuple[LSTMLanguageModel, Dictionary, LMConfig]:
     """Rebuild the model of a ``best.safetensors`` / ``last.safetensors`` written by :func:`fit` (symmetric layers
-    included) and its vocabulary; returns ``(model in eval mode, dictionary, config)``."""
-    state = checkpoint_info(path)["state"]
-    config = LMConfig.from_dict(state["config"])
-    vocab = state.get("vocab")
+    included) and its vocabulary; returns ``(model in eval mode, dictionary, config)``.
+
+    The file goes through :func:`weightsym.load_model` (validated, checksum verified; ``path`` may also be a
+    :class:`weightsym.nn.ModelFile` already read).  ``last.safetensors`` holds no vocabulary: it comes from the
+    run's ``best.safetensors`` beside it, read the same way.
+    """
+    from weightsym.nn import ModelFileError, load_model, read_model_file
+
+    model, description = load_model(path)
+    if description.kind != "language-model":
+        raise ModelFileError(description.path, f"is a {description.kind} file, not a `weightsym lm` checkpoint")
+    config = LMConfig.from_dict(description.config)
+    vocab = description.state.get("vocab")
     if vocab is None:
-        best = Path(path).with_name("best.safetensors")
+        best = Path(description.path).with_name("best.safetensors")
         if not best.exists():
-            raise ValueError(f"{path} holds no vocabulary; use the run's best.safetensors")
-        vocab = checkpoint_info(best)["state"]["vocab"]
+            raise ModelFileError(description.path, "holds no vocabulary; use the run's best.safetensors")
+        vocab = read_model_file(best, tensors=False).state.get("vocab")
+        if vocab is None:
+            raise ModelFileError(best, "holds no vocabulary (not a best.safetensors written by weightsym lm)")
+    if len(vocab) != model.vocab_size:
+        raise ModelFileError(description.path, f"its vocabulary has {len(vocab):,} words but the model "
+                                               f"{model.vocab_size:,} outputs")
     dictionary = Dictionary()
     for word in vocab:
         dictionary.add_word(word)
-    model, _ = build_model(config, len(dictionary))
-    load_checkpoint(path, model)
-    return model.eval(), dictionary, config
+    return model, dictionary, config
 
 
 def generate(model: LSTMLanguageModel, dictionary: Dictionary, words: int = 50, temperature: float = 1.0,

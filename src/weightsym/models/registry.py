@@ -166,6 +166,9 @@ def create_model(name: str, num_classes: int | None = None, **kwargs: Any) -> nn
     Options go to the model's constructor, e.g. ``dropout`` (WRN), ``small_input`` (ResNet), ``width``,
     ``num_square``, ``padding_mode`` (small models).
 
+    The model carries ``model.registry_entry = {"name", "args"}`` (a plain attribute): ``weightsym.save`` and
+    training checkpoints record it, so ``weightsym.load_model(path)`` rebuilds the same architecture.
+
     Example: ``create_model("resnet-50", num_classes=100, small_input=True)``.
     """
     spec = _spec(name)
@@ -175,7 +178,10 @@ def create_model(name: str, num_classes: int | None = None, **kwargs: Any) -> nn
     except TypeError as error:
         options = [p for p in inspect.signature(spec.factory).parameters if p != "num_classes"]
         raise ValueError(f"create_model({name!r}): {error}; options for this model: {options}") from None
-    return spec.factory(num_classes=classes, **kwargs)
+    model = spec.factory(num_classes=classes, **kwargs)
+    # the entry this model was built from: weight files record it, so weightsym.load_model can rebuild the model
+    model.registry_entry = {"name": spec.name, "args": {"num_classes": classes, **kwargs}}
+    return model
 
 
 def _register_builtin() -> None:

@@ -65,3 +65,25 @@ def count_parameters(model: nn.Module) -> ParameterCount:
             dense += p.layout.index.numel()
             free += p.layout.free_count
     return ParameterCount(dense=dense, stored=stored, free=free)
+
+
+def layer_report(model: nn.Module):
+    """A :class:`~weightsym.nn.symmetrize.SymmetrizeReport` of a model as it is now (symmetric or not): one row per
+    weight tensor of every Linear / Conv / recurrent layer, with its symmetry and dense, stored and free counts.
+    What ``weightsym describe FILE`` prints for a model rebuilt from a file (a model may mix symmetries per layer)."""
+    from weightsym.nn.symmetrize import LayerReport, SymmetrizeReport, weight_layers
+
+    report = SymmetrizeReport()
+    for name, module in weight_layers(model):
+        kind = parametrize.type_before_parametrizations(module).__name__
+        names = list(getattr(module, "_flat_weights_names", None) or ["weight"])
+        for tensor in [t for t in names if t.startswith("weight")]:
+            p = symmetric_parametrization(module, tensor)
+            value = getattr(module, tensor)
+            n = value.numel()
+            if p is None:
+                report.rows.append(LayerReport(name, tensor, kind, tuple(value.shape), None, n, n, n))
+            else:
+                report.rows.append(LayerReport(name, tensor, kind, tuple(value.shape), p.symmetry.spec, n,
+                                               p.layout.stored_count, p.layout.free_count))
+    return report

@@ -26,7 +26,7 @@ RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "devi
                          "eval_batch_size", "threads", "workers", "compile", "fold"})
 
 FOLD_POLICIES = ("auto", "always", "never")  # weightsym.fast.fold_training(policy=...)
-PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (SCIENCE.md §1.3)
+PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (docs/science.md §1.3)
 
 
 @dataclass
@@ -45,6 +45,7 @@ class TrainConfig:
     # symmetry (weightsym.symmetrize)
     channel: str | None = None
     spatial: str | None = None
+    plan: dict[str, str] | None = None  # per-layer symmetries {module glob: symmetry}, instead of channel/spatial
     include: list[str] | None = None
     exclude: list[str] | None = None
     strict: bool = False
@@ -102,12 +103,15 @@ class TrainConfig:
 
     @property
     def symmetric(self) -> bool:
-        return bool(self.channel or self.spatial)
+        return bool(self.channel or self.spatial or self.plan)
 
     def symmetry_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`weightsym.symmetrize`."""
-        return {"channel": self.channel, "spatial": self.spatial, "include": self.include, "exclude": self.exclude,
-                "strict": self.strict, "hh_gates": self.hh_gates, "ih_gates": self.ih_gates}
+        options = {"channel": self.channel, "spatial": self.spatial, "include": self.include, "exclude": self.exclude,
+                   "strict": self.strict, "hh_gates": self.hh_gates, "ih_gates": self.ih_gates}
+        if self.plan:
+            options["plan"] = dict(self.plan)
+        return options
 
     def resolved_milestones(self) -> list[int]:
         """Step-schedule milestones in epochs: values < 1 are fractions of ``epochs`` (rounded, at least 1)."""
@@ -125,8 +129,33 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        check_types(cls, data, "training option")
         return cls(**data)
 
     def training_options(self) -> dict[str, Any]:
         """The fields that define the run (everything but :data:`RUN_CONTROL`)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUN_CONTROL}
+
+
+_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "None": type(None), "dict": dict,
+          "list": (list, tuple), "tuple": (list, tuple), "Any": object}
+
+
+def check_types(cls, data: dict[str, Any], what: str) -> None:
+    """``ValueError`` naming the first field of ``data`` whose value does not have the type the dataclass ``cls``
+    declares (``int | None``, ``list[str]``, ...; only the outer type is checked).  A config read back from a file
+    goes through this before it is used, so ``"epochs": "many"`` is an error naming ``epochs``, not a TypeError deep
+    inside the run."""
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        names = [part.strip().split("[")[0] for part in str(f.type).split("|")]
+        kinds = tuple(t for name in names for t in (_TYPES.get(name, object),) for t in (t if isinstance(t, tuple)
+                                                                                         else (t,)))
+        if isinstance(value, bool) and bool not in kinds and object not in kinds:
+            ok = False
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            raise ValueError(f"{what} {f.name}={value!r} should be {f.type}")

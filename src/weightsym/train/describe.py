@@ -1,5 +1,8 @@
 """``weightsym describe``: which layers of a registry model a symmetry choice touches, and what it saves, untrained.
 
+``describe_file(path)`` does the same for a model file: the model is rebuilt with :func:`weightsym.load_model`
+(validated, checksum verified) and its layers are listed as they are stored.
+
 Example:
     >>> text, counts = describe_model("wrn-16-4-bottleneck", channel="triangular", include=["*conv2"])
     >>> counts.dense - counts.stored == sum(2 * n * (n - 1) // 2 * 9 for n in (16, 32, 64))   # 2 conv2 per group
@@ -61,3 +64,24 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
     if has_bottleneck_blocks(info["name"]):
         lines.append(PLACEMENT_NOTE)
     return "\n\n".join(lines), counts
+
+
+def describe_file(path) -> tuple[str, "ws.ParameterCount", "ws.nn.ModelDescription"]:
+    """``(text, ParameterCount, ModelDescription)`` of the model in a weight file or checkpoint (``path`` may be a
+    :class:`weightsym.nn.ModelFile` already read): what it is, its per-layer symmetry table and its totals."""
+    from weightsym.nn.counting import layer_report
+
+    model, description = ws.load_model(path)
+    report = layer_report(model)
+    arch = description.architecture
+    args = ", ".join(f"{k}={v}" for k, v in arch["args"].items())
+    checksum = {"verified": "checksum verified", "absent": "no checksum (written before checksums)"}.get(
+        description.checksum, description.checksum)
+    lines = [f"{description.path}: {description.kind} ({description.format}, {checksum}); model {arch['name']}"
+             f"({args})", str(report), f"{len(report.symmetric)} of {len(report.rows)} weight tensors symmetric"]
+    counts = ws.count_parameters(model)
+    lines.append(ws.nn.format_table(
+        ["whole model", "dense-equivalent", "stored", "free", "saved"],
+        [["parameters", f"{counts.dense:,}", f"{counts.stored:,}", f"{counts.free:,}", f"{100 * counts.saved:.2f}%"]],
+        numeric={1, 2, 3, 4}))
+    return "\n\n".join(lines), counts, description

@@ -472,20 +472,28 @@ def format_summary(summary: dict) -> str:
 
 
 # -------------------------------------------------------------------------------------------------------- evaluation
-def evaluate_checkpoint(path: str | os.PathLike, data_dir: str | None = None, device: str = "auto",
+def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
                         batch_size: int = 500) -> dict[str, Any]:
-    """Rebuild the model from the config stored in checkpoint ``path`` (symmetry included), load it, and evaluate it
-    on the test split of its dataset.  Returns ``{"loss", "accuracy", "samples", "model", "dataset", "params"}``."""
-    info = checkpoint_info(path)
-    saved = info["state"].get("config")
-    if saved is None:
-        raise ValueError(f"{path} holds no training config (not written by weightsym train)")
+    """Rebuild the model of checkpoint ``path`` with :func:`weightsym.load_model` (validated, checksum verified,
+    symmetry from the file; ``path`` may also be a :class:`weightsym.nn.ModelFile` already read) and evaluate it on
+    the test split of the dataset its stored config names.  Returns ``{"loss", "accuracy", "samples", "model",
+    "dataset", "params", "step", "epochs_done", "checksum"}``."""
+    model, description = ws.load_model(path)
+    saved = description.config
+    if description.kind != "classifier" or saved is None:
+        raise ValueError(f"{description.path} holds no training config (not written by weightsym train)")
     config = TrainConfig.from_dict({**saved, "data_dir": data_dir if data_dir is not None else saved.get("data_dir"),
                                     "eval_batch_size": batch_size, "device": device})
     ctx = distributed.DistContext(device=distributed.resolve_device(device))
-    model, _, data = build_model(config)
-    load_checkpoint(path, model)
+    data = training_data_info(config.dataset or _registry_dataset(config.model), config.data_dir, config.image_size)
     model.to(ctx.device)
     result = evaluate(model, make_test_loader(config, data, ctx), ctx, _expander(config, data))
+    state = description.state
     return {**result, "model": config.model, "dataset": data["name"], "params": ws.count_parameters(model).to_dict(),
-            "step": info["state"].get("step"), "epochs_done": info["state"].get("epochs_done")}
+            "step": state.get("step"), "epochs_done": state.get("epochs_done"), "checksum": description.checksum}
+
+
+def _registry_dataset(name: str) -> str:
+    from weightsym.models import model_info
+
+    return model_info(name)["dataset"]
