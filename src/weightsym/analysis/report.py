@@ -417,6 +417,16 @@ def analyze_file(path, out_dir: str | Path | None = None, data: str | None = Non
         result = analyze(model, out, loader=loader, title=title, max_batches=max_batches, max_shift=max_shift,
                          input_transform=expand, source=source, accuracy=source["test_data"] == source["trained_on"])
         extra = ", ".join(f"{k.split(' ')[0]} {v:.4f}" for k, v in result["consistency"].items())
+    elif mf.role == "weights" and mf.architecture is not None:  # a registry model: rebuilt, so strides are known
+        from weightsym.nn import load_model
+
+        model, description = load_model(mf)
+        if data:
+            log(f"note: --data {data} ignored: {path.name} is a weight file without a dataset, analysed for kernel "
+                "symmetry only; pass a `weightsym train` checkpoint for flip/shift consistency")
+        result = analyze(model, out, title=title, source={"weights": str(path), "model": description.architecture,
+                                                          "checksum": mf.checksum})
+        extra = "no consistency (weights only)"
     else:
         state = load_state_dict(mf)
         if data:

@@ -224,7 +224,11 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint {last_path} (run without --resume first)")
-        saved = LMConfig.from_dict(checkpoint_info(last_path)["state"]["config"])
+        stored = checkpoint_info(last_path)["state"].get("config")
+        try:
+            saved = LMConfig.from_dict(stored)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{last_path}: its run config cannot be used: {exc}") from None
         saved.epochs = config.epochs  # may change on resume: train for longer
         saved.compile = config.compile  # run control
         saved.fold = config.fold
@@ -366,7 +370,10 @@ def load_language_model(path) -> tuple[LSTMLanguageModel, Dictionary, LMConfig]:
     model, description = load_model(path)
     if description.kind != "language-model":
         raise ModelFileError(description.path, f"is a {description.kind} file, not a `weightsym lm` checkpoint")
-    config = LMConfig.from_dict(description.config)
+    try:
+        config = LMConfig.from_dict(description.config)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(description.path, f"its run config cannot be used: {exc}") from None
     vocab = description.state.get("vocab")
     if vocab is None:
         best = Path(description.path).with_name("best.safetensors")

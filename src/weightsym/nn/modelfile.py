@@ -214,6 +214,9 @@ def read_model_file(path: str | os.PathLike, tensors: bool = True,
             _check_finite(mf)
     _check_layers(mf, max_expansion)
     _check_references(mf)
+    _check_dtypes(mf)
+    _check_config_architecture(mf)
+    _check_config_symmetry(mf)
     if mf.version == 1:
         note = (f"{path} was written before weightsym stored checksums (format {mf.format}): it loads, but its "
                 "contents cannot be verified; save it again to add a checksum")
@@ -314,6 +317,11 @@ def _parse(path: Path, header: dict, size: int, header_len: int) -> ModelFile:
         raise ModelFileError(path, "__metadata__ must map strings to strings")
     fmt = raw.get("format")
     kind, version = "safetensors", None
+    ours = sorted(set(raw) & {"layers", "aliases", "model_aliases", "checksum", "architecture", "optimizer", "state",
+                              "rng", "user"})
+    if ours and not (isinstance(fmt, str) and fmt.startswith("weightsym")):
+        raise ModelFileError(path, f"its metadata has weightsym fields ({', '.join(ours)}) but the format is "
+                                   f"{fmt!r}, not a weightsym format (a damaged or edited file)")
     if isinstance(fmt, str) and fmt.startswith("weightsym"):
         prefix, _, number = fmt.partition("/")
         if prefix not in PREFIXES or not number.isdigit():
@@ -407,9 +415,17 @@ def _check_config(path: Path, config) -> None:
     for key, kinds in types.items():
         if key in config and not isinstance(config[key], kinds):
             _fail(path, f"state.config.{key}", f"{config[key]!r} has the wrong type")
-    for key in ("emb", "hidden", "layers"):
-        if key in config and (not _int(config[key]) or not 1 <= config[key] <= 2**20):
-            _fail(path, f"state.config.{key}", f"{config[key]!r} is not an integer in [1, {2**20}]")
+    for key in ("dataset", "data_dir"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            _fail(path, f"state.config.{key}", f"{config[key]!r} is not a name")
+    for key, high in (("emb", 2**20), ("hidden", 2**20), ("layers", 2**10), ("image_size", 2**16),
+                      ("expand_input", 64)):
+        if key in config and (not _int(config[key]) or not 1 <= config[key] <= high):
+            _fail(path, f"state.config.{key}", f"{config[key]!r} is not an integer in [1, {high}]")
+    if "expand_fill" in config and not (isinstance(config["expand_fill"], (int, float))
+                                        and not isinstance(config["expand_fill"], bool)
+                                        and math.isfinite(config["expand_fill"])):
+        _fail(path, "state.config.expand_fill", f"{config['expand_fill']!r} is not a finite number")
     if "dropout" in config and not (isinstance(config["dropout"], (int, float)) and 0 <= config["dropout"] < 1):
         _fail(path, "state.config.dropout", f"{config['dropout']!r} is not a number in [0, 1)")
     if "tie" in config and not isinstance(config["tie"], bool):
@@ -505,6 +521,29 @@ def _check_layers(mf: ModelFile, max_expansion: float) -> None:
         if expected != info["stored"]:
             raise ModelFileError(mf.path, f"layer `{qualified}`: {symmetry.spec} on shape {shape} stores "
                                           f"{expected:,} values but the file holds {info['stored']:,}")
+
+
+def _check_dtypes(mf: ModelFile) -> None:
+    """A model is in one floating dtype: every floating tensor of the model part shares it, and the free values of a
+    symmetric layer are floating (an int32 or float16 tensor among float32 ones is a damaged or edited file)."""
+    if mf.kind not in ("weights", "checkpoint", "dense"):
+        return
+    floating = {"F64", "F32", "F16", "BF16"}
+    seen: dict[str, str] = {}
+    for key, dtype in mf.dtypes.items():
+        if key.startswith(mf.prefix) and dtype in floating:
+            seen.setdefault(dtype, key)
+    if len(seen) > 1:
+        (a, ka), (b, kb) = sorted(seen.items())[:2]
+        raise ModelFileError(mf.path, f"tensor `{kb}` is {b} but `{ka}` is {a}; a model's floating tensors share one "
+                                      "dtype (a damaged or edited file)")
+    for qualified in mf.layers:
+        module, _, tensor = qualified.rpartition(".")
+        key = f"{module}.parametrizations.{tensor}.original" if module else f"parametrizations.{tensor}.original"
+        dtype = mf.model_dtype(key)
+        if dtype not in floating:
+            raise ModelFileError(mf.path, f"tensor `{mf.prefix}{key}` holds the free values of layer `{qualified}` "
+                                          f"but is {dtype}, not a floating dtype (a damaged or edited file)")
 
 
 def _check_references(mf: ModelFile) -> None:
@@ -746,7 +785,6 @@ def load_model(source: str | os.PathLike | ModelFile, model: str | None = None,
                                       f"{' '.join(str(exc).split())}") from None
     _check_probe(mf, probe, max_expansion)
     net = create_model(name, **args)
-    _check_config_symmetry(mf)
     attach_from_metadata(net, mf.layers)
     load_into(net, mf, hint=f"the file does not describe registry model {name!r} with {args}")
     net.eval()
@@ -783,6 +821,29 @@ def _architecture(mf: ModelFile, requested: str | None) -> tuple[str, dict]:
     if "num_classes" not in args:
         args["num_classes"] = _infer_num_classes(mf, name, args)
     return name, args
+
+
+def _check_config_architecture(mf: ModelFile) -> None:
+    """A checkpoint's run config and its architecture record describe the same model."""
+    config, recorded = mf.config or {}, mf.architecture
+    if recorded is None:
+        return
+    if "model" in config:
+        wanted = {"name": config["model"].strip().lower(), "args": config.get("model_args") or {}}
+    elif "corpus" in config:
+        keys = {"emb": "emb_size", "hidden": "hidden_size", "layers": "num_layers", "tie": "tie_weights",
+                "dropout": "dropout"}
+        wanted = {"name": f"{config.get('rnn_type', 'lstm')}-lm",
+                  "args": {arg: config[key] for key, arg in keys.items() if key in config}}
+    else:
+        return
+    name, args = recorded["name"], recorded["args"]
+    differ = [k for k, v in wanted["args"].items() if args.get(k) != v]
+    if wanted["name"] != name or differ:
+        what = (f"model {wanted['name']!r}" if wanted["name"] != name
+                else ", ".join(f"{k}={wanted['args'][k]!r}" for k in differ))
+        raise ModelFileError(mf.path, f"its run config asks for {what} but its architecture record is {name!r} with "
+                                      f"{args} (a damaged or edited file)")
 
 
 def _file_shape(mf: ModelFile, key: str) -> tuple[int, ...] | None:

@@ -175,7 +175,7 @@ def resume_config(config: TrainConfig) -> TrainConfig:
         raise ValueError(f"--resume: {path} holds no training config (not written by weightsym train)")
     merged = {**saved, **{k: getattr(config, k) for k in RUN_CONTROL}}
     merged["resume"] = True
-    return TrainConfig.from_dict(merged)
+    return _stored_config(path, merged)
 
 
 def last_checkpoint(path: Path) -> str:
@@ -482,8 +482,8 @@ def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
     saved = description.config
     if description.kind != "classifier" or saved is None:
         raise ValueError(f"{description.path} holds no training config (not written by weightsym train)")
-    config = TrainConfig.from_dict({**saved, "data_dir": data_dir if data_dir is not None else saved.get("data_dir"),
-                                    "eval_batch_size": batch_size, "device": device})
+    config = _stored_config(description.path, {**saved, "eval_batch_size": batch_size, "device": device,
+                                               "data_dir": data_dir if data_dir is not None else saved.get("data_dir")})
     ctx = distributed.DistContext(device=distributed.resolve_device(device))
     data = training_data_info(config.dataset or _registry_dataset(config.model), config.data_dir, config.image_size)
     model.to(ctx.device)
@@ -491,6 +491,16 @@ def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
     state = description.state
     return {**result, "model": config.model, "dataset": data["name"], "params": ws.count_parameters(model).to_dict(),
             "step": state.get("step"), "epochs_done": state.get("epochs_done"), "checksum": description.checksum}
+
+
+def _stored_config(path, data: dict) -> TrainConfig:
+    """The :class:`TrainConfig` of a checkpoint; a bad stored value is an error naming the file."""
+    from weightsym.nn import ModelFileError
+
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(path, f"its run config cannot be used: {exc}") from None
 
 
 def _registry_dataset(name: str) -> str:
