@@ -15,7 +15,8 @@ def test_bench_tiny_cases_write_markdown_and_json(tmp_path):
         "models": [("mnist1d-cnn", "block", None, 2)], "repeats": 3, "min_time": 0.001,
     }
     lines = []
-    result = bench.run(out=str(tmp_path / "inference"), cases=cases, log=lines.append)
+    result = bench.run(out=str(tmp_path / "inference"), cases=cases, log=lines.append,
+                       build_model="weightsym.cli.bench:bench_model")
     rows = result["rows"]
     assert [r["kind"] for r in rows] == ["conv", "conv", "linear", "linear", "model"]
     dihedral = rows[0]

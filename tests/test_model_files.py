@@ -201,9 +201,10 @@ def metadata_corruptions(data: bytes) -> list[tuple[str, bytes]]:
     return cases
 
 
-# Who must refuse a resealed edit (its checksum is right): "all" readers; "model" — the readers that rebuild the model
-# from its architecture record (every command and weightsym.load_model; weightsym.load and load_checkpoint load into a
-# model you built, read_model_file builds none); "training" — the readers that use the training options (eval, resume).
+# Who must refuse a resealed edit (its checksum is right): "all" readers; "model": the readers that rebuild the model
+# from its architecture record (every command and weightsym.load_model; weightsym.load and load_checkpoint load into
+# a model you built, read_model_file builds none); "training": the readers that use the training options (eval,
+# resume).
 SCOPES = {"architecture of 10^9 channels": {"weights": "model"}, "architecture name unknown": {"weights": "model"},
           "run config epochs 'many'": {"clf": "training"}}
 

@@ -19,9 +19,15 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
-    assert "triangular+transpose" in out and "ParameterCount(dense=219482, stored=155642" in out
+    # WRN-16-4-bottleneck: the closed-form dense count; tri+spa on each of the 2 middle 3x3 convs per group (n x n,
+    # n = 16, 32, 64) stores n(n+1)/2 channel orbits x 6 spatial orbits instead of 9 n^2 values
+    from weightsym.models import wrn_param_count
+
+    dense = wrn_param_count(16, 4, block="bottleneck")
+    stored = dense - sum(2 * (9 * n * n - n * (n + 1) // 2 * 6) for n in (16, 32, 64))
+    assert "triangular+transpose" in out and f"ParameterCount(dense={dense}, stored={stored}, free={stored})" in out
     size = (tmp_path / "wrn.safetensors").stat().st_size  # free values + BN buffers + header, well under dense
-    assert 155642 * 4 < size < 155642 * 4 + 40000 < 219482 * 4
+    assert stored * 4 < size < stored * 4 + 40000 < dense * 4
 
 
 def test_plot_structure_writes_png(tmp_path):

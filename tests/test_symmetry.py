@@ -92,7 +92,7 @@ def test_gradient_matches_finite_differences(name, shape, blocks):
     assert torch.autograd.gradcheck(lambda f: (sym.expand(f, shape, blocks) * probe).sum(), (free,))
 
 
-# closed forms of SCIENCE.md §1.1 (per plane; n even where the table says so)
+# closed forms of docs/science.md §1.1 (per plane; n even where the table says so)
 CLOSED_FORMS = {
     "triangular": lambda n: n * (n + 1) // 2,
     "centrosymmetric": lambda n: n * n // 2,

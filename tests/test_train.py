@@ -284,10 +284,6 @@ def test_wrong_input_size_is_a_clear_error_and_global_settings_are_restored(tmp_
 
 
 def test_describe_the_registry_lstm_language_model(capsys):
-    from weightsym.models import list_models
-
-    if "lstm-lm-small" not in list_models():
-        pytest.skip("SKIPPED LOUDLY: the registry has no lstm-lm-small entry (weightsym.models.language)")
     assert main(["describe", "--model", "lstm-lm-small", "--channel", "triangular", "--hh-gates", "1111",
                  "--json"]) == 0
     out = capsys.readouterr().out

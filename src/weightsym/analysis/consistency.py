@@ -1,4 +1,4 @@
-"""Does a classifier keep its prediction when the input is mirrored or shifted? (SCIENCE.md §2.)
+"""Does a classifier keep its prediction when the input is mirrored or shifted? (docs/science.md §2.)
 
 **Flip consistency** is the fraction of inputs x with argmax f(x) = argmax f(flip(x)), where ``flip`` reverses the
 last axis (a horizontal mirror for images (…, C, H, W); time reversal for 1-D signals (…, C, L)).

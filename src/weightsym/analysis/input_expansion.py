@@ -1,4 +1,4 @@
-"""Input dimension expansion (Zhang et al. 2024, arXiv 2409.06402; SCIENCE.md §3).
+"""Input dimension expansion (Zhang et al. 2024, arXiv 2409.06402; docs/science.md §3).
 
 An H × W image becomes HK × WK: the original pixel (i, j) lands at (i·K + K//2, j·K + K//2) and every other
 position holds the constant ``fill``. A 1-D signal of length L becomes LK the same way. So each original value sits

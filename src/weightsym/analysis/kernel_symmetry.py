@@ -1,4 +1,4 @@
-"""How symmetric are a network's conv kernels? (Alsallakh et al. 2025, arXiv 2503.19215; SCIENCE.md §2.)
+"""How symmetric are a network's conv kernels? (Alsallakh et al. 2025, arXiv 2503.19215; docs/science.md §2.)
 
 For a 2-D conv weight W of shape (N out, C in, kh, kw) the **mean kernel** is
 
@@ -81,10 +81,6 @@ D4_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 # The transforms that map a non-square (kh ≠ kw) kernel onto the same shape.
 _RECTANGULAR_TRANSFORMS = ("hflip", "vflip", "rot180")
 
-# Symmetries that are not orbit tyings of a fixed linear subspace, so "distance to the subspace" does not apply:
-# `average` spans the same subspace as `triangular` (reported there), `eigen` is not a subspace-restricted
-# parameterization of a fixed dimension and `lowrank` depends on the rank r.
-_RESIDUAL_SKIP = frozenset({"average", "eigen", "lowrank"})
 
 
 def applicable_transforms(shape: tuple[int, int] | torch.Size) -> tuple[str, ...]:
@@ -163,24 +159,14 @@ def kernel_scores(weight: torch.Tensor) -> torch.Tensor:
     return torch.stack(list(_per_transform(weight).values())).mean(dim=0)
 
 
-def _core():
-    """The core symmetry API (``weightsym.get_symmetry`` …), or None while it is not importable."""
-    try:
-        import weightsym
-    except ImportError:  # pragma: no cover
-        return None
-    needed = ("available_symmetries", "get_symmetry")
-    return weightsym if all(hasattr(weightsym, name) for name in needed) else None
-
-
 def symmetry_residuals(weight: torch.Tensor) -> dict[str, float]:
     """Relative distance of a weight to each symmetry's subspace: ‖W − expand(project(W))‖_F / ‖W‖_F.
 
     ``project`` is the orbit average, i.e. the orthogonal projection onto the tied weights, so the residual is 0
-    exactly when W obeys the symmetry and at most 1. Every channel and spatial symmetry of the registry that applies
-    to W's shape is reported (channel symmetries need out == in); ``average`` (same subspace as ``triangular``),
-    ``eigen`` and ``lowrank`` (not fixed linear subspaces) are skipped; ``repeat`` is the registry default
-    (``get_symmetry("repeat")``: 2 copies along out). Empty while the core API is unavailable; NaN entries for W = 0.
+    exactly when W obeys the symmetry and at most 1. Every orbit tying of the registry that applies to W's shape is
+    reported (channel symmetries need out == in); the matrix parameterizations (``ChannelMap``: ``average`` spans the
+    same subspace as ``triangular``, ``eigen`` and ``lowrank`` are not fixed linear subspaces) are skipped;
+    ``repeat`` is the registry default (``get_symmetry("repeat")``: 2 copies along out). NaN entries for W = 0.
 
     >>> import weightsym as ws
     >>> sym = ws.get_symmetry("transpose")
@@ -188,18 +174,17 @@ def symmetry_residuals(weight: torch.Tensor) -> dict[str, float]:
     >>> symmetry_residuals(W)["transpose"] < 1e-6
     True
     """
-    core = _core()
-    if core is None:
-        return {}
+    from weightsym.symmetry import ChannelMap, available_symmetries, get_symmetry
+
     weight = weight.detach()
     shape = tuple(weight.shape)
     norm = float(torch.linalg.vector_norm(weight.to(torch.float64)))
     residuals: dict[str, float] = {}
     for plane in ("channel", "spatial"):
-        for name in core.available_symmetries(plane):
-            if name in _RESIDUAL_SKIP:
+        for name in available_symmetries(plane):
+            symmetry = get_symmetry(name, plane)
+            if isinstance(symmetry, ChannelMap):
                 continue
-            symmetry = core.get_symmetry(name)
             applies, _reason = symmetry.applies_to(shape)
             if not applies:
                 continue
@@ -276,15 +261,11 @@ def _layer_record(
 
 
 def _constrained_layers(model: nn.Module) -> dict[int, str]:
-    """id(module) → symmetry name for symmetrized layers (empty while the core API is unavailable)."""
-    core = _core()
-    if core is None or not hasattr(core, "symmetric_layers"):
-        return {}
-    found = {}
-    for param_name, module, symmetry in core.symmetric_layers(model):
-        if param_name == "weight" or param_name.endswith(".weight"):
-            found[id(module)] = getattr(symmetry, "spec", None) or getattr(symmetry, "name", str(symmetry))
-    return found
+    """id(module) → symmetry spec for symmetrized layers."""
+    from weightsym.nn import symmetric_layers
+
+    return {id(module): symmetry.spec for param_name, module, symmetry in symmetric_layers(model)
+            if param_name == "weight" or param_name.endswith(".weight")}
 
 
 def _is_kernel(tensor: torch.Tensor) -> bool:

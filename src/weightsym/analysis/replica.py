@@ -1,6 +1,6 @@
 """Replica distance: how differently do short training runs from different initialisations end up?
 
-Zhang et al. (arXiv 2409.06402, SCIENCE.md §3) measure the degree of symmetry breaking with a "replica distance"
+Zhang et al. (arXiv 2409.06402, docs/science.md §3) measure the degree of symmetry breaking with a "replica distance"
 on short training runs over a subset of the data. **Their exact formula was not available to us**; this module
 defines its own, precisely:
 

@@ -12,6 +12,28 @@ from weightsym.cli.parser import add_command
 
 DEFAULT_OUT = "weightsym-results/inference"
 
+# the whole models the bench command measures: (registry name, channel, spatial, batch)
+MODELS = {
+    "quick": [("wrn-16-4", None, "dihedral", 8), ("wrn-16-4", "block", None, 8),
+              ("resnet-50-small", None, "dihedral", 2)],
+    "full": [("wrn-16-4", None, "dihedral", 32), ("wrn-16-4", "block", None, 32),
+             ("resnet-50-small", None, "dihedral", 8), ("resnet-50-small", "block", None, 8)],
+}
+BUILDER = "weightsym.cli.bench:bench_model"  # how weightsym.fast.bench (and its memory subprocesses) build them
+
+
+def bench_model(name: str, channel: str | None, spatial: str | None):
+    """``(model in eval mode, input shape)``: registry model ``name`` (seed 0) symmetrized as asked."""
+    import torch
+
+    import weightsym as ws
+    from weightsym.models import create_model, model_info
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    ws.symmetrize(model, channel=channel, spatial=spatial)
+    return model, tuple(model_info(name)["input_shape"])
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
@@ -67,10 +89,11 @@ def run(args) -> int:
     from weightsym.fast import bench
 
     cases = bench.plan(args.quick)
+    cases["models"] = MODELS["quick" if args.quick else "full"]
     if args.min_time is not None:
         cases["min_time"] = args.min_time
     result = bench.run(args.quick, None, args.only, args.repeats, not args.no_memory, threads=args.threads,
-                       cases=cases)
+                       cases=cases, build_model=BUILDER)
     result["command"] = command_line(args)
     noise = noise_markdown(result)
     print(noise)

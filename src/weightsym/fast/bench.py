@@ -13,6 +13,10 @@ File sizes compare
 ``weightsym.save`` (free values only) with ``weightsym.fast.export_dense`` (dense state dict).
 
 Output: a Markdown table and JSON (``--out`` base path, default ``docs/results/inference``).
+
+Whole-model cases need models, which ``weightsym.fast`` does not build: the caller passes the models
+(``cases["models"]``) and ``build_model``, the import path of a function ``(name, channel, spatial) -> (model,
+input shape)``; the bench command (:mod:`weightsym.cli.bench`) holds the list it measures and its builder.
 """
 
 from __future__ import annotations
@@ -49,12 +53,12 @@ GOALS = [
      and r["spatial"] == "dihedral", 1.3),
 ]
 
-MATERIALISED = ("triangular", "average", "eigen", "lowrank")
 PROBE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 def plan(quick: bool) -> dict:
-    """The benchmark cases; ``quick`` is for development on a busy machine (small batches, few cases)."""
+    """The per-layer benchmark cases; ``quick`` is for development on a busy machine (small batches, few cases).
+    Whole-model cases are added by the caller (``cases["models"]``, see the module docstring)."""
     if quick:
         return {
             "conv": [(c, m) for c, m in ((64, 16), (128, 16), (256, 8))],
@@ -65,8 +69,6 @@ def plan(quick: bool) -> dict:
             "linear_batches": [1, 64],
             "linear_symmetries": ["block", "centrosymmetric", "bisymmetric", "eighth", "repeat:2:out",
                                   "triangular", "average"],
-            "models": [("wrn-16-4", None, "dihedral", 8), ("wrn-16-4", "block", None, 8),
-                       ("resnet-50-small", None, "dihedral", 2)],
             "repeats": 5, "min_time": 0.02,
         }
     return {
@@ -80,8 +82,6 @@ def plan(quick: bool) -> dict:
         "linear_batches": [1, 256],
         "linear_symmetries": ["block", "centrosymmetric", "bisymmetric", "eighth", "repeat:2:out", "repeat:4:in",
                               "triangular", "average", "eigen", "lowrank"],
-        "models": [("wrn-16-4", None, "dihedral", 32), ("wrn-16-4", "block", None, 32),
-                   ("resnet-50-small", None, "dihedral", 8), ("resnet-50-small", "block", None, 8)],
         "repeats": 7, "min_time": 0.05,
     }
 
@@ -242,21 +242,19 @@ def memory_probe(spec: dict) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _build_model(name, channel, spatial):
-    import weightsym as ws
-    from weightsym.models import create_model
+def _builder(path: str):
+    """The model builder named ``"module:function"`` (``(name, channel, spatial) -> (model, input shape)``)."""
+    import importlib
 
-    torch.manual_seed(0)
-    model = create_model(name).eval()
-    ws.symmetrize(model, channel=channel, spatial=spatial)
-    return model
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _probe(spec: dict) -> dict:
     from weightsym.fast import optimize
     from weightsym.fast.materialize import materialize
 
-    model = _build_model(spec["model"], spec["channel"], spec["spatial"])
+    model, _ = _builder(spec["builder"])(spec["model"], spec["channel"], spec["spatial"])
     if spec["variant"] == "dense":
         run = materialize(model)
     else:
@@ -292,14 +290,13 @@ def _peak_kib(how: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def model_case(name: str, channel, spatial, batch: int, cfg, memory: bool = True) -> dict:
+def model_case(name: str, channel, spatial, batch: int, cfg, memory: bool = True, build_model: str = "") -> dict:
+    """One whole-model case; ``build_model`` names the builder (see the module docstring)."""
     import weightsym as ws
     from weightsym.fast import export_dense, optimize
     from weightsym.fast.materialize import materialize
-    from weightsym.models import model_info
 
-    shape = model_info(name)["input_shape"]
-    model = _build_model(name, channel, spatial)
+    model, shape = _builder(build_model)(name, channel, spatial)
     x = torch.randn(batch, *shape)
     dense = materialize(model)
     t0 = time.perf_counter()
@@ -334,7 +331,7 @@ def model_case(name: str, channel, spatial, batch: int, cfg, memory: bool = True
     if memory:
         choices = {r.name: r.chosen for r in fast.optimize_report.rows}
         spec = {"model": name, "channel": channel, "spatial": spatial, "batch": batch, "input_shape": list(shape),
-                "choices": choices}
+                "choices": choices, "builder": build_model}
         row["memory_dense"] = memory_probe(dict(spec, variant="dense"))
         row["memory_optimized"] = memory_probe(dict(spec, variant="optimized"))
     return row
@@ -428,8 +425,11 @@ def markdown(result: dict) -> str:
 
 def run(quick: bool = False, out: str | None = "docs/results/inference", only: str | None = None,
         repeats: int | None = None, memory: bool = True, threads: int | None = None, log=print,
-        cases: dict | None = None) -> dict:
-    """Run the benchmark (``cases`` replaces the built-in :func:`plan`); write ``out``.md/.json; return the result."""
+        cases: dict | None = None, build_model: str | None = None) -> dict:
+    """Run the benchmark (``cases`` replaces the built-in :func:`plan`); write ``out``.md/.json; return the result.
+
+    Whole-model cases (``cases["models"]``: ``(name, channel, spatial, batch)``) need ``build_model``, the import
+    path ``"module:function"`` of a builder ``(name, channel, spatial) -> (model, input shape)``."""
     if threads:
         torch.set_num_threads(threads)
     cfg = cases or plan(quick)
@@ -458,8 +458,13 @@ def run(quick: bool = False, out: str | None = "docs/results/inference", only: s
                 for b in cfg["linear_batches"]:
                     add(layer_case("linear", n, 0, b, sym, None, cfg))
     if only in (None, "models"):
-        for name, channel, spatial, batch in cfg["models"]:
-            add(model_case(name, channel, spatial, batch, cfg, memory=memory))
+        if cfg.get("models") and not build_model:
+            raise ValueError("whole-model cases need build_model='module:function' (weightsym bench passes "
+                             "weightsym.cli.bench:bench_model); leave cases['models'] out for per-layer cases only")
+        if not cfg.get("models"):
+            log("no whole-model cases (their list lives with the bench command: weightsym bench)")
+        for name, channel, spatial, batch in cfg.get("models", []):
+            add(model_case(name, channel, spatial, batch, cfg, memory=memory, build_model=build_model))
     result["load_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["seconds"] = time.perf_counter() - started
     result["goals"] = goals(result["rows"])

@@ -1,7 +1,7 @@
 """Pre-activation Wide ResNets (Zagoruyko & Komodakis 2016) with basic or bottleneck blocks, for 32x32 inputs.
 
-Layout (SCIENCE.md §1.2): stem ``conv0`` 3x3 3→16; three groups ``group1..group3`` of widths 16w, 32w, 64w with strides
-1, 2, 2 and ``n = (depth - 4) / 6`` blocks each; then BN-ReLU, global average pool and the classifier ``fc``. Convs have
+Layout (docs/science.md §1.2): stem ``conv0`` 3x3 3→16; three groups ``group1..group3`` of widths 16w, 32w, 64w
+with strides 1, 2, 2 and ``n = (depth - 4) / 6`` blocks each; then BN-ReLU, global average pool and the classifier ``fc``. Convs have
 no bias. Every block is pre-activation:
 
 * ``basic`` (ni→no): BN-ReLU-``conv1`` 3x3 (ni→no, carries the stride) - BN-ReLU-[dropout]-``conv2`` 3x3 (no→no).

@@ -1,7 +1,7 @@
 """Accuracy against stored parameters on CIFAR-10: WRN-16-4-bottleneck, dense vs every symmetry.
 
-The paper's placement on bottleneck networks (Hu et al., SCIENCE.md §1.2): only the middle 3x3 conv of every block,
-the square one (``include=["*conv2"]``), carries the symmetry; stem, 1x1 convs, shortcuts and the classifier stay
+The paper's placement on bottleneck networks (Hu et al., docs/science.md §1.2): only the middle 3x3 conv of every
+block, the square one (``include=["*conv2"]``), carries the symmetry; stem, 1x1 convs, shortcuts and the classifier stay
 dense. Every channel symmetry (``repeat`` = 2 copies along out, ``lowrank`` = rank n/4), every spatial symmetry and
 the ``tri+spa`` composition are trained from the same seed under **one budget**: a class-balanced subset of the local
 CIFAR-10 copy (JPEG q75, ``../shared/data``), SGD with momentum 0.9, weight decay 5e-4, Nesterov off, cosine
@@ -9,8 +9,8 @@ schedule from lr 0.1, batch 128, random crop (reflect-pad 4) and horizontal flip
 (``small_runs.fit(augment="crop-flip")``), evaluated on the first test images.
 
 After training, :func:`weightsym.analysis.kernel_symmetry` measures the mean-kernel D4 score of every 3x3 conv of
-each trained model (Alsallakh et al., SCIENCE.md §2), so the same runs give the kernel-symmetry figures for trained
-dense and symmetric CIFAR-10 models. Layers with an imposed spatial symmetry are symmetric by construction (their
+each trained model (Alsallakh et al., docs/science.md §2), so the same runs give the kernel-symmetry figures for
+trained dense and symmetric CIFAR-10 models. Layers with an imposed spatial symmetry are symmetric by construction (their
 score says nothing about training); the informative layers are the dense 3x3 convs (the stem) and, for channel
 symmetries, the ``conv2`` layers whose kernels are free.
 

@@ -1,4 +1,4 @@
-"""Flip and shift consistency of dense vs spatially symmetric CNNs on Fashion-MNIST (SCIENCE.md §2, issue 6 (2)).
+"""Flip and shift consistency of dense vs spatially symmetric CNNs on Fashion-MNIST (docs/science.md §2, issue 6 (2)).
 
 Alsallakh et al. link more symmetric mean kernels to more **flip consistent** and **shift consistent** predictions.
 Here the symmetry is imposed instead of measured: the registry's ``fmnist-cnn`` (width 32: stem, two square 3x3

@@ -1,5 +1,5 @@
 """Input dimension expansion K ∈ {1, 2, 3} at a fixed budget on Fashion-MNIST: accuracy and replica distance
-(SCIENCE.md §3, issue 6 (3)).
+(docs/science.md §3, issue 6 (3)).
 
 Zhang et al. (arXiv 2409.06402) enlarge an N×N image to NK×NK, the original pixels on an evenly spaced grid and a
 constant (0.5) everywhere else, and report consistent accuracy gains, explained as symmetry breaking; they measure

@@ -1,4 +1,4 @@
-"""Mean-kernel symmetry per layer of small WRNs trained with zero vs reflect padding (SCIENCE.md §2, issue 6 (1)).
+"""Mean-kernel symmetry per layer of small WRNs trained with zero vs reflect padding (docs/science.md §2, issue 6 (1)).
 
 Alsallakh et al. (arXiv 2503.19215) report that the mean kernel K of internal conv layers is close to D4-symmetric,
 more so with depth, except in strided (downsampling) layers with zero padding: a stride-2, padding-1 conv on an even

@@ -34,14 +34,13 @@ import weightsym as ws
 from weightsym.models import create_model
 from weightsym.nn.symmetrize import format_table
 from weightsym.reproduce.common import header, write_outputs
+from weightsym.symmetry import Composite, Eigen, LowRank
 
 NAME = "params"
 TITLE = "Stored parameters: dense vs every symmetry for WRN, ResNet-50/101 and the PTB LSTM (no training)"
 BUDGET = "about 5-10 minutes (building and symmetrizing ResNet-101, and the eigen projections, dominate)"
 
-CHANNEL = ["triangular", "centrosymmetric", "bisymmetric", "block", "eighth", "repeat", "average", "eigen", "lowrank"]
-SPATIAL = ["transpose", "hflip", "vflip", "rot180", "dihedral"]
-SYMMETRIES = CHANNEL + SPATIAL + ["tri+spa"]
+SYMMETRIES = ws.available_symmetries() + ["tri+spa"]  # every registered symmetry (channel, then spatial), and tri+spa
 PAPER_PLACEMENT = ["*conv2"]  # the middle 3x3 conv of every (bottleneck or basic) block
 CNN_MODELS = {  # model -> placements to report
     "wrn-16-4-bottleneck": ("paper", "default"),
@@ -50,18 +49,18 @@ CNN_MODELS = {  # model -> placements to report
     "resnet-101": ("paper",),
 }
 SMOKE_MODELS = ("wrn-16-4-bottleneck",)
-SLOW = ("eigen", "lowrank")  # their projection (an eigendecomposition per plane) dominates the run; not in --smoke
+# eigen and lowrank: their projection (an eigendecomposition per plane) dominates the run; not in --smoke
+SLOW = tuple(s for s in SYMMETRIES if isinstance(ws.get_symmetry(s), (Eigen, LowRank)))
 SMOKE_SYMMETRIES = [s for s in SYMMETRIES if s not in SLOW]
 LSTM_CASES = [("triangular", "hh"), ("triangular", "hh+ih"), ("average", "hh"), ("average", "hh+ih")]
 
 
 def _split(symmetry: str) -> dict:
-    """``"tri+spa"`` -> channel + spatial; a spatial name -> spatial; otherwise channel."""
-    if symmetry == "tri+spa":
-        return {"channel": "triangular", "spatial": "transpose"}
-    if symmetry in SPATIAL:
-        return {"spatial": symmetry}
-    return {"channel": symmetry}
+    """``"tri+spa"`` -> channel + spatial; otherwise the plane the registry puts the symmetry on."""
+    sym = ws.get_symmetry(symmetry)
+    if isinstance(sym, Composite):
+        return {"channel": sym.channel.spec, "spatial": sym.spatial.spec}
+    return {sym.plane: symmetry}
 
 
 def _row(net: nn.Module, report: ws.SymmetrizeReport | None, **fields) -> dict:

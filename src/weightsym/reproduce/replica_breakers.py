@@ -1,4 +1,5 @@
-"""Replica distance with and without dropout, batch norm and flip-equivariant kernels (SCIENCE.md §3, issue 6 (4)).
+"""Replica distance with and without dropout, batch norm and flip-equivariant kernels (docs/science.md §3, issue 6
+(4)).
 
 Zhang et al. (arXiv 2409.06402) read dropout, batch normalisation and equivariance as symmetry breakers, alongside
 input expansion, and measure symmetry breaking with a replica distance on short training runs. The paper's exact
