@@ -85,7 +85,7 @@ class FoldReport:
         from weightsym.nn import format_table
 
         return format_table(["layer", "symmetry", "shape", "path", "kernel", "multiplies", "why"],
-                            [[r.name, r.symmetry, "x".join(map(str, r.shape)), r.path, r.kernel,
+                            [[r.name or f"({r.kind})", r.symmetry, "x".join(map(str, r.shape)), r.path, r.kernel,
                               f"{r.multiply_fraction:.3f}", r.why] for r in self.rows], numeric={5})
 
     __repr__ = __str__
@@ -217,7 +217,7 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True)
             continue
         seen.add(id(module))
         clear_kernel(module)
-        name = qualified.rsplit(".", 1)[0] if "." in qualified else qualified
+        name = qualified.rsplit(".", 1)[0] if "." in qualified else ""  # "" : the model is the layer
         param = symmetric_parametrization(module, "weight")
         if param is None or not isinstance(module, (nn.Linear, *CONV_TYPES)):
             continue
