@@ -950,12 +950,9 @@ def _parts(symmetry) -> set[str]:
 
 
 def attach_from_metadata(model: nn.Module, layers: dict[str, dict]) -> nn.Module:
-    """Make ``model`` symmetric as weight-file layer metadata ``{"a.b.weight": {"symmetry", ...}}`` describes
-    (parametrization, dense-load hook and, for recurrent layers, the once-per-call expansion)."""
-    import functools
-
+    """Make ``model`` symmetric as weight-file layer metadata ``{"a.b.weight": {"symmetry", ...}}`` describes, with
+    the one attach routine (:func:`weightsym.nn.attach`: parametrization, dense-load hook, recurrent forward)."""
     from weightsym.nn.parametrization import attach
-    from weightsym.nn.symmetrize import _expand_once_per_call, _load_dense_hook
     from weightsym.symmetry import get_symmetry
 
     for qualified, info in layers.items():
@@ -968,11 +965,6 @@ def attach_from_metadata(model: nn.Module, layers: dict[str, dict]) -> nn.Module
         mask = info.get("block_mask")
         attach(module, tensor, get_symmetry(info["symmetry"]), int(info.get("row_blocks", 1)),
                None if mask is None else tuple(c == "1" for c in mask))
-        module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor),
-                                                  with_module=True)
-        if isinstance(module, nn.RNNBase):
-            _expand_once_per_call(module)
-            module._init_flat_weights()
     return model
 
 

@@ -15,6 +15,8 @@ True
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -76,7 +78,12 @@ class SymmetricParametrization(nn.Module):
 
 def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_blocks: int = 1,
            block_mask=None, init: str = "project") -> SymmetricParametrization:
-    """Make ``module.<tensor_name>`` symmetric, starting from its current value.
+    """Make ``module.<tensor_name>`` symmetric, starting from its current value: the one routine that attaches a
+    symmetry, used by :func:`weightsym.symmetrize`, BatchNorm folding and models rebuilt from files.
+
+    It registers the parametrization, a state-dict hook that lets the layer load a *dense* state dict (projected),
+    and, on ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, the forward that expands each symmetric weight once per call.  The
+    module gets a class of its own first (:func:`own_class`), so attaching to a deep copy never touches the original.
 
     ``init="project"`` (the default here: ``attach`` is also how trained layers are made symmetric, e.g. by BatchNorm
     folding and when a model is rebuilt from a weight file) stores the nearest symmetric weight, the orbit means.
@@ -98,8 +105,64 @@ def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_bl
     symmetry = get_symmetry(symmetry)
     tensor = getattr(module, tensor_name)
     param = SymmetricParametrization(symmetry, tensor.shape, row_blocks, block_mask, init)
+    own_class(module)  # a deep copy shares its parametrized class with the original: never change a shared one
     parametrize.register_parametrization(module, tensor_name, param, unsafe=True)
+    module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor_name),
+                                              with_module=True)
+    if isinstance(module, nn.RNNBase):
+        _expand_once_per_call(module)  # the stock forward refreshes its flat weights from the properties itself
     return param
+
+
+def own_class(module: nn.Module) -> None:
+    """Give a parametrized ``module`` a class of its own.
+
+    ``torch.nn.utils.parametrize`` swaps a module's class for a generated subclass holding one property per
+    parametrized tensor, and ``copy.deepcopy`` keeps that class: the copy and the original share it.  Adding or
+    removing a parametrization edits the class, so doing it on the copy would change (and, on removal, break) the
+    original.  Every attach and detach first calls this, which gives the module a fresh copy of its generated class.
+    """
+    if not parametrize.is_parametrized(module):
+        return
+    cls = type(module)
+    body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, body)
+
+
+def _load_dense_hook(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors, *, tensor):
+    """Let a symmetric layer load a *dense* state dict: the dense tensor is projected to the nearest symmetric one."""
+    dense_key = prefix + tensor
+    free_key = f"{prefix}parametrizations.{tensor}.original"
+    if dense_key in state_dict and free_key not in state_dict:
+        param = symmetric_parametrization(module, tensor)
+        dense = state_dict.pop(dense_key)
+        if tuple(dense.shape) != param.shape:
+            errors.append(f"`{dense_key}`: dense tensor of shape {tuple(dense.shape)} cannot load into a symmetric "
+                          f"layer of shape {param.shape}")
+            return
+        state_dict[free_key] = param.project(dense)  # always the nearest symmetric weight, never init="variance"
+
+
+def _cached_rnn_forward(self, *args, **kwargs):
+    """Forward of a symmetric ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``: the stock fused kernel, with every symmetric
+    weight expanded exactly once per call (``RNNBase.forward`` reads each weight several times to check whether it
+    changed; inside ``parametrize.cached()`` those reads share one expansion)."""
+    with parametrize.cached():
+        try:
+            return super(type(self), self).forward(*args, **kwargs)
+        finally:
+            # The stock forward keeps the expanded weights in ``_flat_weights``; they are rebuilt on every call anyway.
+            # Keep them detached: non-leaf tensors there would make the module impossible to deepcopy.
+            self._flat_weights = [w.detach() if isinstance(w, torch.Tensor) and w.grad_fn is not None else w
+                                  for w in self._flat_weights]
+
+
+def _expand_once_per_call(module: nn.Module) -> None:
+    # ``parametrize`` gave this module its own subclass (``ParametrizedLSTM``); override forward there only.  Removing
+    # the last parametrization (``unsymmetrize``) restores the original class and with it the stock forward.
+    cls = type(module)
+    if cls.__dict__.get("forward") is not _cached_rnn_forward:
+        cls.forward = _cached_rnn_forward
 
 
 def symmetric_parametrization(module: nn.Module, tensor_name: str) -> SymmetricParametrization | None:
@@ -136,11 +199,19 @@ def clear_kernel(module: nn.Module) -> bool:
 
 
 def detach(module: nn.Module, tensor_name: str) -> None:
-    """Replace the symmetric tensor by a plain parameter holding its current dense value."""
+    """Replace the symmetric tensor by a plain parameter holding its current dense value, and undo everything
+    :func:`attach` did (its fold-training kernel, the dense-load hook, the recurrent forward) on this module only."""
     clear_kernel(module)
     with torch.no_grad():
         dense = getattr(module, tensor_name).detach().clone()
     requires_grad = module.parametrizations[tensor_name].original.requires_grad
+    own_class(module)  # the class may be shared with a deep copy (or the original): remove from a class of its own
     parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=False)
     delattr(module, tensor_name)
     setattr(module, tensor_name, nn.Parameter(dense, requires_grad=requires_grad))
+    hooks = module._load_state_dict_pre_hooks
+    for key in [k for k, h in hooks.items() if isinstance(getattr(h, "hook", None), functools.partial)
+                and h.hook.func is _load_dense_hook and h.hook.keywords.get("tensor") == tensor_name]:
+        del hooks[key]
+    if isinstance(module, nn.RNNBase):
+        module._init_flat_weights()

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import fnmatch
-import functools
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from weightsym.nn.parametrization import attach, detach, symmetric_parametrization
-from weightsym.symmetry import Symmetry, SymmetryError, check_init, combine, get_symmetry
+from weightsym.symmetry import Composite, Symmetry, SymmetryError, check_init, combine, get_symmetry
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN)
 
@@ -139,42 +139,6 @@ def _dense_row(name, tensor, module, note=""):
     return LayerReport(name, tensor, _kind(module), shape, None, n, n, n, note)
 
 
-def _load_dense_hook(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors, *, tensor):
-    """Let a symmetric layer load a *dense* state dict: the dense tensor is projected to the nearest symmetric one."""
-    dense_key = prefix + tensor
-    free_key = f"{prefix}parametrizations.{tensor}.original"
-    if dense_key in state_dict and free_key not in state_dict:
-        param = symmetric_parametrization(module, tensor)
-        dense = state_dict.pop(dense_key)
-        if tuple(dense.shape) != param.shape:
-            errors.append(f"`{dense_key}`: dense tensor of shape {tuple(dense.shape)} cannot load into a symmetric "
-                          f"layer of shape {param.shape}")
-            return
-        state_dict[free_key] = param.project(dense)  # always the nearest symmetric weight, never init="variance"
-
-
-def _cached_rnn_forward(self, *args, **kwargs):
-    """Forward of a symmetric ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``: the stock fused kernel, with every symmetric
-    weight expanded exactly once per call (``RNNBase.forward`` reads each weight several times to check whether it
-    changed; inside ``parametrize.cached()`` those reads share one expansion)."""
-    with parametrize.cached():
-        try:
-            return super(type(self), self).forward(*args, **kwargs)
-        finally:
-            # The stock forward keeps the expanded weights in ``_flat_weights``; they are rebuilt on every call anyway.
-            # Keep them detached: non-leaf tensors there would make the module impossible to deepcopy.
-            self._flat_weights = [w.detach() if isinstance(w, torch.Tensor) and w.grad_fn is not None else w
-                                  for w in self._flat_weights]
-
-
-def _expand_once_per_call(module: nn.Module) -> None:
-    # ``parametrize`` gave this module its own subclass (``ParametrizedLSTM``); override forward there only.  Removing
-    # the last parametrization (``unsymmetrize``) restores the original class and with it the stock forward.
-    cls = type(module)
-    if cls.__dict__.get("forward") is not _cached_rnn_forward:
-        cls.forward = _cached_rnn_forward
-
-
 def symmetrize(
     model: nn.Module,
     channel: str | Symmetry | None = None,
@@ -185,8 +149,10 @@ def symmetrize(
     hh_gates: str = "1111",
     ih_gates: str | None = None,
     init: str = "variance",
+    plan: Mapping[str, str | Symmetry] | None = None,
 ) -> SymmetrizeReport:
-    """Impose ``channel`` and/or ``spatial`` symmetry on the weight layers of ``model`` (in place).
+    """Impose ``channel`` and/or ``spatial`` symmetry on the weight layers of ``model`` (in place), or a per-layer
+    ``plan``.
 
     Which layers: every Linear / Conv1d / Conv2d / LSTM / GRU layer the symmetries apply to, **except the first and
     the last weight layer** (input stem and classifier), as in the paper; an ``nn.Embedding`` registered before them
@@ -216,6 +182,23 @@ def symmetrize(
 
     Loading a *dense* state dict into the symmetrized model always projects.  Returns a :class:`SymmetrizeReport`.
 
+    **Per-layer plans.**  ``plan`` maps module-name globs to symmetries (``{"*conv2": "tri+spa", "*conv1": "block"}``;
+    a name may be channel, spatial or ``channel+spatial``) and replaces ``channel``/``spatial``/``include``: exactly
+    the layers some glob matches are considered, each with the symmetry of the **first** glob that matches it
+    (``exclude`` still applies).  ``symmetrize`` may also be called again on other layers: layers a call does not
+    consider keep whatever symmetry they have (the report lists them as "already symmetric"); a layer that is already
+    symmetric and considered again is an error.
+
+    >>> import weightsym as ws
+    >>> from weightsym.models import create_model
+    >>> wrn = create_model("wrn-16-4-bottleneck")
+    >>> report = ws.symmetrize(wrn, plan={"*conv2": "tri+spa", "*conv1": "block"})
+    >>> sorted({row.symmetry for row in report.symmetric})
+    ['block', 'triangular+transpose']
+    >>> _ = ws.symmetrize(wrn, spatial="dihedral", include=["conv0"])      # a second call, on another layer
+    >>> ws.symmetric_layers(wrn)[0][0], ws.symmetric_layers(wrn)[0][2].spec
+    ('conv0.weight', 'dihedral')
+
     >>> import torch, weightsym as ws
     >>> torch.manual_seed(0) and None
     >>> net = torch.nn.Sequential(torch.nn.Linear(8, 256), torch.nn.Linear(256, 256), torch.nn.Linear(256, 2))
@@ -227,17 +210,21 @@ def symmetrize(
     check_init(init)
     channel_sym = get_symmetry(channel, "channel") if channel else None
     spatial_sym = get_symmetry(spatial, "spatial") if spatial else None
-    if channel_sym is None and spatial_sym is None:
-        raise ValueError("symmetrize needs a channel and/or a spatial symmetry, e.g. channel='triangular'")
     include = [include] if isinstance(include, str) else include
     exclude = [exclude] if isinstance(exclude, str) else (exclude or [])
+    entries = _plan_entries(plan, channel_sym or spatial_sym, include)
+    if entries is None and channel_sym is None and spatial_sym is None:
+        raise ValueError("symmetrize needs a channel and/or a spatial symmetry, e.g. channel='triangular', or a "
+                         "per-layer plan, e.g. plan={'*conv2': 'tri+spa'}")
     layers = weight_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Linear/Conv1d/Conv2d/LSTM/GRU layers to symmetrize")
-    unmatched = [g for g in (include or []) + exclude if not any(fnmatch.fnmatchcase(n, g) for n, _ in layers)]
+    patterns = [g for g, _ in entries] if entries is not None else (include or [])
+    unmatched = [g for g in patterns + exclude if not any(fnmatch.fnmatchcase(n, g) for n, _ in layers)]
     if unmatched:  # a typo here would silently leave the model dense (include) or untouched by the exclusion
         names = ", ".join(n or "(the model itself)" for n, _ in layers[:8]) + (", ..." if len(layers) > 8 else "")
-        message = (f"include/exclude pattern {', '.join(map(repr, unmatched))} matches no weight layer of "
+        what = "plan/exclude" if entries is not None else "include/exclude"
+        message = (f"{what} pattern {', '.join(map(repr, unmatched))} matches no weight layer of "
                    f"{type(model).__name__} (its layers: {names})")
         if strict:
             raise SymmetryError(message)
@@ -250,20 +237,34 @@ def symmetrize(
     report = SymmetrizeReport()
     for name, module in layers:
         label = name or _kind(module)
-        considered = any(fnmatch.fnmatchcase(name, g) for g in include) if include else name not in edge
-        if any(fnmatch.fnmatchcase(name, g) for g in exclude):
-            considered, why = False, "excluded"
-        elif not considered:
+        layer_c, layer_s = channel_sym, spatial_sym
+        if entries is not None:
+            match = next((sym for glob, sym in entries if fnmatch.fnmatchcase(name, glob)), None)
+            considered, why = match is not None, "no plan entry"
+            layer_c, layer_s = _planes(match)
+        else:
+            considered = any(fnmatch.fnmatchcase(name, g) for g in include) if include else name not in edge
             why = "not in include" if include else ("first weight layer (stem)" if name == ordered[0]
                                                     else "last weight layer (classifier)")
+        if any(fnmatch.fnmatchcase(name, g) for g in exclude):
+            considered, why = False, "excluded"
         for tensor, row_blocks, mask, recurrent in _tensor_plan(module, label, hh_gates, ih_gates):
-            if symmetric_parametrization(module, tensor) is not None:
-                raise ValueError(f"layer `{label}` ({tensor}) is already symmetric; call weightsym.unsymmetrize first")
+            existing = symmetric_parametrization(module, tensor)
+            if existing is not None:
+                if considered:
+                    raise ValueError(f"layer `{label}` ({tensor}) is already symmetric ({existing.symmetry.spec}); "
+                                     "leave it out of this call (include/exclude/plan) or call weightsym.unsymmetrize "
+                                     "first")
+                n = int(torch.Size(existing.shape).numel())
+                report.rows.append(LayerReport(label, tensor, _kind(module), existing.shape, existing.symmetry.spec, n,
+                                               existing.layout.stored_count, existing.layout.free_count,
+                                               "already symmetric"))
+                continue
             if not considered:
                 report.rows.append(_dense_row(label, tensor, module, why))
                 continue
             shape = tuple(getattr(module, tensor).shape)
-            notes, use_c, use_s = [], channel_sym, spatial_sym
+            notes, use_c, use_s = [], layer_c, layer_s
             if recurrent:
                 if use_s is not None:
                     notes.append("spatial symmetries do not apply to recurrent weights")
@@ -287,19 +288,46 @@ def symmetrize(
                         use_s = None
             sym = combine(use_c, use_s)
             if sym is None:
-                if strict and (channel_sym or spatial_sym) and notes:
+                if strict and (layer_c or layer_s) and notes:
                     raise SymmetryError(f"`{label}` {tensor}: {'; '.join(notes)}")
                 report.rows.append(_dense_row(label, tensor, module, "; ".join(notes)))
                 continue
             param = attach(module, tensor, sym, row_blocks, mask, init=init)
-            if recurrent:
-                _expand_once_per_call(module)
-            module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor),
-                                                      with_module=True)
             n = int(torch.Size(shape).numel())
             report.rows.append(LayerReport(label, tensor, _kind(module), shape, sym.spec, n,
                                            param.layout.stored_count, param.layout.free_count, "; ".join(notes)))
     return report
+
+
+def _plan_entries(plan, plane_symmetry, include) -> list[tuple[str, Symmetry]] | None:
+    """``[(glob, symmetry)]`` of a per-layer plan in its order (None without a plan); errors name the entry."""
+    if plan is None:
+        return None
+    if plane_symmetry is not None:
+        raise ValueError("pass either plan= (per-layer symmetries) or channel=/spatial= (one for every layer), not both")
+    if include:
+        raise ValueError("plan's globs choose the layers; leave include out (exclude still applies)")
+    if not isinstance(plan, Mapping) or not plan:
+        raise ValueError(f"plan must be a non-empty mapping {{module glob: symmetry}}, e.g. {{'*conv2': 'tri+spa'}}; "
+                         f"got {plan!r}")
+    entries = []
+    for glob, spec in plan.items():
+        if not isinstance(glob, str) or not glob:
+            raise ValueError(f"plan: {glob!r} is not a module-name glob")
+        try:
+            entries.append((glob, get_symmetry(spec)))
+        except ValueError as exc:
+            raise ValueError(f"plan entry {glob!r}: {exc}") from None
+    return entries
+
+
+def _planes(symmetry: Symmetry | None) -> tuple[Symmetry | None, Symmetry | None]:
+    """``(channel part, spatial part)`` of a symmetry named in a plan."""
+    if symmetry is None:
+        return None, None
+    if isinstance(symmetry, Composite):
+        return symmetry.channel, symmetry.spatial
+    return (symmetry, None) if symmetry.plane == "channel" else (None, symmetry)
 
 
 def symmetric_layers(model: nn.Module) -> list[tuple[str, nn.Module, "Symmetry"]]:
@@ -322,13 +350,5 @@ def unsymmetrize(model: nn.Module) -> nn.Module:
     its outputs are identical to the symmetric model's.
     """
     for qualified, module, _ in symmetric_layers(model):
-        tensor = qualified.rsplit(".", 1)[-1]
-        detach(module, tensor)
-        hooks = module._load_state_dict_pre_hooks
-        for key in [k for k, h in hooks.items()
-                    if isinstance(getattr(h, "hook", None), functools.partial)
-                    and h.hook.func is _load_dense_hook and h.hook.keywords.get("tensor") == tensor]:
-            del hooks[key]
-        if isinstance(module, nn.RNNBase):
-            module._init_flat_weights()
+        detach(module, qualified.rsplit(".", 1)[-1])
     return model
