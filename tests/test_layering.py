@@ -130,3 +130,26 @@ def test_science_citations_point_at_sections_of_docs_science_md():
     assert stale == PENDING_CITATIONS, stale
     assert broken == []
     assert {"1.1", "1.2", "1.3", "1.4", "2", "3"} <= sections
+
+
+def test_d4_is_defined_once_and_the_analysis_and_the_tyings_use_it():
+    import numpy as np
+    import torch
+
+    from weightsym.analysis.kernel_symmetry import D4_TRANSFORMS, applicable_transforms
+    from weightsym.symmetry import d4
+    from weightsym.symmetry.orbits import _apply, plane_orbits
+
+    assert list(D4_TRANSFORMS) == list(d4.ELEMENTS) and applicable_transforms((1, 3)) == d4.RECTANGULAR
+    grid = np.arange(16).reshape(4, 4)
+    for name, transform in D4_TRANSFORMS.items():
+        assert np.array_equal(transform(torch.from_numpy(grid)).numpy(), d4.apply(name, grid))
+    assert np.array_equal(_apply("rowflip", grid), d4.apply("vflip", grid))
+    assert np.array_equal(_apply("colflip", grid), d4.apply("hflip", grid))
+    # the spatial tying named after an element is exactly the invariance under it: hflip ties (i, j) with (i, k-1-j)
+    ids = plane_orbits(("colflip",), 3, 3).reshape(3, 3)
+    assert np.array_equal(ids, d4.apply("hflip", ids))
+    # nothing else spells out the group's elements
+    spelled = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+               if re.search(r"def \w*(antitranspose|rot270)\w*|[\"']antitranspose[\"']\s*:\s*lambda", p.read_text())]
+    assert spelled == []

@@ -47,6 +47,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from weightsym.symmetry import d4
 
 __all__ = [
     "D4_TRANSFORMS",
@@ -67,19 +70,13 @@ __all__ = [
     "transform_scores",
 ]
 
-# The seven non-identity elements of D4, each acting on the last two axes (rows, columns) of a tensor.
+# The seven non-identity elements of D4, each acting on the last two axes (rows, columns) of a tensor: the group is
+# defined once, in weightsym.symmetry.d4 (the same elements generate the spatial tyings of the same names).
 D4_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "hflip": lambda k: k.flip(-1),
-    "vflip": lambda k: k.flip(-2),
-    "transpose": lambda k: k.transpose(-2, -1),
-    "antitranspose": lambda k: k.flip(-2, -1).transpose(-2, -1),
-    "rot90": lambda k: torch.rot90(k, 1, dims=(-2, -1)),
-    "rot180": lambda k: k.flip(-2, -1),
-    "rot270": lambda k: torch.rot90(k, 3, dims=(-2, -1)),
-}
+    name: functools.partial(d4.apply, name) for name in d4.ELEMENTS}
 
 # The transforms that map a non-square (kh ≠ kw) kernel onto the same shape.
-_RECTANGULAR_TRANSFORMS = ("hflip", "vflip", "rot180")
+_RECTANGULAR_TRANSFORMS = d4.RECTANGULAR
 
 
 

@@ -5,9 +5,8 @@ model (it *is* the dense model).  This is what ``optimize`` uses for structures 
 (``triangular``, ``average``, ``eigen``, ``lowrank``), for recurrent layers, and wherever the calibration finds the
 structured kernel slower.  The gather runs once here, never at call time.
 
-Note: ``unsymmetrize(copy.deepcopy(model))`` is *not* safe in torch 2.x: a deep copy of a parametrized module
-shares its dynamically created class, and removing the parametrization from the copy deletes the property from that
-shared class, which breaks the original.  :func:`plain_copy` builds the plain copy without touching any class.
+:func:`plain_copy` builds the plain copy in one pass without unsymmetrizing anything (``unsymmetrize(deepcopy(m))``
+gives the same model: :func:`weightsym.nn.detach` gives a deep copy its own parametrized class before changing it).
 
 >>> import torch, weightsym as ws
 >>> lin = torch.nn.Linear(6, 6)

@@ -21,27 +21,21 @@ from functools import lru_cache
 
 import numpy as np
 
+from weightsym.symmetry import d4
+
 # Each generator maps a grid (rows, cols) of labels to the permuted grid. All are involutions or group elements of
 # the dihedral group D4 acting on the plane as on a square image (transpose-like ones need rows == cols), plus the
 # cyclic shifts used by ``repeat``: ``rowshift:s`` / ``colshift:s`` shift by a fixed ``s`` (the channel plane, whose
 # size the symmetry knows), ``rowcopies:c`` / ``colcopies:c`` by ``rows/c`` / ``cols/c`` of whatever plane they meet
 # (the spatial plane: one generator for every kernel size, so ``SpatialTying.generators`` stays shape-free).
-_SQUARE_ONLY = {"transpose", "antitranspose", "rot90"}
+# The D4 elements (transpose, antitranspose, rowflip = J W, colflip = W J, rot180, rot90, ...) are defined once, in
+# weightsym.symmetry.d4; the ones that involve a transpose need a square plane.
+_SQUARE_ONLY = {name for name in (*d4.ELEMENTS, *d4.ALIASES) if d4.canonical(name) not in d4.RECTANGULAR}
 
 
 def _apply(name: str, grid: np.ndarray) -> np.ndarray:
-    if name == "transpose":  # W[o, i] = W[i, o]
-        return grid.T
-    if name == "antitranspose":  # W = J W^T J
-        return grid[::-1, ::-1].T
-    if name == "rowflip":  # W = J W
-        return grid[::-1, :]
-    if name == "colflip":  # W = W J
-        return grid[:, ::-1]
-    if name == "rot180":  # W = J W J
-        return grid[::-1, ::-1]
-    if name == "rot90":
-        return np.rot90(grid)
+    if name in d4.ELEMENTS or name in d4.ALIASES:
+        return d4.apply(name, grid)
     if name.startswith("rowshift:"):  # W[o, i] = W[o + s, i]  (cyclic; ``repeat`` along out)
         return np.roll(grid, int(name.split(":")[1]), axis=0)
     if name.startswith("colshift:"):  # W[o, i] = W[o, i + s]  (cyclic; ``repeat`` along in)
