@@ -105,3 +105,96 @@ def test_mixed_plan_counts_are_the_sum_of_per_layer_closed_forms():
     assert len([r for r in report.symmetric if r.symmetry == "triangular+transpose"]) == 6
     assert len([r for r in report.symmetric if r.symmetry == "block"]) == 6
     assert report.totals()["dense"] - report.totals()["stored"] == dense - stored
+
+
+def test_mixed_plan_cli_describe_and_plan_files(tmp_path, capsys):
+    import json
+
+    from weightsym.cli import main
+
+    dense, stored = wrn_mixed_counts()
+    assert main(["describe", "--model", "wrn-16-4-bottleneck", "--plan", "*conv2=tri+spa", "*conv1=block",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    totals = json.loads(out.strip().splitlines()[-1])
+    assert (totals["dense"], totals["stored"]) == (dense, stored)
+    assert out.count("| triangular+transpose |") == 6 and out.count("| block ") == 6
+    plan_file = tmp_path / "plan.txt"
+    plan_file.write_text("# the mixed plan\n*conv2 = tri+spa\n*conv1=block\n")
+    assert main(["describe", "--model", "wrn-16-4-bottleneck", "--plan", str(plan_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == totals
+    for argv, needle in [
+        (["--plan", "*conv2=tri+sp"], "--plan '*conv2=tri+sp': unknown symmetry"),
+        (["--plan", "*conv2"], "neither GLOB=SYMMETRY"),
+        (["--plan", "*conv2=block", "--channel", "triangular"], "leave --channel out"),
+        (["--plan", "*conv2=block", "*conv2=tri"], "'*conv2' is given twice"),
+    ]:
+        assert main(["describe", "--model", "wrn-16-4-bottleneck", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+
+
+def test_mixed_plan_wrn_trains_saves_loads_exports_optimizes_and_analyzes(tmp_path, shared_data, capsys):
+    """WRN-16-4-bottleneck with tri+spa on every conv2 and block on every conv1, through every step a model takes."""
+    import importlib.util
+    import json
+
+    import numpy as np
+
+    from weightsym.cli import main
+    from weightsym.fast.export import load_dense
+
+    dense, stored = wrn_mixed_counts()
+    run = tmp_path / "run"
+    assert main(["train", "--model", "wrn-16-4-bottleneck", "--plan", "*conv2=tri+spa", "*conv1=block",
+                 "--data-dir", str(shared_data), "--train-subset", "64", "--batch-size", "32", "--epochs", "1",
+                 "--lr", "0.05", "--no-progress", "--out", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["params"]["dense"], summary["params"]["stored"]) == (dense, stored) and summary["steps"] == 2
+    assert summary["symmetry"] == {"plan": {"*conv2": "tri+spa", "*conv1": "block"}}
+
+    model, description = ws.load_model(run / "checkpoint.safetensors")  # saved and loaded
+    assert description.checksum == "verified" and description.kind == "classifier"
+    assert sorted({entry["symmetry"] for entry in description.layers.values()}) == ["block", "triangular+transpose"]
+    counts = ws.count_parameters(model)
+    assert (counts.dense, counts.stored) == (dense, stored)
+    for qualified, module, symmetry in ws.symmetric_layers(model):
+        assert symmetry.holds(module.weight.detach(), row_blocks=module.groups)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+
+    assert main(["export", str(run / "checkpoint.safetensors"), "--out", str(tmp_path / "dense.safetensors")]) == 0
+    plain = create_model("wrn-16-4-bottleneck").eval()
+    load_dense(tmp_path / "dense.safetensors", plain)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), reference, rtol=1e-4, atol=1e-5)
+
+    fast = ws.fast.optimize(model, example_input=x)  # every symmetric layer: its own kernel choice
+    assert len(fast.optimize_report.rows) == 12
+    assert {row.symmetry for row in fast.optimize_report.rows} == {"block", "triangular+transpose"}
+    with torch.no_grad():
+        assert torch.allclose(fast(x), reference, rtol=1e-4, atol=1e-4)
+
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript"):
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        assert main(["export", str(run / "checkpoint.safetensors"), "--format", "onnx", "--out",
+                     str(tmp_path / "m.onnx")]) == 0
+        proto = onnx.load(str(tmp_path / "m.onnx"))
+        onnx.checker.check_model(proto)
+        got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x[:1].numpy()})[0]
+        assert np.allclose(got, reference[:1].numpy(), rtol=1e-3, atol=1e-4)
+
+    assert main(["analyze", str(run / "checkpoint.safetensors"), "--data-dir", str(shared_data), "--max-batches",
+                 "1", "--out", str(tmp_path / "analysis")]) == 0
+    analysis = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    by_name = {layer["name"]: layer for layer in analysis["layers"]}
+    conv2 = [name for name in by_name if name.endswith("conv2")]
+    assert len(conv2) == 6 and all(by_name[n]["symmetry"] == "triangular+transpose" for n in conv2)
+    assert all(by_name[n]["transform_scores"]["transpose"] == pytest.approx(1.0) for n in conv2)
+    assert by_name["conv0"]["symmetry"] is None and "flip_consistency" in analysis["consistency"]
+    assert main(["describe", str(run / "checkpoint.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| triangular+transpose |") == 6 and "checksum verified" in out

@@ -151,6 +151,44 @@ def dataset_name(text: str) -> str:
     return text
 
 
+def plan(values: list[str] | None, option: str = "--plan") -> dict[str, str] | None:
+    """A per-layer plan ``{module glob: symmetry}`` from ``GLOB=SYMMETRY`` words, or from one FILE holding a JSON
+    object or such lines (``#`` comments allowed).  :class:`UsageError` naming the entry and what would work."""
+    if not values:
+        return None
+    words = list(values)
+    if len(words) == 1 and "=" not in words[0]:
+        path = Path(words[0])
+        if not path.is_file():
+            raise UsageError(f"{option} {words[0]}: neither GLOB=SYMMETRY (e.g. '*conv2=tri+spa') nor a plan file")
+        text = path.read_text()
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError:
+            loaded = None
+        if isinstance(loaded, dict):
+            words = [f"{k}={v}" for k, v in loaded.items()]
+        else:
+            words = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+            words = [w for w in words if w]
+    from weightsym.symmetry import get_symmetry
+
+    entries: dict[str, str] = {}
+    for word in words:
+        glob, sep, name = (str(word).partition("="))
+        glob, name = glob.strip(), name.strip()
+        if not sep or not glob or not name:
+            raise UsageError(f"{option} {word!r}: use GLOB=SYMMETRY, e.g. '*conv2=tri+spa' '*conv1=block'")
+        if glob in entries:
+            raise UsageError(f"{option}: {glob!r} is given twice ({entries[glob]} and {name})")
+        try:
+            get_symmetry(name)
+        except ValueError as exc:
+            raise UsageError(f"{option} {word!r}: {exc}") from None
+        entries[glob] = name
+    return entries
+
+
 def gate_mask(text: str) -> str:
     """``type=`` for a gate mask such as ``1111`` (LSTM gates i f g o) or ``111`` (GRU r z n)."""
     if not text or set(text) - {"0", "1"} or len(text) not in (1, 3, 4):

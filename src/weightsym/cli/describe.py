@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
         ["weightsym describe --model wrn-16-4-bottleneck --channel triangular --include '*conv2'",
          "weightsym describe --model resnet-50 --channel triangular --include '*conv2' --json",
          "weightsym describe --model lstm-lm --channel average --hh-gates 1111",
+         "weightsym describe --model wrn-16-4-bottleneck --plan '*conv2=tri+spa' '*conv1=block'",
          "weightsym describe --model mnist1d-cnn        # the dense weight layers",
          "weightsym describe runs/wrn-tri/checkpoint.safetensors --json"])
     p.add_argument("file", nargs="?", metavar="FILE",
@@ -36,8 +37,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     if args.file is not None:
-        given = [f"--{k.replace('_', '-')}" for k in ("model", "channel", "spatial", "include", "exclude", "ih_gates")
-                 if getattr(args, k, None)]
+        given = [f"--{k.replace('_', '-')}" for k in ("model", "channel", "spatial", "plan", "include", "exclude",
+                                                      "ih_gates") if getattr(args, k, None)]
         if given:
             raise checks.UsageError(f"{', '.join(given)}: a FILE is described as it is stored; leave them out, or "
                                     "leave FILE out to describe --model NAME with them")
@@ -52,9 +53,12 @@ def run(args) -> int:
     if not args.model:
         raise checks.UsageError("--model NAME (a registry model) or a model FILE is required; `weightsym models` "
                                 "lists the names")
+    from weightsym.cli.options import check_plan
     from weightsym.train.describe import describe_model
 
-    text, counts = describe_model(args.model, channel=args.channel, spatial=args.spatial, include=args.include,
+    plan = check_plan(args, vars(args))
+    text, counts = describe_model(args.model, channel=args.channel, spatial=args.spatial, plan=plan,
+                                  include=args.include,
                                   exclude=args.exclude, strict=args.strict, hh_gates=args.hh_gates,
                                   ih_gates=args.ih_gates, model_args=dict(args.model_args or []))
     print(text)

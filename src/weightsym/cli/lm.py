@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--channel", type=checks.symmetry("channel", allow_none=True), default=None,
                    help="symmetry of the gate blocks: average (the paper's), triangular, eigen, lowrank[:r], block, "
                         "bisymmetric, centrosymmetric, eighth, repeat:c (default: none, a dense model)")
+    p.add_argument("--plan", nargs="+", default=None, metavar="GLOB=SYM",
+                   help="per-layer symmetries instead of --channel: module globs of the model (encoder, rnn, "
+                        "decoder), e.g. --plan rnn=average, or one FILE of GLOB=SYM lines (default: none)")
     p.add_argument("--hh-gates", type=checks.gate_mask, default=None, metavar="MASK",
                    help="gate blocks of weight_hh that are symmetric (LSTM i f g o, GRU r z n); default all: 1111 "
                         "for an LSTM, 111 for a GRU")
@@ -85,7 +88,11 @@ def check(args) -> None:
     if args.ih_gates and "1" in args.ih_gates and args.emb != args.hidden:
         raise checks.UsageError(f"--ih-gates {args.ih_gates} needs --emb == --hidden (layer 0 maps {args.emb} -> "
                                 f"{args.hidden}); use equal sizes or leave --ih-gates out")
-    if args.channel is None and (args.ih_gates or args.hh_gates):
+    if args.plan and args.channel is not None:
+        raise checks.UsageError("--plan chooses each layer's symmetry; leave --channel out (the gate masks still "
+                                "apply)")
+    args.plan = checks.plan(args.plan)
+    if args.channel is None and not args.plan and (args.ih_gates or args.hh_gates):
         raise checks.UsageError("--hh-gates/--ih-gates choose where --channel goes; give --channel too, e.g. "
                                 "--channel average")
     checks.existing_folder(args.data_dir, "--data-dir", "point it at the folder holding text/<corpus>/")
@@ -111,6 +118,7 @@ def run(args) -> int:
 
     gates = 4 if args.rnn_type == "lstm" else 3
     config = LMConfig(corpus=args.corpus, data_dir=args.data_dir, rnn_type=args.rnn_type, channel=args.channel,
+                      plan=args.plan,
                       hh_gates=args.hh_gates or "1" * gates, ih_gates=args.ih_gates, emb=args.emb,
                       hidden=args.hidden, layers=args.layers, dropout=args.dropout, tie=args.tie, epochs=args.epochs,
                       bptt=args.bptt, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr,

@@ -8,7 +8,7 @@ from weightsym.cli import checks
 
 
 def add_symmetry_options(p: argparse.ArgumentParser, from_config: bool) -> None:
-    """``--channel --spatial --include --exclude --strict --hh-gates --ih-gates``.
+    """``--channel --spatial --plan --include --exclude --strict --hh-gates --ih-gates``.
 
     ``from_config``: options left out stay out of the namespace (``train``: the defaults come from
     :class:`~weightsym.train.config.TrainConfig`, or from the checkpoint with ``--resume``).
@@ -19,6 +19,10 @@ def add_symmetry_options(p: argparse.ArgumentParser, from_config: bool) -> None:
                    help="channel symmetry, e.g. triangular, bisymmetric, block, average (default: none)")
     g.add_argument("--spatial", type=checks.symmetry("spatial"), default=unset,
                    help="spatial symmetry of the kernels, e.g. transpose, hflip, rot180, dihedral (default: none)")
+    g.add_argument("--plan", nargs="+", default=unset, metavar="GLOB=SYM",
+                   help="per-layer symmetries instead of --channel/--spatial/--include: module globs, the first that "
+                        "matches a layer names its symmetry, e.g. --plan '*conv2=tri+spa' '*conv1=block'; or one "
+                        "FILE with a JSON object or GLOB=SYM lines (default: none)")
     g.add_argument("--include", action="append", default=unset, metavar="GLOB",
                    help="only layers whose name matches (repeatable), e.g. '*conv2', the paper's bottleneck "
                         "placement (default: every layer but the stem and the classifier)")
@@ -39,3 +43,14 @@ def add_model_arg(g, from_config: bool) -> None:
                    default=argparse.SUPPRESS if from_config else None,
                    help="constructor option of the model (repeatable), e.g. width=16, dropout=0.3 (default: the "
                         "model's own defaults)")
+
+
+def check_plan(args, given: dict) -> dict | None:
+    """The ``--plan`` of a command as a dict (None without one); refused together with the options it replaces."""
+    if not given.get("plan"):
+        return None
+    clash = [f"--{k}" for k in ("channel", "spatial", "include") if given.get(k)]
+    if clash:
+        raise checks.UsageError(f"--plan chooses each layer's symmetry; leave {', '.join(clash)} out (--exclude, "
+                                "--strict and the gate masks still apply)")
+    return checks.plan(given["plan"])

@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
          "weightsym train --resume --out runs/mnist1d-tri    # continue after Ctrl-C or SIGTERM",
          "weightsym train --model wrn-16-4-bottleneck --channel triangular --include '*conv2' --epochs 200 "
          "--out runs/wrn-tri",
+         "weightsym train --model wrn-16-4-bottleneck --plan '*conv2=tri+spa' '*conv1=block' --out runs/wrn-mixed",
          "torchrun --standalone --nproc_per_node=2 -m weightsym train --model wrn-16-4 --spatial dihedral "
          "--out runs/wrn-d4",
          "weightsym train --model wrn-16-4-bottleneck --channel block --spatial dihedral --compile "
@@ -107,10 +108,14 @@ def config_from_args(args: argparse.Namespace):
     """
     from weightsym.train.config import RUN_CONTROL, TrainConfig
 
+    from weightsym.cli.options import check_plan
+
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
     if "model_args" in given:
         given["model_args"] = dict(given["model_args"])
+    if "plan" in given:
+        given["plan"] = check_plan(args, given)
     config = TrainConfig(**given)
     if config.resume:
         from weightsym.train.loop import CHECKPOINT, resume_config

@@ -58,6 +58,7 @@ class LMConfig:
     dropout: float = 0.5
     tie: bool = False
     channel: str | None = None  # None: dense model
+    plan: dict[str, str] | None = None  # per-layer symmetries {module glob: symmetry} instead of channel
     hh_gates: str = "1111"
     ih_gates: str | None = None  # None or all zeros: weight_ih stays dense
     epochs: int = 6
@@ -98,14 +99,17 @@ class LMConfig:
         return cls(**data)
 
     def symmetry_options(self) -> dict | None:
-        """Keyword arguments for :func:`weightsym.symmetrize`, or None for a dense model."""
-        if not self.channel or self.channel == "none":
-            return None
+        """Keyword arguments for :func:`weightsym.symmetrize`, or None for a dense model.  ``channel`` goes on the
+        gate blocks of ``rnn``; a ``plan`` names the layers itself (``{"rnn": "average"}``), gates as chosen."""
         ih = self.ih_gates if self.ih_gates and "1" in self.ih_gates else None
         hh = self.hh_gates if self.hh_gates and "1" in self.hh_gates else None
+        gates = 4 if self.rnn_type == "lstm" else 3
+        if self.plan:
+            return {"plan": dict(self.plan), "hh_gates": hh or "0" * gates, "ih_gates": ih}
+        if not self.channel or self.channel == "none":
+            return None
         if hh is None and ih is None:
             return None
-        gates = 4 if self.rnn_type == "lstm" else 3
         return {"channel": self.channel, "hh_gates": hh or "0" * gates, "ih_gates": ih, "include": ["rnn"]}
 
 
@@ -122,11 +126,13 @@ def build_model(config: LMConfig, vocab_size: int) -> tuple[LSTMLanguageModel, "
                          f"(layer 0 maps {config.emb} -> {config.hidden}); use equal sizes or --ih-gates 0000")
     report = ws.symmetrize(model, **options) if options is not None else None
     if report is not None:
-        refused = [r for r in report.skipped if r.name == "rnn" and r.note and r.note != "no gate selected"]
+        skipped = ("no gate selected", "no plan entry", "not in include")
+        refused = [r for r in report.skipped if r.note and r.note not in skipped]
         if refused or not report.symmetric:
             row = refused[0] if refused else report.rows[0]
-            raise ValueError(f"--channel {config.channel}: cannot be applied to `rnn` {row.tensor} "
-                             f"{tuple(row.shape)}: {row.note or 'no gate selected'}")
+            what = f"--channel {config.channel}" if not config.plan else "--plan"
+            raise ValueError(f"{what}: cannot be applied to `{row.name}` {row.tensor} {tuple(row.shape)}: "
+                             f"{row.note or 'no gate selected'}")
     return model, report
 
 
@@ -345,7 +351,9 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
 
 def format_summary(summary: dict) -> str:
     c, p = summary["config"], summary["params"]
-    if c.get("channel"):
+    if c.get("plan"):
+        sym = " ".join(f"{k}={v}" for k, v in c["plan"].items()) + f" hh={c['hh_gates']} ih={c.get('ih_gates') or '-'}"
+    elif c.get("channel"):
         sym = f"{c['channel']} hh={c['hh_gates']} ih={c.get('ih_gates') or '-'}"
     else:
         sym = "dense"

@@ -32,21 +32,23 @@ def has_bottleneck_blocks(name: str) -> bool:
 def describe_model(name: str, channel: str | None = None, spatial: str | None = None,
                    include: list[str] | None = None, exclude: list[str] | None = None, strict: bool = False,
                    hh_gates: str = "1111", ih_gates: str | None = None,
-                   model_args: dict[str, Any] | None = None) -> tuple[str, "ws.ParameterCount"]:
+                   model_args: dict[str, Any] | None = None,
+                   plan: dict[str, str] | None = None) -> tuple[str, "ws.ParameterCount"]:
     """Build registry model ``name``, symmetrize it as asked and return ``(text, ParameterCount)``.
 
     ``text`` is the per-layer table (the :class:`~weightsym.SymmetrizeReport`; without a symmetry, the dense weight
     layers), the whole-model totals (dense-equivalent, stored, free, % saved; BatchNorm and biases included) and the
-    placement note for bottleneck models (:func:`has_bottleneck_blocks`).
+    placement note for bottleneck models (:func:`has_bottleneck_blocks`).  ``plan`` (``{module glob: symmetry}``)
+    chooses a symmetry per layer instead of ``channel``/``spatial``/``include`` (:func:`weightsym.symmetrize`).
     """
     from weightsym.models import create_model, model_info
 
     info = model_info(name)
     model = create_model(name, **(model_args or {}))
     lines = [f"{info['name']}: {info.get('description', '')}".rstrip(": ")]
-    if channel or spatial:
+    if channel or spatial or plan:
         report = ws.symmetrize(model, channel=channel, spatial=spatial, include=include, exclude=exclude,
-                               strict=strict, hh_gates=hh_gates, ih_gates=ih_gates)
+                               strict=strict, hh_gates=hh_gates, ih_gates=ih_gates, plan=plan)
         lines += [str(report), f"{len(report.symmetric)} of {len(report.rows)} weight tensors symmetric"]
     else:
         rows = []
@@ -55,7 +57,7 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
                 if tensor.startswith("weight"):
                     rows.append([layer, tensor, "x".join(map(str, value.shape)), f"{value.numel():,}"])
         lines += [ws.nn.format_table(["layer", "tensor", "shape", "dense"], rows, numeric={3}),
-                  "no symmetry requested (pass --channel and/or --spatial to see what it would save)"]
+                  "no symmetry requested (pass --channel and/or --spatial, or --plan, to see what it would save)"]
     counts = ws.count_parameters(model)
     lines.append(ws.nn.format_table(
         ["whole model", "dense-equivalent", "stored", "free", "saved"],
