@@ -304,7 +304,8 @@ def _plan_entries(plan, plane_symmetry, include) -> list[tuple[str, Symmetry]] |
     if plan is None:
         return None
     if plane_symmetry is not None:
-        raise ValueError("pass either plan= (per-layer symmetries) or channel=/spatial= (one for every layer), not both")
+        raise ValueError("pass either plan= (per-layer symmetries) or channel=/spatial= (one for every layer), "
+                         "not both")
     if include:
         raise ValueError("plan's globs choose the layers; leave include out (exclude still applies)")
     if not isinstance(plan, Mapping) or not plan:

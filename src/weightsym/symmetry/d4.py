@@ -60,7 +60,8 @@ def apply(name: str, array):
     out = array
     for step in ELEMENTS[canonical(name)]:
         if isinstance(out, np.ndarray):
-            out = out[..., ::-1, :] if step == "rows" else out[..., ::-1] if step == "cols" else np.swapaxes(out, -1, -2)
+            out = (out[..., ::-1, :] if step == "rows" else out[..., ::-1] if step == "cols"
+                   else np.swapaxes(out, -1, -2))
         else:
             out = out.flip(-2) if step == "rows" else out.flip(-1) if step == "cols" else out.transpose(-2, -1)
     return out
