@@ -788,10 +788,15 @@ def load_model(source: str | os.PathLike | ModelFile, model: str | None = None,
     attach_from_metadata(net, mf.layers)
     load_into(net, mf, hint=f"the file does not describe registry model {name!r} with {args}")
     net.eval()
+    try:
+        state = decode(mf.state, mf.tensors) if mf.kind == "checkpoint" else {}
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ModelFileError(mf.path, f"its run state cannot be decoded ({type(exc).__name__}: {exc}); a damaged or "
+                                      "edited file") from None
     description = ModelDescription(
         path=str(mf.path), kind=mf.role, format=mf.format, architecture={"name": name, "args": args},
         task=info.get("task", "classification"), input_shape=tuple(info["input_shape"]), layers=mf.layers,
-        config=mf.config, state=decode(mf.state, mf.tensors) if mf.kind == "checkpoint" else {},
+        config=mf.config, state=state,
         user=mf.metadata.get("user") or {}, checksum=mf.checksum, notes=list(mf.notes))
     return net, description
 
