@@ -1,16 +1,12 @@
-"""Inference benchmark (per layer and whole model): ``python benchmarks/bench_inference.py [--quick]``.
+"""Inference benchmark (per layer and whole model): ``python benchmarks/bench_inference.py [--quick] [--out BASE]``.
 
-Same as ``weightsym bench``; the code lives in :mod:`weightsym.fast.bench` so the CLI can reach it.
+The same as ``weightsym bench`` (same options; the code lives in :mod:`weightsym.fast.bench` and
+:mod:`weightsym.cli.bench`, which holds the whole-model cases).
 """
 
-import argparse
 import sys
 
-from weightsym.fast.bench import add_arguments, run
+from weightsym.cli import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args()
-    run(args.quick, args.out or None, args.only, args.repeats, not args.no_memory, threads=args.threads)
-    sys.exit(0)
+    sys.exit(main(["bench", *sys.argv[1:]]))

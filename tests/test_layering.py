@@ -108,8 +108,7 @@ def test_model_files_are_read_and_written_in_one_module():
     assert users == []
 
 
-# The fast-path engineer's files still cite the old name; listed here so that the set must shrink, never grow.
-PENDING_CITATIONS = {"src/weightsym/fast/spatial_fold.py", "src/weightsym/fast/channel_fold.py"}
+PENDING_CITATIONS: set[str] = set()  # files still citing the pre-repository SCIENCE.md: none
 
 
 def test_science_citations_point_at_sections_of_docs_science_md():

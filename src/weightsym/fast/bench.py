@@ -12,7 +12,7 @@ read back as ``VmHWM``; ``ru_maxrss`` where that is unavailable, which cannot be
 File sizes compare
 ``weightsym.save`` (free values only) with ``weightsym.fast.export_dense`` (dense state dict).
 
-Output: a Markdown table and JSON (``--out`` base path, default ``docs/results/inference``).
+Output: a Markdown table and JSON (``out`` base path; ``weightsym bench`` defaults it to ``./weightsym-results/inference``).
 
 Whole-model cases need models, which ``weightsym.fast`` does not build: the caller passes the models
 (``cases["models"]``) and ``build_model``, the import path of a function ``(name, channel, spatial) -> (model,
@@ -21,7 +21,6 @@ input shape)``; the bench command (:mod:`weightsym.cli.bench`) holds the list it
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import math
@@ -423,10 +422,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool = False, out: str | None = "docs/results/inference", only: str | None = None,
+def run(quick: bool = False, out: str | None = None, only: str | None = None,
         repeats: int | None = None, memory: bool = True, threads: int | None = None, log=print,
         cases: dict | None = None, build_model: str | None = None) -> dict:
-    """Run the benchmark (``cases`` replaces the built-in :func:`plan`); write ``out``.md/.json; return the result.
+    """Run the benchmark (``cases`` replaces the built-in :func:`plan`); write ``out``.md/.json if given; return the
+    result.
 
     Whole-model cases (``cases["models"]``: ``(name, channel, spatial, batch)``) need ``build_model``, the import
     path ``"module:function"`` of a builder ``(name, channel, spatial) -> (model, input shape)``."""
@@ -477,14 +477,3 @@ def run(quick: bool = False, out: str | None = "docs/results/inference", only: s
         log(f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')}")
     log(text)
     return result
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="few small cases (development on a busy machine)")
-    p.add_argument("--out", default="docs/results/inference",
-                   help="base path of the .md and .json results (default docs/results/inference; '' to skip)")
-    p.add_argument("--only", choices=("layers", "conv", "linear", "models"), help="run one group of cases")
-    p.add_argument("--repeats", type=int, help="interleaved repeats per case (default 7, quick 5)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default, all cores); "
-                   "1 gives steadier numbers on an oversubscribed machine")

@@ -1,4 +1,4 @@
-"""Channel-plane kernels: fold the inputs, mirror or tile the outputs, block-diagonalise (SCIENCE.md §1.4).
+"""Channel-plane kernels: fold the inputs, mirror or tile the outputs, block-diagonalise (docs/science.md §1.4).
 
 A channel symmetry ties the ``(out, in)`` plane of a weight.  Whenever its group contains a flip, the product
 ``y = W x`` needs fewer multiplies (``J`` reverses indices, ``h = n // 2``, an odd ``n`` keeps its middle entry):

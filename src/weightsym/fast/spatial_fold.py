@@ -1,4 +1,4 @@
-"""Spatial-plane kernel: sum the input over each kernel orbit, then one 1x1 product (SCIENCE.md §1.4).
+"""Spatial-plane kernel: sum the input over each kernel orbit, then one 1x1 product (docs/science.md §1.4).
 
 A conv whose every ``kh x kw`` kernel obeys a spatial tying has one value per kernel orbit, shared by the taps of
 the orbit.  So ``y[o] = Σ_c Σ_s w[o, c, s] · (Σ_{t ∈ orbit s} shift_t(x_c))``: the orbit sums ("orbit maps") do not
