@@ -48,11 +48,14 @@ from weightsym.nn.parametrization import KERNEL, clear_kernel, set_kernel, symme
 # contiguous ones; eager mode pays every fold as a separate pass.  A layer folds when the model predicts at least
 # MIN_SPEEDUP.
 PRODUCT_COST = {"spatial": 1.0, "channel": 1.0}  # reduced products run about as efficiently as the dense ones
-MEMORY_COST = {  # (compiled?) -> multiply-adds per moved element
-    True: {"spatial": 52.0, "channel": 14.0},
-    False: {"spatial": 75.0, "channel": 20.0},
+MEMORY_COST = {  # (compiled?) -> multiply-adds per moved element; fitted by benchmarks/calibrate_fold.py, 2 threads,
+    True: {"spatial": 33.0, "channel": 3.0},  # 2026-12-01 (benchmarks/results/calibrate_fold.json)
+    False: {"spatial": 54.0, "channel": 5.0},
 }
 MIN_SPEEDUP = 1.15
+# Below these multiply-adds per output element the per-call cost of the extra ops (not modelled) dominates: measured
+# on the same grid, e.g. a block Linear of 32 or a 16 -> 64 1x1 conv trains slower folded, compiled or not.
+MIN_MACS = {True: {"spatial": 256, "channel": 64}, False: {"spatial": 256, "channel": 128}}
 
 
 @dataclass
@@ -179,6 +182,8 @@ def estimated_speedup(kernel: StructuredKernel, compiled: bool = True) -> float:
         channel += 2 * 1.5  # write R from R/2, and the adjoint
     cost = MEMORY_COST[compiled]
     kind = "spatial" if kernel.spatial is not None else "channel"
+    if macs < MIN_MACS[compiled][kind]:
+        return 1.0  # too small to model: keep the gather
     time = kernel.multiply_fraction * PRODUCT_COST[kind] + (cost["spatial"] * spatial + cost["channel"] * channel) / macs
     return 1.0 / time
 
