@@ -97,25 +97,7 @@ class Layout:
         idx = self.index if index is None else index
         if idx.device != free.device:
             idx = idx.to(free.device)
-        if _compiling():  # traced: a backward without scatter (compiled scatters become atomic adds)
-            return OrbitGatherTraced.apply(self.core(free), idx, self.orbit_members(free.device)).view(self.shape)
         return OrbitGather.apply(self.core(free), idx).view(self.shape)
-
-    def orbit_members(self, device=None) -> torch.Tensor:
-        """``(m, core_size)`` int64: column ``o`` lists the weight positions of orbit ``o``, padded with ``numel``
-        (a zero appended to the gradient) up to the largest orbit size ``m``.  Built once per layout and device."""
-        key = str(torch.device(device or "cpu"))
-        cache = self.__dict__.setdefault("_members", {})
-        if key not in cache:
-            order = torch.argsort(self.index, stable=True)  # positions grouped by orbit
-            counts = self.counts.long()
-            starts = torch.cumsum(counts, 0) - counts
-            width = int(counts.max())
-            slot = torch.arange(width).unsqueeze(1)  # (m, 1)
-            take = (starts.unsqueeze(0) + slot).clamp(max=self.index.numel() - 1)
-            members = torch.where(slot < counts.unsqueeze(0), order[take], torch.tensor(self.index.numel()))
-            cache[key] = members.to(device=key)
-        return cache[key]
 
     def project(self, weight: torch.Tensor) -> torch.Tensor:
         """Free vector of the nearest symmetric weight (least squares; orbit means for tyings)."""
@@ -188,12 +170,12 @@ class Layout:
 class OrbitGather(torch.autograd.Function):
     """``core[index]``, the expansion, with the orbit sum of the gradient as its backward.
 
-    The gradient of a free value is the sum of the dense gradient over its orbit (``docs/science.md``, "Training
-    through the folds").  Autograd's own backward of ``index_select`` is ``index_add_``; ``scatter_add_`` computes
-    the same sums and was the fastest of the alternatives measured on a 2-core CPU for a 2600x650 triangular LSTM
-    weight (``benchmarks/bench_orbit_sum.py``): scatter 1.2-1.3 ms, index_add 1.9-2.1 ms, the group sum
-    ``(G + Gᵀ)[rep]`` 1.4-1.6 ms, one gather per orbit member 1.75 ms.  The backward is built from differentiable
-    ops, so double backward works.
+    The gradient of a free value is the sum of the dense gradient over its orbit (``docs/science.md`` §4).  Autograd's
+    own backward of ``index_select`` is ``index_add_``; ``scatter_add_`` computes the same sums and was the fastest
+    of the alternatives on a 2-core CPU for a 2600x650 triangular LSTM weight (``benchmarks/bench_orbit_sum.py``
+    prints the comparison: scatter, index_add, the group sum ``(G + Gᵀ)[rep]``, one gather per orbit member).  Under
+    ``torch.compile`` the same function is traced (a gather-form backward compiled worse, 3x slower on a 2048x2048
+    weight).  The backward is built from differentiable ops, so double backward works.
     """
 
     @staticmethod
@@ -206,27 +188,6 @@ class OrbitGather(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (index,) = ctx.saved_tensors
         return grad.new_zeros(ctx.core_size).scatter_add_(0, index, grad.reshape(-1)), None
-
-
-class OrbitGatherTraced(torch.autograd.Function):
-    """:class:`OrbitGather` for ``torch.compile``: the orbit sums as one gather of every orbit's members (padded
-    with a zero) and a sum over them, which the compiler fuses into one loop without atomic adds."""
-
-    @staticmethod
-    def forward(ctx, core: torch.Tensor, index: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(members)
-        return core.index_select(0, index)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (members,) = ctx.saved_tensors
-        padded = torch.cat([grad.reshape(-1), grad.new_zeros(1)])
-        return padded.index_select(0, members.reshape(-1)).view(members.shape).sum(0), None, None
-
-
-def _compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
 
 
 INIT_RULES = {
