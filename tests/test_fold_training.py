@@ -204,6 +204,10 @@ def test_auto_policy_decides_by_multiplies_and_size():
     small = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2))
     ws.symmetrize(small, channel="block")
     row = fold_training(small, policy="auto", compiled=True).rows[0]
+    assert row.path == "gather" and "too few to pay" in row.why
+    medium = nn.Sequential(nn.Linear(4, 128), nn.Conv2d(128, 128, 3, stride=4), nn.Linear(8, 2))
+    ws.symmetrize(medium, channel="bisymmetric", spatial="vflip", include=["1"])
+    row = fold_training(medium, policy="auto", compiled=False).rows[0]
     assert row.path == "gather" and "memory passes" in row.why and "estimated" in row.why
 
 

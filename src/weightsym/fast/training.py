@@ -152,6 +152,13 @@ def fold_kernel(module: nn.Module, product: str = "conv") -> FoldKernel | None:
     return build_kernel(module, FoldKernel, product=product, block_index=index, block_shape=tuple(index.shape))
 
 
+def _macs_per_output(kernel: StructuredKernel) -> tuple[int, str]:
+    """Dense multiply-adds per output element, and which minimum applies ("spatial" or "channel")."""
+    groups = kernel.conv.get("groups", 1) if kernel.kind == "conv" else 1
+    taps = kernel.spatial_taps if kernel.kind == "conv" else 1
+    return kernel.n_in // groups * taps, "spatial" if kernel.spatial is not None else "channel"
+
+
 def estimated_speedup(kernel: StructuredKernel, compiled: bool = True) -> float:
     """Modelled dense / fold training-step time of one layer (see :data:`MEMORY_COST`), per output element.
 
@@ -162,14 +169,10 @@ def estimated_speedup(kernel: StructuredKernel, compiled: bool = True) -> float:
     pixel (the stride's product).
     """
     conv = kernel.conv
-    groups = conv.get("groups", 1) if kernel.kind == "conv" else 1
     stride = 1
     for s in conv.get("stride", ()) if kernel.kind == "conv" else ():
         stride *= s
-    taps = 1
-    if kernel.kind == "conv":
-        taps = kernel.spatial_taps
-    macs = kernel.n_in // groups * taps
+    macs, kind = _macs_per_output(kernel)
     per_out = 1.0 / kernel.n_out  # input-side traffic is shared by all outputs of a pixel
     channel = spatial = 0.0
     channels_after = kernel.n_in
@@ -181,7 +184,6 @@ def estimated_speedup(kernel: StructuredKernel, compiled: bool = True) -> float:
     if kernel.out_mode in ("mirror", "tile", "centro"):
         channel += 2 * 1.5  # write R from R/2, and the adjoint
     cost = MEMORY_COST[compiled]
-    kind = "spatial" if kernel.spatial is not None else "channel"
     if macs < MIN_MACS[compiled][kind]:
         return 1.0  # too small to model: keep the gather
     time = kernel.multiply_fraction * PRODUCT_COST[kind] + (cost["spatial"] * spatial + cost["channel"] * channel) / macs
@@ -193,6 +195,10 @@ def _decide(kernel: FoldKernel, policy: str, compiled: bool) -> tuple[bool, str]
         return True, "policy always"
     speedup = estimated_speedup(kernel, compiled)
     mode = "compiled" if compiled else "eager"
+    macs, smallest = _macs_per_output(kernel)
+    if macs < MIN_MACS[compiled][smallest]:
+        return False, (f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies, but {macs} multiply-adds per output are "
+                       f"too few to pay for the extra ops ({mode}; folds from {MIN_MACS[compiled][smallest]})")
     if speedup < MIN_SPEEDUP:
         return False, (f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies, but the folds' memory passes leave an "
                        f"estimated {speedup:.2f}x ({mode}; folds from {MIN_SPEEDUP}x)")
