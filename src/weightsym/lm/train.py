@@ -281,7 +281,8 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
         folds = fold_training(model, policy=config.fold, compiled=config.compile)
         if folds.folded:
             log(f"fold training ({config.fold}): {', '.join(folds.folded)} train through their folds")
-    forward = torch.compile(model) if config.compile else model  # the eager module keeps the state dict
+    # the eager module keeps the state dict; dynamic=False: a shorter last window gets its own static graph
+    forward = torch.compile(model, dynamic=False) if config.compile else model
     if config.compile:
         log("training forward compiled with torch.compile (the first windows include the compilation)")
     for epoch in range(state["epoch"] + 1, config.epochs + 1):

@@ -297,7 +297,9 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                     save_checkpoint(path, model, optimizer, scheduler, snapshot)
         ctx.barrier()
 
-    forward = torch.compile(dmodel) if config.compile else dmodel  # the eager module keeps the state dict
+    # the eager module keeps the state dict; dynamic=False: the epoch's last, smaller batch gets its own static graph
+    # instead of recompiling everything with a symbolic batch size (measured: 5-10% slower steps for the rest of the run)
+    forward = torch.compile(dmodel, dynamic=False) if config.compile else dmodel
     last_eval = None
     while state["step"] < stop_at:
         epoch = train_loader.epoch
