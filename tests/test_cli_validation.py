@@ -200,3 +200,21 @@ def test_resume_refuses_changed_training_options_before_loading(files, no_work, 
     assert main(["train", "--resume", "--out", str(run), "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--lr 0.5" in err and "use a new --out" in err
+
+
+def test_resume_keeps_how_the_run_computed_unless_given_again(tmp_path):
+    """--compile/--fold/--threads of the interrupted run carry over to --resume; given again, the new value wins."""
+    from weightsym.cli import build_parser
+    from weightsym.cli.train import config_from_args
+    from weightsym.train import TrainConfig
+
+    run = tmp_path / "run"
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    stored = TrainConfig(model="mnist1d-mlp", compile=True, fold="never", threads=2, out=str(run))
+    save_checkpoint(run / "checkpoint.safetensors", net, state={"config": stored.to_dict()})
+    parser = build_parser()
+    resumed = config_from_args(parser.parse_args(["train", "--resume", "--out", str(run)]))
+    assert (resumed.compile, resumed.fold, resumed.threads) == (True, "never", 2)
+    changed = config_from_args(parser.parse_args(["train", "--resume", "--out", str(run), "--threads", "1",
+                                                  "--fold", "auto"]))
+    assert (changed.compile, changed.fold, changed.threads) == (True, "auto", 1)

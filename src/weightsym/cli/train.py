@@ -78,8 +78,9 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("run control (may change when resuming)")
     g.add_argument("--out", metavar="DIR", help=f"output folder, default {d.out}")
     g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint.safetensors (its options are used; default "
-                        "off: a new run, refused if --out already holds one)")
+                   help="continue the run in --out from its checkpoint.safetensors (its training options are used, "
+                        "and its --compile/--fold/--threads/--workers unless given again; default off: a new run, "
+                        "refused if --out already holds one)")
     g.add_argument("--max-steps", type=checks.integer(1), help="stop after this many optimizer steps in total, "
                                                                "schedule unchanged (default: run every epoch)")
     g.add_argument("--checkpoint-every", type=checks.integer(1), metavar="STEPS",
@@ -93,12 +94,16 @@ def add_parser(sub) -> None:
     g.add_argument("--compile", action="store_true",
                    help="run the training forward through torch.compile (default off; checkpoints and evaluation "
                         "use the eager model; a tiny model takes 10-30 s to compile on a CPU)")
-    g.add_argument("--fold", choices=FOLD_CHOICES, default=d.fold,
+    g.add_argument("--fold", choices=FOLD_CHOICES,
                    help="symmetric layers whose structure saves multiplies train through their folds: auto (where "
                         "the saving outweighs the folds' memory passes, decided per layer; measured rules differ "
                         "with --compile), always, never (the dense-weight gather); default auto; the log names the "
                         "folded layers")
     p.set_defaults(func=run)
+
+
+# Run-control options a resumed run keeps from its checkpoint unless given again: how it computed, not where it writes.
+KEPT_ON_RESUME = ("compile", "fold", "threads", "workers", "eval_batch_size", "checkpoint_every")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -118,7 +123,7 @@ def config_from_args(args: argparse.Namespace):
         given["plan"] = check_plan(args, given)
     config = TrainConfig(**given)
     if config.resume:
-        from weightsym.train.loop import CHECKPOINT, resume_config
+        from weightsym.train.loop import CHECKPOINT, checkpoint_info, resume_config
 
         path = Path(config.out) / CHECKPOINT
         if not path.exists():
@@ -126,6 +131,10 @@ def config_from_args(args: argparse.Namespace):
                                     "or name the folder of an existing run with --out")
         checks.checkpoint(str(path), "--resume", ("classifier",))
         saved = resume_config(config)
+        stored = checkpoint_info(path)["state"]["config"]
+        kept = {k: stored[k] for k in KEPT_ON_RESUME if k not in given and k in stored}
+        if kept:  # how the run computed (compiled, folded, threads, ...) carries over unless given again
+            config = dataclasses.replace(config, **kept)
         changed = [f"--{k.replace('_', '-')} {given[k]!r} (checkpoint: {getattr(saved, k)!r})"
                    for k in given if k not in RUN_CONTROL and getattr(config, k) != getattr(saved, k)]
         if changed:
