@@ -253,3 +253,25 @@ def test_plot_structure_picks_a_kernel_the_symmetry_acts_on(tmp_path, capsys):
     assert (tmp_path / "r.png").stat().st_size > 1000
     assert main(["plot-structure", "repeat:3:kw", "--k", "5", "--out", str(tmp_path / "x.png")]) == 2
     assert "3, 6, 9" in capsys.readouterr().err
+
+
+def test_lm_init_reaches_symmetrize_and_a_resume_without_epochs_keeps_the_runs_own(shared_data, tmp_path, capsys):
+    from weightsym.lm import LMConfig
+
+    assert LMConfig(channel="triangular", init="project").symmetry_options()["init"] == "project"
+    if not (shared_data / "text" / "ptb" / "ptb.train.txt").exists():
+        pytest.skip(f"SKIPPED LOUDLY: PTB not found under {shared_data / 'text' / 'ptb'}; set WEIGHTSYM_DATA")
+    out = tmp_path / "lm"
+    common = ["--data-dir", str(shared_data), "--out", str(out), "--no-progress", "--json", "--threads", "1"]
+    assert main(["lm", "--recipe", "paper", "--emb", "16", "--hidden", "16", "--epochs", "1", "--channel",
+                 "triangular", "--init", "project", "--max-train-tokens", "3000", "--max-eval-tokens", "1000",
+                 *common]) == 0
+    import json
+
+    first = json.loads(capsys.readouterr().out)
+    assert first["config"]["recipe"] == "paper" and first["config"]["init"] == "project"
+    assert (first["config"]["lr"], first["config"]["clip"], first["config"]["dropout"]) == (20.0, 0.25, 0.5)
+    # the default --epochs (6) is not an instruction to a resumed 1-epoch run: it stays done
+    assert main(["lm", "--resume", *common]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["epochs_done"] == 1 and resumed["config"]["epochs"] == 1

@@ -102,6 +102,7 @@ def resolve_options(args) -> None:
 
     defaults = {**asdict(LMConfig()), "hh_gates": None}
     given = {k: v for k, v in vars(args).items() if k in defaults}
+    args.given = set(given)  # what the command line set (--resume keeps the run's epochs unless --epochs is given)
     values = {**defaults, **resolve(LM_RECIPES, given.pop("recipe", None), given)}
     for key, value in values.items():
         setattr(args, key, value)
@@ -156,6 +157,12 @@ def run(args) -> int:
     gates = 4 if args.rnn_type == "lstm" else 3
     values = {f.name: getattr(args, f.name) for f in fields(LMConfig)}
     values["hh_gates"] = args.hh_gates or "1" * gates
+    if args.resume and "epochs" not in args.given:  # continue to the run's own end, not to the default's
+        from pathlib import Path
+
+        from weightsym.train.checkpoint import checkpoint_info
+
+        values["epochs"] = checkpoint_info(Path(args.out) / "last.safetensors")["state"]["config"]["epochs"]
     config = LMConfig(**values)
     quiet = (lambda *a, **k: None) if args.json else print
     summary = fit(config, resume=args.resume, progress=not args.no_progress, log=quiet)
