@@ -97,7 +97,7 @@ def test_paper_init_statistics_on_a_large_wrn():
     model = create_model("wrn-16-4-bottleneck", init_scheme="paper")
     gammas = torch.cat([m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
     assert gammas.min() >= 0 and gammas.max() <= 1 and abs(gammas.mean().item() - 0.5) < 0.05
-    assert all(float(m.bias.abs().max()) == 0 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     conv = model.group3[1].conv2.weight  # 64x64x3x3: 36,864 draws, std error of the std ~0.4%
     assert conv.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.03)
     one_by_one = model.group3[1].conv1.weight  # 1x1 256 -> 64: fan_in 256 (fan_out would be 64: 2x the std)
@@ -275,3 +275,12 @@ def test_lm_init_reaches_symmetrize_and_a_resume_without_epochs_keeps_the_runs_o
     assert main(["lm", "--resume", *common]) == 0
     resumed = json.loads(capsys.readouterr().out)
     assert resumed["epochs_done"] == 1 and resumed["config"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("name", ["weightsym.train.recipes", "weightsym.train.dense_match"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
