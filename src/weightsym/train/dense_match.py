@@ -78,7 +78,7 @@ class DenseMatch:
     def __str__(self) -> str:
         args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.model_args.items())
         return (f"dense at equal stored parameters: {self.model} with {args} ({self.what}) stores {self.stored:,} "
-                f"parameters, {100 * self.gap:+.2f}% from the symmetric model's {self.target:,}; train it with\n"
+                f"parameters, {100 * self.gap:+.2f}% from the {self.target:,} of the model described; train it with\n"
                 f"  weightsym train --model {self.model} {self.model_arg_options()}")
 
 
