@@ -284,3 +284,17 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_docs_tables_name_every_value_the_recipes_set():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    wrn = text.split("## The original recipe")[1].split("### The language-model recipes")[0]
+    lm = text.split("### The language-model recipes")[1].split("\n## ")[0]
+    for section, recipes in ((wrn, TRAIN_RECIPES), (lm, LM_RECIPES)):
+        for recipe in recipes.values():
+            for key in recipe.values:
+                flag = "init_scheme=paper" if key == "model_args" else f"`--{key.replace('_', '-')}"
+                flag = "`--model`" if key == "rnn_type" else flag
+                assert flag in section, (recipe.name, key)
