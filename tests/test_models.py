@@ -234,7 +234,7 @@ def test_registry_errors_name_the_valid_choices():
         create_model("wrn-15-4")
     with pytest.raises(ValueError, match="one of \\[18, 34, 50, 101, 152\\]"):
         model_info("resnet-20")
-    with pytest.raises(ValueError, match="options for this model: \\['dropout'\\]"):
+    with pytest.raises(ValueError, match="options for this model: \\['dropout', 'width', 'init_scheme'\\]"):
         create_model("wrn-16-4", padding_mode="reflect")
 
 

@@ -186,6 +186,13 @@ def test_cifar_symmetries_smoke(tmp_path, shared_data):
         # kernel scores of every 3x3 conv; spatially dihedral conv2 layers are D4-symmetric by construction
         assert r["kernels"] and all(0.0 <= k["score"] <= 1.0 + 1e-6 for k in r["kernels"])
     assert all(abs(k["score"] - 1.0) < 1e-5 for k in by["dihedral"]["kernels"] if k["name"].endswith("conv2"))
+    # the dense row at the triangular model's stored count: a narrower dense WRN within 2% of it, no symmetric layer
+    matched = by["dense@triangular"]
+    assert matched["symmetric_layers"] == 0 and matched["width"] < study.SMOKE["width"]
+    assert abs(matched["params"]["stored"] / by["triangular"]["params"]["stored"] - 1) < 0.02
+    assert saved["seeds"] == [0] and saved["init"] == "variance" and by["triangular"]["init"] == "variance"
+    assert [row["variant"] for row in saved["summary"]] == study.SMOKE_VARIANTS
+    assert "Against a dense WRN narrowed to the same stored parameters" in markdown
 
 
 def test_every_registered_study_has_a_smoke_test():

@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
          "weightsym describe --model lstm-lm --channel average --hh-gates 1111",
          "weightsym describe --model wrn-16-4-bottleneck --plan '*conv2=tri+spa' '*conv1=block'",
          "weightsym describe --model mnist1d-cnn        # the dense weight layers",
+         "weightsym describe --model wrn-16-4-bottleneck --channel triangular --include '*conv2' --match-dense",
          "weightsym describe runs/wrn-tri/checkpoint.safetensors --json"])
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="a weight file or training checkpoint to describe instead of --model (default: none)")
@@ -31,6 +32,10 @@ def add_parser(sub) -> None:
                    help="registry name (`weightsym models` lists them); needed unless FILE is given (default: none)")
     add_model_arg(p, from_config=False)
     add_symmetry_options(p, from_config=False)
+    p.add_argument("--match-dense", action="store_true",
+                   help="also find the dense model of the same family whose stored parameters match this model's "
+                        "(a narrower WRN: fractional --model-arg width), the fair baseline for a symmetric model; "
+                        "prints both counts, the gap and the train command (default off)")
     p.add_argument("--json", action="store_true", help="also print the totals as one JSON line after the table")
     p.set_defaults(func=run)
 
@@ -45,10 +50,15 @@ def run(args) -> int:
         model_file = checks.checkpoint(args.file, "FILE", ("classifier", "language-model", "checkpoint", "weights"))
         from weightsym.train.describe import describe_file
 
-        text, counts, _ = describe_file(model_file)
+        text, counts, description = describe_file(model_file)
         print(text)
+        match = None
+        if args.match_dense:
+            arch = description.architecture
+            match = _match(arch["name"], counts.stored, {k: v for k, v in arch["args"].items() if k != "num_classes"})
+            print(match)
         if args.json:
-            print(json.dumps(counts.to_dict()))
+            print(json.dumps(_totals(counts, match)))
         return 0
     if not args.model:
         raise checks.UsageError("--model NAME (a registry model) or a model FILE is required; `weightsym models` "
@@ -56,12 +66,42 @@ def run(args) -> int:
     from weightsym.cli.options import check_plan
     from weightsym.train.describe import describe_model
 
+    if args.match_dense:
+        _check_knob(args.model)
+
     plan = check_plan(args, vars(args))
     text, counts = describe_model(args.model, channel=args.channel, spatial=args.spatial, plan=plan,
                                   include=args.include,
                                   exclude=args.exclude, strict=args.strict, hh_gates=args.hh_gates,
                                   ih_gates=args.ih_gates, model_args=dict(args.model_args or []))
     print(text)
+    match = _match(args.model, counts.stored, dict(args.model_args or [])) if args.match_dense else None
+    if match is not None:
+        print(match)
     if args.json:
-        print(json.dumps(counts.to_dict()))
+        print(json.dumps(_totals(counts, match)))
     return 0
+
+
+def _check_knob(name: str) -> None:
+    from weightsym.train.dense_match import width_knob
+
+    try:
+        width_knob(name)
+    except ValueError as exc:
+        raise checks.UsageError(f"--match-dense: {exc}") from None
+
+
+def _match(name: str, stored: int, model_args: dict):
+    from weightsym.train.dense_match import match_dense
+
+    _check_knob(name)
+    return match_dense(name, stored, model_args)  # the match replaces the width, keeps the other options
+
+
+def _totals(counts, match) -> dict:
+    totals = counts.to_dict()
+    if match is not None:
+        totals["match_dense"] = {"model": match.model, "model_args": match.model_args, "stored": match.stored,
+                                 "gap": match.gap}
+    return totals

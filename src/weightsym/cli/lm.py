@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from weightsym.cli import checks
 from weightsym.cli.parser import add_command
 
+# options that are not LMConfig fields (always in the namespace)
+NOT_CONFIG = ("resume", "no_progress", "json", "func", "command")
+
 
 def add_parser(sub) -> None:
     from weightsym.lm.train import LMConfig
+    from weightsym.symmetry.layout import INIT_RULES
+    from weightsym.train.recipes import LM_RECIPES
 
     d = LMConfig()
     p = add_command(
@@ -17,60 +23,89 @@ def add_parser(sub) -> None:
         "Truncated-BPTT training of an LSTM/GRU language model (the pytorch/examples recipe: SGD, lr annealed when "
         "validation loss stalls) with optional symmetric gate blocks. Writes log.jsonl, last.safetensors (for "
         "--resume), best.safetensors and summary.json to --out, which is locked while the run is alive. The corpus "
-        "is read from DATA/text/<corpus>/ (`weightsym download ptb` fetches it).",
+        "is read from DATA/text/<corpus>/ (`weightsym download ptb` fetches it). --recipe paper (2x650) or "
+        "paper-1500 sets the original code's options; options given explicitly win.",
         ["weightsym lm --corpus ptb --channel average --hh-gates 1111 --emb 256 --hidden 256 --tie --epochs 6 "
          "--out runs/ptb-avg-hh",
          "weightsym lm --corpus ptb --hidden 128 --emb 128 --epochs 1 --max-train-tokens 100000 --out runs/ptb-quick",
-         "weightsym lm --resume --out runs/ptb-avg-hh --epochs 8     # continue, two more epochs"])
-    p.add_argument("--corpus", default=d.corpus, choices=["ptb", "wikitext-2"], help="training corpus")
-    p.add_argument("--data-dir", metavar="DIR", default=None,
+         "weightsym lm --recipe paper --channel average --hh-gates 1111 --out runs/ptb-paper-avg   # 2x650, 50 epochs",
+         "weightsym lm --resume --out runs/ptb-avg-hh --epochs 8     # continue, two more epochs"],
+        argument_default=argparse.SUPPRESS)  # left out: the recipe's value, else LMConfig's default
+    p.add_argument("--recipe", choices=sorted(LM_RECIPES),
+                   help="a named preset of the options: " + "; ".join(f"{r.name}: {r.summary}"
+                                                                       for r in LM_RECIPES.values())
+                        + "; options given explicitly win (default: none)")
+    p.add_argument("--corpus", choices=["ptb", "wikitext-2"], help=f"training corpus, default {d.corpus}")
+    p.add_argument("--data-dir", metavar="DIR",
                    help="data root holding text/<corpus>/ (default $WEIGHTSYM_DATA, else ~/.cache/weightsym)")
-    p.add_argument("--model", dest="rnn_type", default=d.rnn_type, choices=["lstm", "gru"], help="recurrent cell")
-    p.add_argument("--channel", type=checks.symmetry("channel", allow_none=True), default=None,
+    p.add_argument("--model", dest="rnn_type", choices=["lstm", "gru"], help=f"recurrent cell, default {d.rnn_type}")
+    p.add_argument("--channel", type=checks.symmetry("channel", allow_none=True),
                    help="symmetry of the gate blocks: average (the paper's), triangular, eigen, lowrank[:r], block, "
                         "bisymmetric, centrosymmetric, eighth, repeat:c (default: none, a dense model)")
-    p.add_argument("--plan", nargs="+", default=None, metavar="GLOB=SYM",
+    p.add_argument("--plan", nargs="+", metavar="GLOB=SYM",
                    help="per-layer symmetries instead of --channel: module globs of the model (encoder, rnn, "
                         "decoder), e.g. --plan rnn=average, or one FILE of GLOB=SYM lines (default: none)")
-    p.add_argument("--hh-gates", type=checks.gate_mask, default=None, metavar="MASK",
+    p.add_argument("--hh-gates", type=checks.gate_mask, metavar="MASK",
                    help="gate blocks of weight_hh that are symmetric (LSTM i f g o, GRU r z n); default all: 1111 "
                         "for an LSTM, 111 for a GRU")
-    p.add_argument("--ih-gates", type=checks.gate_mask, default=None, metavar="MASK",
+    p.add_argument("--ih-gates", type=checks.gate_mask, metavar="MASK",
                    help="gate blocks of weight_ih that are symmetric (needs --emb == --hidden); default none")
-    p.add_argument("--emb", type=checks.integer(1), default=d.emb, help="embedding size")
-    p.add_argument("--hidden", type=checks.integer(1), default=d.hidden, help="hidden units per layer")
-    p.add_argument("--layers", type=checks.integer(1), default=d.layers, help="recurrent layers")
-    p.add_argument("--dropout", type=checks.number(0, 1, high_open=True), default=d.dropout, help="dropout rate")
+    p.add_argument("--init", choices=list(INIT_RULES),
+                   help="how symmetric gate blocks start: variance (each entry keeps the dense init's variance, as "
+                        "the paper's code) or project (orbit means: smaller weights; runs before this option); "
+                        f"default {d.init}")
+    p.add_argument("--emb", type=checks.integer(1), help=f"embedding size, default {d.emb}")
+    p.add_argument("--hidden", type=checks.integer(1), help=f"hidden units per layer, default {d.hidden}")
+    p.add_argument("--layers", type=checks.integer(1), help=f"recurrent layers, default {d.layers}")
+    p.add_argument("--dropout", type=checks.number(0, 1, high_open=True), help=f"dropout rate, default {d.dropout}")
     p.add_argument("--tie", action="store_true",
                    help="tie decoder and embedding weights (needs --emb == --hidden; default untied)")
-    p.add_argument("--epochs", type=checks.integer(1), default=d.epochs, help="epochs (with --resume: the new total)")
-    p.add_argument("--bptt", type=checks.integer(1), default=d.bptt, help="truncated-BPTT window in tokens")
-    p.add_argument("--batch-size", type=checks.integer(1), default=d.batch_size, help="training batch size")
-    p.add_argument("--eval-batch-size", type=checks.integer(1), default=d.eval_batch_size,
-                   help="validation/test batch size")
-    p.add_argument("--lr", type=checks.number(0, low_open=True), default=d.lr, help="SGD learning rate")
-    p.add_argument("--anneal", type=checks.number(1), default=d.anneal,
-                   help="divide lr by this when validation loss does not improve")
-    p.add_argument("--clip", type=checks.number(0), default=d.clip, help="gradient-norm clip (0 = off)")
-    p.add_argument("--seed", type=checks.integer(0), default=d.seed, help="seed of weights and dropout")
-    p.add_argument("--max-train-tokens", type=checks.integer(2), default=None, metavar="N",
+    p.add_argument("--epochs", type=checks.integer(1),
+                   help=f"epochs (with --resume: the new total), default {d.epochs}")
+    p.add_argument("--bptt", type=checks.integer(1), help=f"truncated-BPTT window in tokens, default {d.bptt}")
+    p.add_argument("--batch-size", type=checks.integer(1), help=f"training batch size, default {d.batch_size}")
+    p.add_argument("--eval-batch-size", type=checks.integer(1),
+                   help=f"validation/test batch size, default {d.eval_batch_size}")
+    p.add_argument("--lr", type=checks.number(0, low_open=True), help=f"SGD learning rate, default {d.lr:g}")
+    p.add_argument("--anneal", type=checks.number(1),
+                   help=f"divide lr by this when validation loss does not improve, default {d.anneal:g}")
+    p.add_argument("--clip", type=checks.number(0), help=f"gradient-norm clip (0 = off), default {d.clip}")
+    p.add_argument("--seed", type=checks.integer(0), help=f"seed of weights and dropout, default {d.seed}")
+    p.add_argument("--max-train-tokens", type=checks.integer(2), metavar="N",
                    help="train on the first N tokens only, for quick runs (default: the whole training set)")
-    p.add_argument("--max-eval-tokens", type=checks.integer(2), default=None, metavar="N",
+    p.add_argument("--max-eval-tokens", type=checks.integer(2), metavar="N",
                    help="evaluate on the first N valid/test tokens only (default: the full sets)")
-    p.add_argument("--threads", type=checks.integer(1), default=None,
-                   help="torch threads (default: torch's choice)")
-    p.add_argument("--out", metavar="DIR", default=d.out, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.safetensors (its "
-                   "saved options are used; only --epochs may be raised; default off)")
+    p.add_argument("--threads", type=checks.integer(1), help="torch threads (default: torch's choice)")
+    p.add_argument("--out", metavar="DIR", help=f"run folder, default {d.out}")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run in --out from last.safetensors (its saved options are used; only "
+                        "--epochs may be raised; default off)")
     p.add_argument("--compile", action="store_true",
                    help="run the training forward through torch.compile (default off; evaluation and checkpoints "
                         "use the eager model)")
-    p.add_argument("--fold", choices=("auto", "always", "never"), default=d.fold,
+    p.add_argument("--fold", choices=("auto", "always", "never"),
                    help="symmetric Linear/Conv layers train through their folds where it pays (auto), always or "
-                        "never; recurrent layers always expand into the fused kernel (default auto)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
-    p.add_argument("--json", action="store_true", help="print the final summary as JSON instead of a table")
+                        f"never; recurrent layers always expand into the fused kernel (default {d.fold})")
+    p.add_argument("--no-progress", action="store_true", default=False, help="no progress bar (default: shown)")
+    p.add_argument("--json", action="store_true", default=False,
+                   help="print the final summary as JSON instead of a table")
     p.set_defaults(func=run)
+
+
+def resolve_options(args) -> None:
+    """Fill every option left out: the recipe's value if ``--recipe`` names one, else ``LMConfig``'s default
+    (``--hh-gates`` left out stays None: all gates of the chosen cell)."""
+    from dataclasses import asdict
+
+    from weightsym.lm.train import LMConfig
+    from weightsym.train.recipes import LM_RECIPES, resolve
+
+    defaults = {**asdict(LMConfig()), "hh_gates": None}
+    given = {k: v for k, v in vars(args).items() if k in defaults}
+    args.given = set(given)  # what the command line set (--resume keeps the run's epochs unless --epochs is given)
+    values = {**defaults, **resolve(LM_RECIPES, given.pop("recipe", None), given)}
+    for key, value in values.items():
+        setattr(args, key, value)
 
 
 def check(args) -> None:
@@ -113,18 +148,22 @@ def check(args) -> None:
 
 
 def run(args) -> int:
+    resolve_options(args)
     check(args)
+    from dataclasses import fields
+
     from weightsym.lm.train import LMConfig, fit
 
     gates = 4 if args.rnn_type == "lstm" else 3
-    config = LMConfig(corpus=args.corpus, data_dir=args.data_dir, rnn_type=args.rnn_type, channel=args.channel,
-                      plan=args.plan,
-                      hh_gates=args.hh_gates or "1" * gates, ih_gates=args.ih_gates, emb=args.emb,
-                      hidden=args.hidden, layers=args.layers, dropout=args.dropout, tie=args.tie, epochs=args.epochs,
-                      bptt=args.bptt, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr,
-                      anneal=args.anneal, clip=args.clip, seed=args.seed, max_train_tokens=args.max_train_tokens,
-                      max_eval_tokens=args.max_eval_tokens, threads=args.threads, out=args.out,
-                      compile=args.compile, fold=args.fold)
+    values = {f.name: getattr(args, f.name) for f in fields(LMConfig)}
+    values["hh_gates"] = args.hh_gates or "1" * gates
+    if args.resume and "epochs" not in args.given:  # continue to the run's own end, not to the default's
+        from pathlib import Path
+
+        from weightsym.train.checkpoint import checkpoint_info
+
+        values["epochs"] = checkpoint_info(Path(args.out) / "last.safetensors")["state"]["config"]["epochs"]
+    config = LMConfig(**values)
     quiet = (lambda *a, **k: None) if args.json else print
     summary = fit(config, resume=args.resume, progress=not args.no_progress, log=quiet)
     if args.json:

@@ -1,4 +1,5 @@
-"""Option groups shared by several commands: the symmetry options (``train``, ``describe``) and ``--model-arg``."""
+"""Option groups shared by several commands: the symmetry options (``train``, ``describe``), ``--init`` (``train``,
+``lm``) and ``--model-arg``."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def add_symmetry_options(p: argparse.ArgumentParser, from_config: bool) -> None:
                                         "r z n), default 1111")
     g.add_argument("--ih-gates", type=checks.gate_mask, default=unset, metavar="MASK",
                    help="recurrent layers: gates of weight_ih (needs input size == hidden size; default: none)")
+
+
+def add_init_option(p: argparse.ArgumentParser, from_config: bool) -> None:
+    """``--init variance|project``: how :func:`weightsym.symmetrize` turns the fresh dense weights into free values."""
+    from weightsym.symmetry.layout import INIT_RULES
+
+    p.add_argument("--init", choices=list(INIT_RULES), default=argparse.SUPPRESS if from_config else "variance",
+                   help="how symmetric layers start: variance (each entry keeps the dense init's variance, as the "
+                        "paper's code) or project (orbit means of the dense init: smaller weights; how runs before "
+                        "this option trained, and how their checkpoints resume); default variance")
 
 
 def add_model_arg(g, from_config: bool) -> None:

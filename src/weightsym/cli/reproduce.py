@@ -27,13 +27,37 @@ def add_parser(sub) -> None:
         "docs). The committed pages in docs/results/NAME were made with an explicit --out docs/results/NAME. "
         "--smoke runs a tiny version in seconds; its pages and figures say SMOKE RUN.",
         ["weightsym reproduce --list", "weightsym reproduce params --smoke",
-         "weightsym reproduce params --out docs/results/params    # regenerate the committed page"])
+         "weightsym reproduce params --out docs/results/params    # regenerate the committed page",
+         "weightsym reproduce cifar-symmetries --seeds 3 --out docs/results/cifar-symmetries   # mean ± std"])
     p.add_argument("name", nargs="?", type=study_name, metavar="NAME",
                    help="study name (default: list the studies, as --list)")
     p.add_argument("--list", action="store_true", help="list the studies with their full-run time and exit")
     p.add_argument("--smoke", action="store_true", help="a tiny version that finishes in seconds (default off)")
     p.add_argument("--out", metavar="DIR", help=f"output folder (default: ./{DEFAULT_ROOT}/NAME)")
+    p.add_argument("--seeds", type=checks.integer(1), metavar="N",
+                   help="studies that train (cifar-symmetries): train every row from seeds 0..N-1 and report mean ± "
+                        "std (default: the study's own, one seed)")
+    p.add_argument("--init", choices=("variance", "project"),
+                   help="studies that symmetrize fresh models (cifar-symmetries): how symmetric layers start, see "
+                        "weightsym.symmetrize (default: variance)")
     p.set_defaults(func=run)
+
+
+def study_options(study, args) -> dict:
+    """``--seeds`` / ``--init`` for a study whose ``run`` takes them; a usage error naming the ones that do."""
+    import inspect
+
+    from weightsym.reproduce import STUDIES, get_study
+
+    options = {k: getattr(args, k) for k in ("seeds", "init") if getattr(args, k, None) is not None}
+    accepted = inspect.signature(study.run).parameters
+    refused = [k for k in options if k not in accepted]
+    if refused:
+        takers = [name for name in STUDIES
+                  if all(k in inspect.signature(get_study(name).run).parameters for k in refused)]
+        raise checks.UsageError(f"--{refused[0]}: study {study.NAME} does not take it; studies that do: "
+                                f"{', '.join(takers) or 'none'}")
+    return options
 
 
 def run(args) -> int:
@@ -48,6 +72,7 @@ def run(args) -> int:
         return 0
     out = Path(args.out or f"{DEFAULT_ROOT}/{args.name}")
     checks.output_folder(str(out))
-    get_study(args.name).run(out, smoke=args.smoke)
+    study = get_study(args.name)
+    study.run(out, smoke=args.smoke, **study_options(study, args))
     print(f"wrote {out}/{args.name}.md, .json and figures" + (" (smoke run)" if args.smoke else ""))
     return 0

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from weightsym.cli import checks
-from weightsym.cli.options import add_model_arg, add_symmetry_options
+from weightsym.cli.options import add_init_option, add_model_arg, add_symmetry_options
 from weightsym.cli.parser import add_command
 
 PLACEMENT = ("On bottleneck models (wrn-*-bottleneck, resnet-50/101/152) the paper symmetrizes only the middle 3x3 "
@@ -16,6 +16,7 @@ PLACEMENT = ("On bottleneck models (wrn-*-bottleneck, resnet-50/101/152) the pap
 
 def add_parser(sub) -> None:
     from weightsym.train.config import FOLD_POLICIES as FOLD_CHOICES, TrainConfig
+    from weightsym.train.recipes import TRAIN_RECIPES
 
     d = TrainConfig()
     p = add_command(
@@ -33,7 +34,9 @@ def add_parser(sub) -> None:
          "torchrun --standalone --nproc_per_node=2 -m weightsym train --model wrn-16-4 --spatial dihedral "
          "--out runs/wrn-d4",
          "weightsym train --model wrn-16-4-bottleneck --channel block --spatial dihedral --compile "
-         "--out runs/wrn-bd4    # trains through the folds: fewer multiplies per step"],
+         "--out runs/wrn-bd4    # trains through the folds: fewer multiplies per step",
+         "weightsym train --recipe paper --model wrn-16-4-bottleneck --channel triangular --include '*conv2' "
+         "--epochs 30 --out runs/wrn-tri-paper    # the original code's recipe, milestones scaled to 30 epochs"],
         argument_default=argparse.SUPPRESS)  # left out: the config's default (or, with --resume, the checkpoint's)
     g = p.add_argument_group("model and data")
     g.add_argument("--model", type=checks.model_name("classification"),
@@ -54,6 +57,12 @@ def add_parser(sub) -> None:
     g.add_argument("--expand-fill", type=checks.number(),
                    help="ExpandInput fill in normalised units, default 0 (the dataset mean)")
     add_symmetry_options(p, from_config=True)
+    add_init_option(p, from_config=True)
+    g = p.add_argument_group("recipe")
+    g.add_argument("--recipe", choices=sorted(TRAIN_RECIPES),
+                   help="a named preset of the options below and the model's init, e.g. paper: "
+                        + TRAIN_RECIPES["paper"].summary + "; options given explicitly win; the run header says "
+                        "what it set (default: none, each option's own default)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=("sgd", "adamw"), help=f"default {d.optimizer}")
     g.add_argument("--lr", type=checks.number(0, low_open=True), help=f"peak learning rate, default {d.lr}")
@@ -68,6 +77,9 @@ def add_parser(sub) -> None:
                         "(the paper's 60,120,160 of 200)")
     g.add_argument("--gamma", type=checks.number(0, low_open=True),
                    help=f"step schedule: lr factor at each milestone, default {d.gamma}")
+    g.add_argument("--momentum-reset-at-milestones", action="store_true",
+                   help="step schedule: clear the optimizer state (momentum) when a milestone epoch starts, as the "
+                        "paper's code does by building a new SGD there (default off)")
     g.add_argument("--epochs", type=checks.integer(1), help=f"default {d.epochs}")
     g.add_argument("--batch-size", type=checks.integer(1),
                    help=f"global batch size (split over torchrun processes), default {d.batch_size}")
@@ -121,6 +133,14 @@ def config_from_args(args: argparse.Namespace):
         given["model_args"] = dict(given["model_args"])
     if "plan" in given:
         given["plan"] = check_plan(args, given)
+    if given.get("recipe") and not given.get("resume"):  # the recipe's values under the options given explicitly
+        from weightsym.train.recipes import TRAIN_RECIPES, resolve
+
+        given = {k: v for k, v in given.items() if k != "recipe"}
+        try:
+            given = resolve(TRAIN_RECIPES, args.recipe, given, model=given.get("model", TrainConfig.model))
+        except ValueError as exc:
+            raise checks.UsageError(f"--recipe {args.recipe}: {exc}") from None
     config = TrainConfig(**given)
     if config.resume:
         from weightsym.train.loop import CHECKPOINT, checkpoint_info, resume_config
@@ -150,6 +170,9 @@ def check(args) -> None:
     checks.output_folder(getattr(args, "out", "runs/train"))
     if getattr(args, "nesterov", False) and getattr(args, "momentum", 0.9) == 0:
         raise checks.UsageError("--nesterov needs --momentum > 0, e.g. --momentum 0.9")
+    if getattr(args, "momentum_reset_at_milestones", False) and getattr(args, "schedule", "step") != "step":
+        raise checks.UsageError("--momentum-reset-at-milestones resets at the step schedule's milestones; use "
+                                "--schedule step or leave it out")
     if getattr(args, "nesterov", False) and getattr(args, "optimizer", "sgd") != "sgd":
         raise checks.UsageError("--nesterov is an SGD option; leave it out with --optimizer adamw")
 

@@ -40,6 +40,7 @@ from torch import nn
 import weightsym as ws
 from weightsym.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
 from weightsym.models.language import LSTMLanguageModel, repackage_hidden
+from weightsym.symmetry import check_init
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
 
@@ -60,6 +61,8 @@ class LMConfig:
     plan: dict[str, str] | None = None  # per-layer symmetries {module glob: symmetry} instead of channel
     hh_gates: str = "1111"
     ih_gates: str | None = None  # None or all zeros: weight_ih stays dense
+    init: str = "variance"  # how symmetric gate blocks start (weightsym.symmetrize init=); "project" before it existed
+    recipe: str | None = None  # the named preset the options came from (weightsym.train.recipes.LM_RECIPES)
     epochs: int = 6
     bptt: int = 35
     batch_size: int = 20
@@ -86,14 +89,16 @@ class LMConfig:
             raise ValueError(f"LMConfig: fold={self.fold!r}; use 'auto', 'always' or 'never'")
         if self.rnn_type not in ("lstm", "gru"):
             raise ValueError(f"LMConfig: rnn_type={self.rnn_type!r}; use 'lstm' or 'gru'")
+        check_init(self.init)
 
     @classmethod
     def from_dict(cls, data: dict) -> "LMConfig":
-        """The config stored in a checkpoint (unknown keys ignored; a value of the wrong type is a ``ValueError``)."""
+        """The config stored in a checkpoint (unknown keys ignored; a value of the wrong type is a ``ValueError``).
+        A config written before ``init`` existed was trained with the projection, so it reads as ``init="project"``."""
         from weightsym.train.config import check_types
 
         known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
+        data = {"init": "project", **{k: v for k, v in data.items() if k in known}}
         check_types(cls, data, "language-model option")
         return cls(**data)
 
@@ -104,12 +109,13 @@ class LMConfig:
         hh = self.hh_gates if self.hh_gates and "1" in self.hh_gates else None
         gates = 4 if self.rnn_type == "lstm" else 3
         if self.plan:
-            return {"plan": dict(self.plan), "hh_gates": hh or "0" * gates, "ih_gates": ih}
+            return {"plan": dict(self.plan), "hh_gates": hh or "0" * gates, "ih_gates": ih, "init": self.init}
         if not self.channel or self.channel == "none":
             return None
         if hh is None and ih is None:
             return None
-        return {"channel": self.channel, "hh_gates": hh or "0" * gates, "ih_gates": ih, "include": ["rnn"]}
+        return {"channel": self.channel, "hh_gates": hh or "0" * gates, "ih_gates": ih, "include": ["rnn"],
+                "init": self.init}
 
 
 def build_model(config: LMConfig, vocab_size: int) -> tuple[LSTMLanguageModel, "ws.SymmetrizeReport | None"]:
@@ -267,10 +273,15 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
         log(f"resumed {last_path} after epoch {state['epoch']} (lr {optimizer.param_groups[0]['lr']:g})")
     else:
         log_path.write_text("")
+        if config.recipe:
+            from weightsym.train.recipes import LM_RECIPES, describe_recipe
+
+            log(describe_recipe(LM_RECIPES, config.recipe, asdict(config)))
         log(f"{corpus.name}: vocab {len(corpus.dictionary):,}, train {train_ids.numel():,} tokens, "
             f"valid {valid_ids.numel():,}, test {test_ids.numel():,}")
         if report is not None:
             log(str(report))
+            log(f"symmetric blocks start with init={config.init}")
         log(f"parameters: dense-equivalent {counts.dense:,}, stored {counts.stored:,}, free {counts.free:,} "
             f"({100 * counts.saved:.2f}% saved)")
 

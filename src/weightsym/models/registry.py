@@ -105,8 +105,11 @@ def _parametric_spec(name: str) -> ModelSpec | None:
         if (depth - 4) % 6 != 0 or depth < 10 or width < 1:
             raise ValueError(f"model {name!r}: WRN depth must be 6n+4 >= 10 and width >= 1 (e.g. wrn-16-4, wrn-28-10)")
 
-        def build_wrn(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
-            return wrn(depth, width, block=block, num_classes=num_classes, dropout=dropout)
+        def build_wrn(num_classes: int = 10, dropout: float = 0.0, width: float = width,
+                      init_scheme: str = "fan_out") -> nn.Module:
+            # width: a fractional width gives a narrower net (dense baselines at equal parameters); init_scheme:
+            # "fan_out" or "paper" (weightsym.models.wrn.INIT_SCHEMES)
+            return wrn(depth, width, block=block, num_classes=num_classes, dropout=dropout, init_scheme=init_scheme)
 
         return ModelSpec(name, build_wrn, CIFAR_SHAPE, 10, "cifar10",
                          f"pre-activation Wide ResNet {depth}-{width}, {block} blocks")
@@ -163,7 +166,8 @@ def model_info(name: str) -> dict[str, Any]:
 def create_model(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
     """Build model ``name`` (see :func:`list_models`) with ``num_classes`` (default: the entry's dataset) and options.
 
-    Options go to the model's constructor, e.g. ``dropout`` (WRN), ``small_input`` (ResNet), ``width``,
+    Options go to the model's constructor, e.g. ``dropout``, ``width`` (a float: narrower or wider than the name
+    says) and ``init_scheme`` (WRN), ``small_input`` (ResNet), ``width``,
     ``num_square``, ``padding_mode`` (small models).
 
     The model carries ``model.registry_entry = {"name", "args"}`` (a plain attribute): ``weightsym.save`` and

@@ -120,11 +120,13 @@ def note(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def mean_std(values: Sequence[float]) -> dict:
-    """``{"mean", "std", "values"}`` with the population std (ddof = 0; 0 for one value)."""
+def mean_std(values: Sequence[float], ddof: int = 0) -> dict:
+    """``{"mean", "std", "values"}``; ``ddof=0``: the population std, ``ddof=1``: the sample std (the spread of
+    seeds); 0 for a single value."""
     values = [float(v) for v in values]
     mean = sum(values) / len(values)
-    return {"mean": mean, "std": math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)), "values": values}
+    spread = sum((v - mean) ** 2 for v in values) / (len(values) - ddof) if len(values) > ddof else 0.0
+    return {"mean": mean, "std": math.sqrt(spread), "values": values}
 
 
 def pm(stats: dict, digits: int = 3) -> str:

@@ -21,6 +21,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from weightsym.symmetry import check_init
+
 # Options that may differ between an interrupted run and its resumption.
 RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
                          "eval_batch_size", "threads", "workers", "compile", "fold"})
@@ -51,6 +53,7 @@ class TrainConfig:
     strict: bool = False
     hh_gates: str = "1111"
     ih_gates: str | None = None
+    init: str = "variance"  # how symmetric layers start (weightsym.symmetrize init=); "project" before it existed
     # optimisation
     optimizer: str = "sgd"  # "sgd" or "adamw"
     lr: float = 0.1
@@ -61,10 +64,13 @@ class TrainConfig:
     schedule: str = "step"  # "step", "cosine" or "constant"
     milestones: list[float] | None = None  # epochs (>= 1) or fractions of --epochs (< 1); default 0.3, 0.6, 0.8
     gamma: float = 0.2
+    momentum_reset_at_milestones: bool = False  # clear the optimizer state at each milestone (the paper's code
+    # re-creates SGD there); step schedule only
     epochs: int = 200
     batch_size: int = 128  # global batch size (split across processes under torchrun)
     label_smoothing: float = 0.0
     seed: int = 0
+    recipe: str | None = None  # the named preset the options came from (weightsym.train.recipes), for the record
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only for ops without a deterministic kernel)
     # run control
     out: str = "runs/train"
@@ -88,6 +94,9 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r}: use 'sgd' or 'adamw'")
         if self.schedule not in ("step", "cosine", "constant"):
             raise ValueError(f"schedule={self.schedule!r}: use 'step', 'cosine' or 'constant'")
+        check_init(self.init)
+        if self.momentum_reset_at_milestones and self.schedule != "step":
+            raise ValueError(f"momentum_reset_at_milestones needs schedule='step' (milestones), not {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
         if self.expand_input < 1:
@@ -108,7 +117,7 @@ class TrainConfig:
     def symmetry_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`weightsym.symmetrize`."""
         options = {"channel": self.channel, "spatial": self.spatial, "include": self.include, "exclude": self.exclude,
-                   "strict": self.strict, "hh_gates": self.hh_gates, "ih_gates": self.ih_gates}
+                   "strict": self.strict, "hh_gates": self.hh_gates, "ih_gates": self.ih_gates, "init": self.init}
         if self.plan:
             options["plan"] = dict(self.plan)
         return options
@@ -125,6 +134,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """The config stored in a checkpoint.  A config written before ``init`` existed was trained with the
+        projection (orbit means), so it reads as ``init="project"``: resuming it continues the same run."""
+        data = {"init": "project", **data}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

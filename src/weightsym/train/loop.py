@@ -105,6 +105,15 @@ def lr_factor(config: TrainConfig, steps_per_epoch: int):
     return factor
 
 
+def momentum_reset_steps(config: TrainConfig, steps_per_epoch: int) -> frozenset[int]:
+    """The step counts after which ``momentum_reset_at_milestones`` clears the optimizer state: the last step before
+    each milestone epoch, so the milestone's first step starts from zero momentum, as in the paper's code, which
+    builds a new SGD at each milestone.  A pure function of the step, so resuming anywhere reproduces it."""
+    if not config.momentum_reset_at_milestones:
+        return frozenset()
+    return frozenset(m * steps_per_epoch for m in config.resolved_milestones() if 0 < m < config.epochs)
+
+
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
     """A ``LambdaLR`` stepped once per optimizer step, following :func:`lr_factor`."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
@@ -251,6 +260,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     test_loader = make_test_loader(config, data, ctx)
     steps_per_epoch = len(train_loader)
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
+    resets = momentum_reset_steps(config, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     expand = _expander(config, data)
 
@@ -333,6 +343,8 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
             step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used (logged per epoch: the last one)
             scheduler.step()
             state["step"] += 1
+            if state["step"] in resets:  # the next step begins a milestone epoch: momentum starts again from zero
+                optimizer.state.clear()
             sums = state["epoch_sums"]
             for i in range(3):
                 sums[i] += batch_stats[i]
@@ -421,13 +433,22 @@ def _symmetry_summary(config: TrainConfig) -> dict:
     if not config.symmetric:
         return {}
     return {k: v for k, v in config.symmetry_options().items()
-            if v not in (None, False) and not (k == "hh_gates" and v == "1111")}
+            if v not in (None, False) and not (k == "hh_gates" and v == "1111") and k != "init"}
 
 
 def _print_header(config, data, ctx, counts, steps_per_epoch, out, folds=None) -> None:
     sym = ", ".join(f"{k}={v}" for k, v in _symmetry_summary(config).items()) or "none (dense)"
+    if config.symmetric:
+        sym += f" (init {config.init})"
     print(f"weightsym train: {config.model} on {data['name']}, symmetry {sym}; "
           f"{ctx.world_size} process(es) on {ctx.device}; {steps_per_epoch} steps/epoch; out {out}", flush=True)
+    if config.recipe:
+        from weightsym.train.recipes import TRAIN_RECIPES, describe_recipe
+
+        print(describe_recipe(TRAIN_RECIPES, config.recipe, config.to_dict()), flush=True)
+    if config.momentum_reset_at_milestones:
+        print(f"momentum reset (optimizer state cleared) at the milestone epochs "
+              f"{', '.join(str(m + 1) for m in config.resolved_milestones())} (1-based)", flush=True)
     print(f"parameters: stored {counts.stored:,} of dense-equivalent {counts.dense:,} "
           f"({100 * counts.saved:.1f}% saved), free {counts.free:,}", flush=True)
     if config.compile:
