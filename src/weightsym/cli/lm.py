@@ -1,7 +1,9 @@
-"""``weightsym lm``: train a word-level LSTM/GRU language model, dense or with symmetric gate blocks."""
+"""``weightsym lm``: train a word-level LSTM/GRU or transformer language model, dense or with symmetric gate blocks
+or attention projections."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from weightsym.cli import checks
@@ -9,49 +11,75 @@ from weightsym.cli.parser import add_command
 
 
 def add_parser(sub) -> None:
-    from weightsym.lm.train import LMConfig
+    from weightsym.lm.train import MODEL_DEFAULTS, LMConfig
 
     d = LMConfig()
+    rnn, tf = MODEL_DEFAULTS["lstm"], MODEL_DEFAULTS["transformer"]
     p = add_command(
-        sub, "lm", "train a word-level LSTM/GRU language model (PTB, WikiText-2), dense or with symmetric gates",
+        sub, "lm", "train a word-level LSTM/GRU or transformer language model (PTB, WikiText-2), dense or symmetric",
         "Truncated-BPTT training of an LSTM/GRU language model (the pytorch/examples recipe: SGD, lr annealed when "
-        "validation loss stalls) with optional symmetric gate blocks. Writes log.jsonl, last.safetensors (for "
+        "validation loss stalls) with optional symmetric gate blocks, or of a small causal transformer (--model "
+        "transformer: pre-LN blocks of nn.MultiheadAttention, context = --bptt, AdamW) with optional symmetric "
+        "q/k/v/out projections (--qkv) and feed-forward layers (--include). Writes log.jsonl, last.safetensors (for "
         "--resume), best.safetensors and summary.json to --out, which is locked while the run is alive. The corpus "
         "is read from DATA/text/<corpus>/ (`weightsym download ptb` fetches it).",
         ["weightsym lm --corpus ptb --channel average --hh-gates 1111 --emb 256 --hidden 256 --tie --epochs 6 "
          "--out runs/ptb-avg-hh",
          "weightsym lm --corpus ptb --hidden 128 --emb 128 --epochs 1 --max-train-tokens 100000 --out runs/ptb-quick",
+         "weightsym lm --model transformer --emb 128 --hidden 128 --layers 4 --bptt 64 --channel triangular --qkv 110 "
+         "--out runs/ptb-tf-qk",
+         "weightsym lm --model transformer --emb 128 --hidden 128 --layers 4 --bptt 64 --channel block --include "
+         "'*.attn' '*.attn.out_proj' '*.ff.*' --out runs/ptb-tf-block",
          "weightsym lm --resume --out runs/ptb-avg-hh --epochs 8     # continue, two more epochs"])
     p.add_argument("--corpus", default=d.corpus, choices=["ptb", "wikitext-2"], help="training corpus")
     p.add_argument("--data-dir", metavar="DIR", default=None,
                    help="data root holding text/<corpus>/ (default $WEIGHTSYM_DATA, else ~/.cache/weightsym)")
-    p.add_argument("--model", dest="rnn_type", default=d.rnn_type, choices=["lstm", "gru"], help="recurrent cell")
+    p.add_argument("--model", dest="rnn_type", default=d.rnn_type, choices=["lstm", "gru", "transformer"],
+                   help="recurrent cell, or a decoder-only causal transformer (default lstm)")
     p.add_argument("--channel", type=checks.symmetry("channel", allow_none=True), default=None,
-                   help="symmetry of the gate blocks: average (the paper's), triangular, eigen, lowrank[:r], block, "
+                   help="symmetry of the gate blocks (transformer: of the attention projections, and of the layers "
+                        "--include names): average (the paper's), triangular, eigen, lowrank[:r], block, "
                         "bisymmetric, centrosymmetric, eighth, repeat:c (default: none, a dense model)")
     p.add_argument("--plan", nargs="+", default=None, metavar="GLOB=SYM",
                    help="per-layer symmetries instead of --channel: module globs of the model (encoder, rnn, "
-                        "decoder), e.g. --plan rnn=average, or one FILE of GLOB=SYM lines (default: none)")
+                        "decoder; transformer: blocks.N.attn, blocks.N.attn.out_proj, blocks.N.ff.up/down), e.g. "
+                        "--plan rnn=average, or one FILE of GLOB=SYM lines (default: none)")
+    p.add_argument("--include", nargs="+", default=None, metavar="GLOB",
+                   help="the layers --channel goes on (module globs), e.g. '*.attn' '*.ff.*' (default: rnn; "
+                        "transformer: '*.attn' '*.attn.out_proj', every attention layer and its output projection)")
+    p.add_argument("--qkv", type=checks.qkv_mask, default=None, metavar="MASK",
+                   help="transformer: which of the query, key, value blocks of each attention in_proj_weight take "
+                        "the symmetry, order q k v, e.g. 110 (default 111)")
+    p.add_argument("--heads", type=checks.integer(1), default=d.heads,
+                   help="transformer: attention heads (must divide --hidden)")
     p.add_argument("--hh-gates", type=checks.gate_mask, default=None, metavar="MASK",
                    help="gate blocks of weight_hh that are symmetric (LSTM i f g o, GRU r z n); default all: 1111 "
                         "for an LSTM, 111 for a GRU")
     p.add_argument("--ih-gates", type=checks.gate_mask, default=None, metavar="MASK",
                    help="gate blocks of weight_ih that are symmetric (needs --emb == --hidden); default none")
     p.add_argument("--emb", type=checks.integer(1), default=d.emb, help="embedding size")
-    p.add_argument("--hidden", type=checks.integer(1), default=d.hidden, help="hidden units per layer")
-    p.add_argument("--layers", type=checks.integer(1), default=d.layers, help="recurrent layers")
-    p.add_argument("--dropout", type=checks.number(0, 1, high_open=True), default=d.dropout, help="dropout rate")
-    p.add_argument("--tie", action="store_true",
-                   help="tie decoder and embedding weights (needs --emb == --hidden; default untied)")
+    p.add_argument("--hidden", type=checks.integer(1), default=d.hidden,
+                   help="hidden units per layer (transformer: its width, equal to --emb)")
+    p.add_argument("--layers", type=checks.integer(1), default=d.layers, help="recurrent layers / transformer blocks")
+    p.add_argument("--dropout", type=checks.number(0, 1, high_open=True), default=None,
+                   help=f"dropout rate (default {rnn['dropout']}; transformer {tf['dropout']})")
+    p.add_argument("--tie", action=argparse.BooleanOptionalAction, default=None,
+                   help="tie decoder and embedding weights (needs --emb == --hidden; default untied; transformer: "
+                        "tied, --no-tie unties)")
     p.add_argument("--epochs", type=checks.integer(1), default=d.epochs, help="epochs (with --resume: the new total)")
-    p.add_argument("--bptt", type=checks.integer(1), default=d.bptt, help="truncated-BPTT window in tokens")
+    p.add_argument("--bptt", type=checks.integer(1), default=d.bptt,
+                   help="truncated-BPTT window in tokens (transformer: its context)")
     p.add_argument("--batch-size", type=checks.integer(1), default=d.batch_size, help="training batch size")
     p.add_argument("--eval-batch-size", type=checks.integer(1), default=d.eval_batch_size,
                    help="validation/test batch size")
-    p.add_argument("--lr", type=checks.number(0, low_open=True), default=d.lr, help="SGD learning rate")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None,
+                   help=f"optimizer (default {rnn['optimizer']}; transformer {tf['optimizer']})")
+    p.add_argument("--lr", type=checks.number(0, low_open=True), default=None,
+                   help=f"learning rate (default {rnn['lr']:g} with sgd, {tf['lr']:g} with adamw)")
     p.add_argument("--anneal", type=checks.number(1), default=d.anneal,
                    help="divide lr by this when validation loss does not improve")
-    p.add_argument("--clip", type=checks.number(0), default=d.clip, help="gradient-norm clip (0 = off)")
+    p.add_argument("--clip", type=checks.number(0), default=None,
+                   help=f"gradient-norm clip, 0 = off (default {rnn['clip']:g}; transformer {tf['clip']:g})")
     p.add_argument("--seed", type=checks.integer(0), default=d.seed, help="seed of weights and dropout")
     p.add_argument("--max-train-tokens", type=checks.integer(2), default=None, metavar="N",
                    help="train on the first N tokens only, for quick runs (default: the whole training set)")
@@ -77,24 +105,37 @@ def check(args) -> None:
     """Everything about the options that can be known before the corpus is read."""
     from pathlib import Path
 
+    if args.rnn_type == "transformer":
+        wrong = [f"--{k.replace('_', '-')}" for k in ("hh_gates", "ih_gates") if getattr(args, k)]
+        if wrong:
+            raise checks.UsageError(f"{', '.join(wrong)}: a transformer has no gates; --qkv chooses its attention "
+                                    "projections (e.g. --qkv 110)")
+        if args.emb != args.hidden:
+            raise checks.UsageError(f"--emb {args.emb} --hidden {args.hidden}: a transformer's embedding is its "
+                                    "residual stream; give them the same value (its width)")
+        if args.hidden % args.heads:
+            raise checks.UsageError(f"--heads {args.heads} must divide the width --hidden {args.hidden}")
+    elif args.qkv is not None:
+        raise checks.UsageError(f"--qkv: only a transformer has attention projections; use --hh-gates/--ih-gates "
+                                f"for an {args.rnn_type.upper()} (or --model transformer)")
     gates = 4 if args.rnn_type == "lstm" else 3
-    for option in ("hh_gates", "ih_gates"):
+    for option in ("hh_gates", "ih_gates") if args.rnn_type != "transformer" else ():
         mask = getattr(args, option)
         if mask is not None and len(mask) != gates:
             raise checks.UsageError(f"--{option.replace('_', '-')} {mask}: a{'n LSTM' if gates == 4 else ' GRU'} has "
                                     f"{gates} gates ({'i f g o' if gates == 4 else 'r z n'}), e.g. {'1' * gates}")
-    if args.tie and args.emb != args.hidden:
+    if args.tie and args.emb != args.hidden and args.rnn_type != "transformer":
         raise checks.UsageError(f"--tie needs --emb == --hidden (got {args.emb} and {args.hidden})")
     if args.ih_gates and "1" in args.ih_gates and args.emb != args.hidden:
         raise checks.UsageError(f"--ih-gates {args.ih_gates} needs --emb == --hidden (layer 0 maps {args.emb} -> "
                                 f"{args.hidden}); use equal sizes or leave --ih-gates out")
-    if args.plan and args.channel is not None:
-        raise checks.UsageError("--plan chooses each layer's symmetry; leave --channel out (the gate masks still "
-                                "apply)")
+    if args.plan and (args.channel is not None or args.include):
+        raise checks.UsageError("--plan chooses each layer's symmetry; leave --channel and --include out (the gate "
+                                "masks still apply)")
     args.plan = checks.plan(args.plan)
-    if args.channel is None and not args.plan and (args.ih_gates or args.hh_gates):
-        raise checks.UsageError("--hh-gates/--ih-gates choose where --channel goes; give --channel too, e.g. "
-                                "--channel average")
+    if args.channel is None and not args.plan and (args.ih_gates or args.hh_gates or args.qkv or args.include):
+        raise checks.UsageError("--hh-gates/--ih-gates/--qkv/--include choose where --channel goes; give --channel "
+                                "too, e.g. --channel average")
     checks.existing_folder(args.data_dir, "--data-dir", "point it at the folder holding text/<corpus>/")
     checks.output_folder(args.out)
     last = Path(args.out) / "last.safetensors"
@@ -118,11 +159,12 @@ def run(args) -> int:
 
     gates = 4 if args.rnn_type == "lstm" else 3
     config = LMConfig(corpus=args.corpus, data_dir=args.data_dir, rnn_type=args.rnn_type, channel=args.channel,
-                      plan=args.plan,
-                      hh_gates=args.hh_gates or "1" * gates, ih_gates=args.ih_gates, emb=args.emb,
+                      plan=args.plan, hh_gates=args.hh_gates or "1" * gates, ih_gates=args.ih_gates,
+                      qkv=args.qkv or "111", include=args.include, heads=args.heads, emb=args.emb,
                       hidden=args.hidden, layers=args.layers, dropout=args.dropout, tie=args.tie, epochs=args.epochs,
-                      bptt=args.bptt, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr,
-                      anneal=args.anneal, clip=args.clip, seed=args.seed, max_train_tokens=args.max_train_tokens,
+                      bptt=args.bptt, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                      optimizer=args.optimizer, lr=args.lr, anneal=args.anneal, clip=args.clip, seed=args.seed,
+                      max_train_tokens=args.max_train_tokens,
                       max_eval_tokens=args.max_eval_tokens, threads=args.threads, out=args.out,
                       compile=args.compile, fold=args.fold)
     quiet = (lambda *a, **k: None) if args.json else print
