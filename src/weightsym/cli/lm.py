@@ -157,7 +157,7 @@ def run(args) -> int:
     check(args)
     from weightsym.lm.train import LMConfig, fit
 
-    gates = 4 if args.rnn_type == "lstm" else 3
+    gates = 3 if args.rnn_type == "gru" else 4
     config = LMConfig(corpus=args.corpus, data_dir=args.data_dir, rnn_type=args.rnn_type, channel=args.channel,
                       plan=args.plan, hh_gates=args.hh_gates or "1" * gates, ih_gates=args.ih_gates,
                       qkv=args.qkv or "111", include=args.include, heads=args.heads, emb=args.emb,

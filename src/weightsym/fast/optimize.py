@@ -140,8 +140,8 @@ def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compi
         from weightsym.nn import symmetric_parametrization
 
         param = symmetric_parametrization(module, "weight")
-        spec = param.symmetry.spec if param is not None else ",".join(
-            s.spec for q, m, s in symmetric_layers(module))
+        spec = param.symmetry.spec if param is not None else ",".join(  # the layer's own tensors, not a submodule's
+            s.spec for q, m, s in symmetric_layers(module) if m is module)
         shape = tuple(module.weight.shape) if param is not None else ()
         options = candidates(module) if name not in owners else {"dense": materialize(module)}
         times: dict[str, float] = {}
