@@ -4,13 +4,15 @@ with symmetric attention projections, and its checkpoints sample with ``lm-sampl
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 import weightsym as ws
 from weightsym.cli import main
-from weightsym.lm.train import LMConfig, build_model, fit, generate, load_language_model
+from weightsym.data.text import batchify, load_corpus
+from weightsym.lm.train import LMConfig, build_model, evaluate, fit, generate, load_language_model
 from weightsym.models import TransformerLanguageModel, create_model, transformer_param_count
 from weightsym.nn.parametrization import symmetric_parametrization
 
@@ -80,13 +82,17 @@ def ptb_root(shared_data):
 def test_transformer_trains_on_ptb_with_falling_loss(shared_data, tmp_path):
     config = LMConfig(corpus="ptb", data_dir=ptb_root(shared_data), rnn_type="transformer", emb=32, hidden=32,
                       layers=2, heads=2, bptt=16, batch_size=16, eval_batch_size=16, channel="triangular", qkv="110",
-                      epochs=3, lr=3e-3, max_train_tokens=12_000, max_eval_tokens=3_000, seed=3, threads=1,
+                      epochs=2, lr=3e-3, max_train_tokens=8_000, max_eval_tokens=2_000, seed=3, threads=1,
                       out=str(tmp_path / "run"))
+    torch.manual_seed(config.seed)  # the untrained model fit() starts from
+    untrained, _ = build_model(config, 10_000)
+    corpus = load_corpus("ptb", config.data_dir)
+    start_ppl = math.exp(evaluate(untrained, batchify(corpus.valid[:2_000], 16), 16))
     summary = fit(config, progress=False, log=lambda *a: None)
     history = summary["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3]
-    assert history[2]["train_loss"] < history[1]["train_loss"] < history[0]["train_loss"]
-    assert history[2]["valid_ppl"] < history[0]["valid_ppl"] < 10_000  # uniform guessing: 10,000
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert start_ppl > 5_000 and summary["valid_ppl"] < 0.3 * start_ppl  # from about uniform (10,000 words)
     assert summary["params"]["stored"] < summary["params"]["dense"]
     model, dictionary, loaded = load_language_model(tmp_path / "run" / "best.safetensors")
     assert loaded.rnn_type == "transformer" and len(ws.symmetric_layers(model)) == 4
