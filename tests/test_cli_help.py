@@ -72,7 +72,8 @@ def test_python_dash_m_weightsym_is_the_command():
     proc = subprocess.run([sys.executable, "-m", "weightsym", "models", "--task", "language-model"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == ""
-    assert [line.split()[0] for line in proc.stdout.splitlines()] == ["gru-lm", "lstm-lm", "lstm-lm-small"]
+    assert [line.split()[0] for line in proc.stdout.splitlines()] == ["gru-lm", "lstm-lm", "lstm-lm-small",
+                                                                      "transformer-lm"]
 
 
 def test_models_lists_every_registered_model_on_one_line(capsys):

@@ -197,6 +197,14 @@ def gate_mask(text: str) -> str:
     return text
 
 
+def qkv_mask(text: str) -> str:
+    """``type=`` for an attention projection mask: three 0/1 characters, order q k v (``110``: query and key)."""
+    if len(text) != 3 or set(text) - {"0", "1"}:
+        raise argparse.ArgumentTypeError(f"{text!r} must be three 0/1 characters, one per projection in the order "
+                                         "q k v, e.g. 110 for symmetric query and key projections")
+    return text
+
+
 def key_value(text: str) -> tuple[str, object]:
     """``type=`` for ``KEY=VALUE`` (the value is JSON if it parses, else a string)."""
     if "=" not in text or not text.split("=", 1)[0]:

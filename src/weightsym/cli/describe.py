@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
         ["weightsym describe --model wrn-16-4-bottleneck --channel triangular --include '*conv2'",
          "weightsym describe --model resnet-50 --channel triangular --include '*conv2' --json",
          "weightsym describe --model lstm-lm --channel average --hh-gates 1111",
+         "weightsym describe --model transformer-lm --channel triangular --qkv 110 --include '*.attn'",
          "weightsym describe --model wrn-16-4-bottleneck --plan '*conv2=tri+spa' '*conv1=block'",
          "weightsym describe --model mnist1d-cnn        # the dense weight layers",
          "weightsym describe --model wrn-16-4-bottleneck --channel triangular --include '*conv2' --match-dense",
@@ -36,6 +37,9 @@ def add_parser(sub) -> None:
                    help="also find the dense model of the same family whose stored parameters match this model's "
                         "(a narrower WRN: fractional --model-arg width), the fair baseline for a symmetric model; "
                         "prints both counts, the gap and the train command (default off)")
+    p.add_argument("--qkv", type=checks.qkv_mask, default="111", metavar="MASK",
+                   help="attention layers: which of the query, key, value blocks of in_proj_weight take the channel "
+                        "symmetry, order q k v (default 111)")
     p.add_argument("--json", action="store_true", help="also print the totals as one JSON line after the table")
     p.set_defaults(func=run)
 
@@ -73,7 +77,7 @@ def run(args) -> int:
     text, counts = describe_model(args.model, channel=args.channel, spatial=args.spatial, plan=plan,
                                   include=args.include,
                                   exclude=args.exclude, strict=args.strict, hh_gates=args.hh_gates,
-                                  ih_gates=args.ih_gates, model_args=dict(args.model_args or []))
+                                  ih_gates=args.ih_gates, qkv=args.qkv, model_args=dict(args.model_args or []))
     print(text)
     match = _match(args.model, counts.stored, dict(args.model_args or [])) if args.match_dense else None
     if match is not None:

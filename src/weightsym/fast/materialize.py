@@ -26,6 +26,21 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 
+def read_directly(model: nn.Module) -> dict[str, str]:
+    """``{layer name: owner name}`` of the Linear layers whose weight a fused kernel of their owner reads directly,
+    without calling the layer: the ``out_proj`` of every ``nn.MultiheadAttention`` (``F.multi_head_attention_forward``
+    and its fast path) and ``linear1`` / ``linear2`` of every ``nn.TransformerEncoderLayer`` (its inference fast
+    path).  Such a layer keeps its class and a ``.weight``: materialised, never swapped for a structured kernel."""
+    out = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, nn.MultiheadAttention):
+            out[prefix + "out_proj"] = name
+        elif isinstance(module, nn.TransformerEncoderLayer):
+            out[prefix + "linear1"] = out[prefix + "linear2"] = name
+    return out
+
+
 def _strip(module: nn.Module, values: dict[str, torch.Tensor], requires_grad: dict[str, bool]) -> None:
     """Turn the parametrized ``module`` (a private copy) into its plain class holding ``values``."""
     from weightsym.nn.parametrization import clear_kernel

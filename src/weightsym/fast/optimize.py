@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from weightsym.fast import calibrate as cal
-from weightsym.fast.materialize import materialize
+from weightsym.fast.materialize import materialize, read_directly
 from weightsym.fast.structured import StructuredLayer
 
 
@@ -131,6 +131,7 @@ def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compi
         name = qualified.rsplit(".", 1)[0] if "." in qualified else ""
         if all(m is not module for m in modules.values()):
             modules[name] = module
+    owners = read_directly(fast)  # layers an owner's fused kernel reads (attention out_proj): materialise only
     inputs = {}
     if calibrate and example_input is not None and modules:
         inputs = cal.record_inputs(fast, modules, example_input)
@@ -139,13 +140,15 @@ def optimize(model: nn.Module, example_input=None, calibrate: bool = True, compi
         from weightsym.nn import symmetric_parametrization
 
         param = symmetric_parametrization(module, "weight")
-        spec = param.symmetry.spec if param is not None else ",".join(
-            s.spec for q, m, s in symmetric_layers(module))
+        spec = param.symmetry.spec if param is not None else ",".join(  # the layer's own tensors, not a submodule's
+            s.spec for q, m, s in symmetric_layers(module) if m is module)
         shape = tuple(module.weight.shape) if param is not None else ()
-        options = candidates(module)
+        options = candidates(module) if name not in owners else {"dense": materialize(module)}
         times: dict[str, float] = {}
         label = name or type(module).__name__
-        if len(options) == 1:
+        if name in owners:
+            chosen, how = "dense", f"weight read directly by `{owners[name] or type(fast).__name__}`"
+        elif len(options) == 1:
             chosen, how = "dense", "no structure"
         elif choices is not None and label in choices:
             if choices[label] not in options:

@@ -221,6 +221,9 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True)
         raise ValueError(f"policy={policy!r}: use 'auto', 'always' or 'never'")
     from weightsym.nn import symmetric_layers
 
+    from weightsym.nn.symmetrize import attention_layers
+
+    attention = attention_layers(model)  # an attention out_proj is never called: its owner reads its weight
     report = FoldReport()
     seen: set[int] = set()
     for qualified, module, symmetry in symmetric_layers(model):
@@ -234,6 +237,10 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True)
             continue
         kind = type(module).__mro__[1].__name__ if type(module).__name__.startswith("Parametrized") else \
             type(module).__name__
+        if name in attention and isinstance(module, nn.Linear):
+            report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "gather", "dense op", 1.0,
+                                          "attention out_proj: the attention kernel reads its weight"))
+            continue
         kernel = None if policy == "never" else fold_kernel(module)
         if kernel is None:
             why = "policy never" if policy == "never" else "no fold saves multiplies for this symmetry"

@@ -1,4 +1,5 @@
-"""Train and evaluate a word-level LSTM/GRU language model, dense or with symmetric gate blocks.
+"""Train and evaluate a word-level LSTM/GRU or transformer language model, dense or with symmetric gate blocks
+or attention projections.
 
 The recipe is the pytorch/examples ``word_language_model`` one the paper's code (hushell/deep-symmetry, ``symmRNN``)
 started from:
@@ -13,6 +14,13 @@ started from:
 Symmetry is applied from outside, as everywhere in weightsym: ``channel`` (e.g. ``average``, ``triangular``) on
 the gate blocks chosen by ``hh_gates`` / ``ih_gates`` (gate order i, f, g, o for LSTM; r, z, n for GRU).  The
 symmetric LSTM runs on the stock fused kernel (each symmetric weight is expanded once per forward call).
+
+``rnn_type="transformer"`` trains :class:`~weightsym.models.transformer.TransformerLanguageModel` (``width`` =
+``hidden`` = ``emb``, ``heads``, context = ``bptt``) with the same loop: it carries no state between windows (its
+hidden state is ``None``), and its defaults differ where a transformer needs it (:data:`MODEL_DEFAULTS`: AdamW,
+lr 1e-3, clip 1, dropout 0.1, tied embeddings).  ``channel`` then goes on the q/k/v blocks of every block's
+``in_proj_weight`` chosen by ``qkv`` (order q k v) and on ``out_proj``; ``include`` (module globs) chooses other
+layers, e.g. the feed-forward ``*.ff.*`` (d -> 4d: ``block`` or ``repeat:c``).
 
 Files written to ``out``: ``log.jsonl`` (one JSON object per epoch), ``last.safetensors`` (model, optimizer, RNG and
 run state after the last finished epoch: ``resume=True`` continues from it and gives the same result as an
@@ -39,15 +47,26 @@ from torch import nn
 
 import weightsym as ws
 from weightsym.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
-from weightsym.models.language import LSTMLanguageModel, repackage_hidden
+from weightsym.models.language import repackage_hidden
 from weightsym.symmetry import check_init
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
 
 
+# Options whose default depends on the model (None in LMConfig means: this table's value for ``rnn_type``).
+MODEL_DEFAULTS = {
+    "lstm": {"optimizer": "sgd", "lr": 20.0, "clip": 0.25, "dropout": 0.5, "tie": False},
+    "gru": {"optimizer": "sgd", "lr": 20.0, "clip": 0.25, "dropout": 0.5, "tie": False},
+    "transformer": {"optimizer": "adamw", "lr": 1e-3, "clip": 1.0, "dropout": 0.1, "tie": True},
+}
+# where --channel goes when no include is given: the recurrent layer, or every attention layer and its out_proj
+DEFAULT_INCLUDE = {"lstm": ["rnn"], "gru": ["rnn"], "transformer": ["*.attn", "*.attn.out_proj"]}
+
+
 @dataclass
 class LMConfig:
-    """Every option of a language-model run (the ``weightsym lm`` flags map one to one)."""
+    """Every option of a language-model run (the ``weightsym lm`` flags map one to one).  ``rnn_type`` names the
+    model: ``lstm``, ``gru`` or ``transformer`` (the field keeps its first name so older checkpoints load)."""
 
     corpus: str = "ptb"
     data_dir: str | None = None
@@ -55,21 +74,25 @@ class LMConfig:
     emb: int = 256
     hidden: int = 256
     layers: int = 2
-    dropout: float = 0.5
-    tie: bool = False
+    dropout: float | None = None  # None: MODEL_DEFAULTS
+    tie: bool | None = None  # None: MODEL_DEFAULTS
+    heads: int = 4  # transformer only
     channel: str | None = None  # None: dense model
     plan: dict[str, str] | None = None  # per-layer symmetries {module glob: symmetry} instead of channel
     hh_gates: str = "1111"
     ih_gates: str | None = None  # None or all zeros: weight_ih stays dense
     init: str = "variance"  # how symmetric gate blocks start (weightsym.symmetrize init=); "project" before it existed
     recipe: str | None = None  # the named preset the options came from (weightsym.train.recipes.LM_RECIPES)
+    qkv: str = "111"  # transformer: which of the q, k, v blocks of in_proj_weight take the channel symmetry
+    include: list[str] | None = None  # module globs --channel goes on (None: DEFAULT_INCLUDE)
     epochs: int = 6
     bptt: int = 35
     batch_size: int = 20
     eval_batch_size: int = 10
-    lr: float = 20.0
+    optimizer: str | None = None  # sgd or adamw; None: MODEL_DEFAULTS
+    lr: float | None = None  # None: MODEL_DEFAULTS
     anneal: float = 4.0
-    clip: float = 0.25
+    clip: float | None = None  # None: MODEL_DEFAULTS
     seed: int = 1111
     max_train_tokens: int | None = None  # first N training tokens only (quick runs)
     max_eval_tokens: int | None = None  # first N valid/test tokens only (quick runs; None: the full sets)
@@ -79,16 +102,24 @@ class LMConfig:
     fold: str = "auto"  # symmetric Linear/Conv layers train through their folds (weightsym.fast.fold_training)
 
     def __post_init__(self):
+        if self.rnn_type not in MODEL_DEFAULTS:
+            raise ValueError(f"LMConfig: rnn_type={self.rnn_type!r}; use {', '.join(map(repr, MODEL_DEFAULTS))}")
+        for key, value in MODEL_DEFAULTS[self.rnn_type].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"LMConfig: optimizer={self.optimizer!r}; use 'sgd' or 'adamw'")
+        if self.rnn_type == "transformer" and (self.emb != self.hidden or self.hidden % self.heads):
+            raise ValueError(f"LMConfig: a transformer needs emb == hidden (its width; got {self.emb} and "
+                             f"{self.hidden}) divisible by heads ({self.heads})")
         positive = {k: getattr(self, k) for k in ("emb", "hidden", "layers", "epochs", "bptt", "batch_size",
-                                                   "eval_batch_size")}
+                                                   "eval_batch_size", "heads")}
         bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
         if bad or not 0 <= self.dropout < 1 or self.lr <= 0 or self.clip < 0 or self.anneal < 1:
             raise ValueError(f"LMConfig: {', '.join(bad) or 'dropout/lr/clip/anneal'} out of range (sizes, epochs, "
                              "bptt and batch sizes >= 1; 0 <= dropout < 1; lr > 0; clip >= 0; anneal >= 1)")
         if self.fold not in ("auto", "always", "never"):
             raise ValueError(f"LMConfig: fold={self.fold!r}; use 'auto', 'always' or 'never'")
-        if self.rnn_type not in ("lstm", "gru"):
-            raise ValueError(f"LMConfig: rnn_type={self.rnn_type!r}; use 'lstm' or 'gru'")
         check_init(self.init)
 
     @classmethod
@@ -104,7 +135,16 @@ class LMConfig:
 
     def symmetry_options(self) -> dict | None:
         """Keyword arguments for :func:`weightsym.symmetrize`, or None for a dense model.  ``channel`` goes on the
-        gate blocks of ``rnn``; a ``plan`` names the layers itself (``{"rnn": "average"}``), gates as chosen."""
+        layers ``include`` names (default: the gate blocks of ``rnn``; a transformer's attention layers, q/k/v
+        blocks chosen by ``qkv``, and their ``out_proj``); a ``plan`` names the layers itself
+        (``{"rnn": "average"}``), gates and projections as chosen."""
+        include = list(self.include) if self.include else DEFAULT_INCLUDE[self.rnn_type]
+        if self.rnn_type == "transformer":
+            if self.plan:
+                return {"plan": dict(self.plan), "qkv": self.qkv, "init": self.init}
+            if not self.channel or self.channel == "none":
+                return None
+            return {"channel": self.channel, "qkv": self.qkv, "include": include, "init": self.init}
         ih = self.ih_gates if self.ih_gates and "1" in self.ih_gates else None
         hh = self.hh_gates if self.hh_gates and "1" in self.hh_gates else None
         gates = 4 if self.rnn_type == "lstm" else 3
@@ -114,24 +154,36 @@ class LMConfig:
             return None
         if hh is None and ih is None:
             return None
-        return {"channel": self.channel, "hh_gates": hh or "0" * gates, "ih_gates": ih, "include": ["rnn"],
+        return {"channel": self.channel, "hh_gates": hh or "0" * gates, "ih_gates": ih, "include": include,
                 "init": self.init}
 
+    def model_args(self) -> dict:
+        """Registry arguments of ``<rnn_type>-lm`` (besides the vocabulary size)."""
+        args = {"emb_size": self.emb, "hidden_size": self.hidden, "num_layers": self.layers, "dropout": self.dropout,
+                "tie_weights": self.tie}
+        if self.rnn_type == "transformer":
+            args.update(heads=self.heads, context=self.bptt)
+        return args
 
-def build_model(config: LMConfig, vocab_size: int) -> tuple[LSTMLanguageModel, "ws.SymmetrizeReport | None"]:
+    def make_optimizer(self, parameters) -> torch.optim.Optimizer:
+        """Plain SGD (the LSTM recipe) or AdamW (torch's defaults besides ``lr``)."""
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(parameters, lr=self.lr)
+        return torch.optim.SGD(parameters, lr=self.lr)
+
+
+def build_model(config: LMConfig, vocab_size: int) -> tuple[nn.Module, "ws.SymmetrizeReport | None"]:
     """The (possibly symmetric) model of ``config`` and the symmetrize report (None if dense)."""
     from weightsym.models import create_model
 
-    model = create_model(f"{config.rnn_type}-lm", num_classes=vocab_size, emb_size=config.emb,
-                         hidden_size=config.hidden, num_layers=config.layers, dropout=config.dropout,
-                         tie_weights=config.tie)
+    model = create_model(f"{config.rnn_type}-lm", num_classes=vocab_size, **config.model_args())
     options = config.symmetry_options()
-    if options is not None and options["ih_gates"] and config.emb != config.hidden:
+    if options is not None and options.get("ih_gates") and config.emb != config.hidden:
         raise ValueError(f"--ih-gates {options['ih_gates']}: symmetric weight_ih blocks need --emb == --hidden "
                          f"(layer 0 maps {config.emb} -> {config.hidden}); use equal sizes or --ih-gates 0000")
     report = ws.symmetrize(model, **options) if options is not None else None
     if report is not None:
-        skipped = ("no gate selected", "no plan entry", "not in include")
+        skipped = ("no gate selected", "no projection selected (qkv)", "no plan entry", "not in include")
         refused = [r for r in report.skipped if r.note and r.note not in skipped]
         if refused or not report.symmetric:
             row = refused[0] if refused else report.rows[0]
@@ -263,7 +315,7 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
     test_data = batchify(test_ids, config.eval_batch_size)
 
     model, report = build_model(config, len(corpus.dictionary))
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    optimizer = config.make_optimizer(model.parameters())
     counts = ws.count_parameters(model)
     state = {"epoch": 0, "best_val": None, "best_epoch": None, "history": [], "config": asdict(config)}
     if resume:
@@ -362,13 +414,16 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
 
 def format_summary(summary: dict) -> str:
     c, p = summary["config"], summary["params"]
+    rnn_type = c.get("rnn_type", "lstm")
+    blocks = (f" qkv={c.get('qkv', '111')}" + (f" include={','.join(c['include'])}" if c.get("include") else "")
+              if rnn_type == "transformer" else f" hh={c['hh_gates']} ih={c.get('ih_gates') or '-'}")
     if c.get("plan"):
-        sym = " ".join(f"{k}={v}" for k, v in c["plan"].items()) + f" hh={c['hh_gates']} ih={c.get('ih_gates') or '-'}"
+        sym = " ".join(f"{k}={v}" for k, v in c["plan"].items()) + blocks
     elif c.get("channel"):
-        sym = f"{c['channel']} hh={c['hh_gates']} ih={c.get('ih_gates') or '-'}"
+        sym = c["channel"] + blocks
     else:
         sym = "dense"
-    rows = [[f"{c['rnn_type']} {c['layers']}x{c['hidden']}{' tied' if c['tie'] else ''}", sym, f"{p['stored']:,}",
+    rows = [[f"{rnn_type} {c['layers']}x{c['hidden']}{' tied' if c['tie'] else ''}", sym, f"{p['stored']:,}",
              f"{p['dense']:,}", f"{summary['valid_ppl']:.2f}", f"{summary['test_ppl']:.2f}",
              f"{summary['seconds_per_epoch']:.1f}", f"{summary.get('cpu_seconds_per_epoch', 0.0):.1f}",
              f"{summary['epochs_done']}"]]
@@ -376,7 +431,7 @@ def format_summary(summary: dict) -> str:
                                "s/epoch", "CPU s/epoch", "epochs"], rows, numeric={2, 3, 4, 5, 6, 7, 8})
 
 
-def load_language_model(path) -> tuple[LSTMLanguageModel, Dictionary, LMConfig]:
+def load_language_model(path) -> tuple[nn.Module, Dictionary, LMConfig]:
     """Rebuild the model of a ``best.safetensors`` / ``last.safetensors`` written by :func:`fit` (symmetric layers
     included) and its vocabulary; returns ``(model in eval mode, dictionary, config)``.
 
@@ -410,31 +465,39 @@ def load_language_model(path) -> tuple[LSTMLanguageModel, Dictionary, LMConfig]:
     return model, dictionary, config
 
 
-def generate(model: LSTMLanguageModel, dictionary: Dictionary, words: int = 50, temperature: float = 1.0,
+def generate(model: nn.Module, dictionary: Dictionary, words: int = 50, temperature: float = 1.0,
              seed: int | None = None, prompt: list[str] | None = None) -> list[str]:
     """Sample ``words`` tokens from ``model`` (softmax of logits / ``temperature``).  Without ``prompt`` the first
-    input word is drawn uniformly, as in pytorch/examples; ``<eos>`` tokens are returned as they are."""
+    input word is drawn uniformly, as in pytorch/examples; ``<eos>`` tokens are returned as they are.  A model
+    without recurrent state (``init_hidden`` gives ``None``: the transformer) reads the last ``model.context``
+    tokens at every step."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     model.eval()
     hidden = model.init_hidden(1)
+    window = torch.zeros(0, 1, dtype=torch.int64)  # the tokens a stateless model reads
+
+    def step(ids: torch.Tensor) -> torch.Tensor:
+        nonlocal hidden, window
+        if hidden is None:
+            window = torch.cat([window, ids])[-model.context:]
+            logits, _ = model(window, None)
+        else:
+            logits, hidden = model(ids, hidden)
+        return logits[-1, 0]
+
     with torch.no_grad():
         if prompt:
-            ids = torch.tensor(dictionary.encode(prompt), dtype=torch.int64).view(-1, 1)
-            logits, hidden = model(ids, hidden)
-            logits = logits[-1, 0]
+            logits = step(torch.tensor(dictionary.encode(prompt), dtype=torch.int64).view(-1, 1))
         else:
-            start = torch.randint(len(dictionary), (1, 1), generator=generator)
-            logits, hidden = model(start, hidden)
-            logits = logits[-1, 0]
+            logits = step(torch.randint(len(dictionary), (1, 1), generator=generator))
         out = []
         for _ in range(words):
             probs = torch.softmax(logits.double() / temperature, dim=-1)
             token = torch.multinomial(probs, 1, generator=generator)
             out.append(dictionary.idx2word[int(token)])
-            logits, hidden = model(token.view(1, 1), hidden)
-            logits = logits[-1, 0]
+            logits = step(token.view(1, 1))
     return out
 
 

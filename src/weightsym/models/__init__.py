@@ -4,6 +4,7 @@
 * :func:`resnet` — ResNet-18/34/50/101/152 in the torchvision layout; :func:`resnet_param_count`.
 * :class:`MLP`, :class:`MNIST1DCNN`, :class:`FashionCNN` — small models with square middle layers.
 * :class:`LSTMLanguageModel` — word-level LSTM/GRU language model (``lstm-lm``, ``gru-lm``, ``lstm-lm-small``).
+* :class:`TransformerLanguageModel` — small decoder-only causal transformer LM (``transformer-lm``).
 * :func:`create_model`, :func:`list_models`, :func:`model_info`, :func:`register_model` — the registry.
 
 Example:
@@ -18,6 +19,7 @@ from .resnet import ResNet, resnet, resnet_param_count
 from .small import MLP, MNIST1DCNN, FashionCNN
 from .wrn import WideResNet, wrn, wrn_param_count
 from .language import LSTMLanguageModel, lm_param_count  # noqa: E402  (registers the language-model entries)
+from .transformer import TransformerLanguageModel, transformer_param_count  # noqa: E402  (registers transformer-lm)
 
 __all__ = [
     "MLP",
@@ -26,6 +28,7 @@ __all__ = [
     "LSTMLanguageModel",
     "ModelSpec",
     "ResNet",
+    "TransformerLanguageModel",
     "WideResNet",
     "create_model",
     "list_models",
@@ -34,6 +37,7 @@ __all__ = [
     "register_model",
     "resnet",
     "resnet_param_count",
+    "transformer_param_count",
     "wrn",
     "wrn_param_count",
 ]

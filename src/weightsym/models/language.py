@@ -84,7 +84,10 @@ class LSTMLanguageModel(nn.Module):
 
 
 def repackage_hidden(hidden):
-    """Detach a hidden state (tensor or tuple of tensors) from its history: truncated BPTT."""
+    """Detach a hidden state (tensor or tuple of tensors; ``None`` for a model without state) from its history:
+    truncated BPTT."""
+    if hidden is None:
+        return None
     if isinstance(hidden, torch.Tensor):
         return hidden.detach()
     return tuple(repackage_hidden(h) for h in hidden)

@@ -60,7 +60,7 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 # Modules that register models themselves, imported on first use if they exist (so this file does not depend on them).
-_PLUGIN_MODULES = ("weightsym.models.language",)
+_PLUGIN_MODULES = ("weightsym.models.language", "weightsym.models.transformer")
 _plugins_loaded = False
 
 _WRN_PATTERN = re.compile(r"^wrn-(\d+)-(\d+)(-bottleneck|-basic)?$")

@@ -22,11 +22,12 @@ from weightsym.nn.symmetrize import (
     symmetrize,
     unsymmetrize,
     weight_layers,
+    weight_tensors,
 )
 
 __all__ = [
     "LegacyFileWarning", "ModelDescription", "ModelFile", "ModelFileError", "load_model", "read_model_file",
     "LayerReport", "ParameterCount", "SymmetricParametrization", "SymmetrizeReport", "attach", "count_parameters",
     "detach", "format_table", "load", "read_metadata", "save", "symmetric_layers", "symmetric_parametrization",
-    "symmetrize", "unsymmetrize", "weight_layers",
+    "symmetrize", "unsymmetrize", "weight_layers", "weight_tensors",
 ]

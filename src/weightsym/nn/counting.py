@@ -71,13 +71,12 @@ def layer_report(model: nn.Module):
     """A :class:`~weightsym.nn.symmetrize.SymmetrizeReport` of a model as it is now (symmetric or not): one row per
     weight tensor of every Linear / Conv / recurrent layer, with its symmetry and dense, stored and free counts.
     What ``weightsym describe FILE`` prints for a model rebuilt from a file (a model may mix symmetries per layer)."""
-    from weightsym.nn.symmetrize import LayerReport, SymmetrizeReport, weight_layers
+    from weightsym.nn.symmetrize import LayerReport, SymmetrizeReport, weight_layers, weight_tensors
 
     report = SymmetrizeReport()
     for name, module in weight_layers(model):
         kind = parametrize.type_before_parametrizations(module).__name__
-        names = list(getattr(module, "_flat_weights_names", None) or ["weight"])
-        for tensor in [t for t in names if t.startswith("weight")]:
+        for tensor in weight_tensors(module):
             p = symmetric_parametrization(module, tensor)
             value = getattr(module, tensor)
             n = value.numel()

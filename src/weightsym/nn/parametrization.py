@@ -109,8 +109,8 @@ def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_bl
     parametrize.register_parametrization(module, tensor_name, param, unsafe=True)
     module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor_name),
                                               with_module=True)
-    if isinstance(module, nn.RNNBase):
-        _expand_once_per_call(module)  # the stock forward refreshes its flat weights from the properties itself
+    if isinstance(module, (nn.RNNBase, nn.MultiheadAttention)):
+        _expand_once_per_call(module)  # the stock forward reads the weights several times per call
     return param
 
 
@@ -157,12 +157,20 @@ def _cached_rnn_forward(self, *args, **kwargs):
                                   for w in self._flat_weights]
 
 
+def _cached_attention_forward(self, *args, **kwargs):
+    """Forward of a symmetric ``nn.MultiheadAttention``: the stock forward (fast path included), with
+    ``in_proj_weight`` expanded once per call (the stock forward reads it up to four times)."""
+    with parametrize.cached():
+        return super(type(self), self).forward(*args, **kwargs)
+
+
 def _expand_once_per_call(module: nn.Module) -> None:
     # ``parametrize`` gave this module its own subclass (``ParametrizedLSTM``); override forward there only.  Removing
     # the last parametrization (``unsymmetrize``) restores the original class and with it the stock forward.
     cls = type(module)
-    if cls.__dict__.get("forward") is not _cached_rnn_forward:
-        cls.forward = _cached_rnn_forward
+    forward = _cached_rnn_forward if isinstance(module, nn.RNNBase) else _cached_attention_forward
+    if cls.__dict__.get("forward") is not forward:
+        cls.forward = forward
 
 
 def symmetric_parametrization(module: nn.Module, tensor_name: str) -> SymmetricParametrization | None:

@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 from weightsym.nn.parametrization import attach, detach, symmetric_parametrization
 from weightsym.symmetry import Composite, Symmetry, SymmetryError, check_init, combine, get_symmetry
 
-WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN)
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention)
 
 
 @dataclass
@@ -98,32 +98,69 @@ def format_table(header, rows, footer=None, numeric=None) -> str:
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The Linear / Conv1d / Conv2d / LSTM / GRU / RNN layers of ``model`` in ``named_modules()`` order."""
+    """The Linear / Conv1d / Conv2d / LSTM / GRU / RNN / MultiheadAttention layers of ``model`` in ``named_modules()``
+    order (an attention layer's ``out_proj`` is a Linear of its own, listed after it)."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
 
 
-def _mask(text: str | None, gates: int, option: str, layer: str) -> tuple[bool, ...] | None:
+def weight_tensors(module: nn.Module) -> list[str]:
+    """Names of the weight tensors of one weight layer: ``weight``; ``weight_hh_l0``, ``weight_ih_l0``, ... of a
+    recurrent layer; ``in_proj_weight`` of a ``MultiheadAttention`` (or ``q_proj_weight``, ``k_proj_weight``,
+    ``v_proj_weight`` when its keys/values have other sizes; its ``out_proj`` is a Linear of its own)."""
+    if isinstance(module, nn.RNNBase):
+        return [t for t in module._flat_weights_names if t.startswith("weight")]
+    if isinstance(module, nn.MultiheadAttention):
+        return ["in_proj_weight"] if module._qkv_same_embed_dim else ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
+    return ["weight"]
+
+
+def attention_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """``{name: module}`` of every ``MultiheadAttention`` of ``model`` and of its ``out_proj``.  The attention kernel
+    (``F.multi_head_attention_forward``, the fused fast path) reads ``out_proj.weight`` directly and never calls
+    ``out_proj.forward``: such an out_proj may be symmetric, but is never replaced by a structured kernel."""
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.MultiheadAttention):
+            out[name] = module
+            out[f"{name}.out_proj" if name else "out_proj"] = module.out_proj
+    return out
+
+
+GATE_ORDER = {4: "i f g o", 3: "r z n"}
+
+
+def _mask(text: str | None, blocks: int, option: str, layer: str) -> tuple[bool, ...] | None:
     if text is None:
         return None
     text = str(text)
-    if len(text) != gates or set(text) - {"0", "1"}:
-        raise ValueError(f"{option}={text!r} for recurrent layer `{layer}` must be {gates} characters of 0/1 "
-                         f"(one per gate{', order i f g o' if gates == 4 else ', order r z n' if gates == 3 else ''})")
+    if len(text) != blocks or set(text) - {"0", "1"}:
+        if option == "qkv":
+            raise ValueError(f"qkv={text!r} for attention layer `{layer}` must be 3 characters of 0/1 (one per "
+                             "projection, order q k v), e.g. '110' for symmetric query and key projections")
+        order = f", order {GATE_ORDER[blocks]}" if blocks in GATE_ORDER else ""
+        raise ValueError(f"{option}={text!r} for recurrent layer `{layer}` must be {blocks} characters of 0/1 "
+                         f"(one per gate{order})")
     mask = tuple(c == "1" for c in text)
     return mask if any(mask) else None
 
 
-def _tensor_plan(module: nn.Module, name: str, hh_gates, ih_gates):
-    """Yield ``(tensor_name, row_blocks, block_mask, is_recurrent)`` for each weight tensor of a layer."""
+def _tensor_plan(module: nn.Module, name: str, hh_gates, ih_gates, qkv):
+    """Yield ``(tensor_name, row_blocks, block_mask, blocked)`` for each weight tensor of a layer; ``blocked``: the
+    tensor is made of gate/projection blocks chosen by a mask (None: no block selected, the tensor stays dense)."""
     if isinstance(module, nn.RNNBase):
         gates = 4 if isinstance(module, nn.LSTM) else 3 if isinstance(module, nn.GRU) else 1
         hh = _mask(hh_gates, gates, "hh_gates", name)
         ih = _mask(ih_gates, gates, "ih_gates", name)
-        for tensor in module._flat_weights_names:
-            if tensor.startswith("weight_hh"):
-                yield tensor, gates, hh, True
-            elif tensor.startswith("weight_ih"):
-                yield tensor, gates, ih, True
+        for tensor in weight_tensors(module):
+            yield tensor, gates, hh if tensor.startswith("weight_hh") else ih, True
+        return
+    if isinstance(module, nn.MultiheadAttention):
+        mask = _mask(qkv, 3, "qkv", name)
+        if module._qkv_same_embed_dim:  # (3d, d): the q, k and v blocks, like the gate blocks of an LSTM
+            yield "in_proj_weight", 3, mask, True
+        else:  # three tensors of their own: each is one block, selected by its bit
+            for bit, tensor in enumerate(weight_tensors(module)):
+                yield tensor, 1, (True,) if mask is not None and mask[bit] else None, True
         return
     yield "weight", getattr(module, "groups", 1), None, False
 
@@ -150,6 +187,7 @@ def symmetrize(
     ih_gates: str | None = None,
     init: str = "variance",
     plan: Mapping[str, str | Symmetry] | None = None,
+    qkv: str = "111",
 ) -> SymmetrizeReport:
     """Impose ``channel`` and/or ``spatial`` symmetry on the weight layers of ``model`` (in place), or a per-layer
     ``plan``.
@@ -167,6 +205,16 @@ def symmetrize(
     each gate's square block of ``weight_hh`` selected by ``hh_gates`` (e.g. ``"1111"``; gate order i, f, g, o for
     LSTM and r, z, n for GRU) and of ``weight_ih`` selected by ``ih_gates`` (needs input size == hidden size).
     Spatial symmetries do not apply to recurrent layers.
+
+    **Attention.**  On an ``nn.MultiheadAttention`` channel symmetries act on each square ``d x d`` block of
+    ``in_proj_weight`` (shape ``(3d, d)``: the query, key and value projections) selected by ``qkv`` (default
+    ``"111"``; ``"110"``: symmetric query and key projections, dense values), or on ``q_proj_weight`` /
+    ``k_proj_weight`` / ``v_proj_weight`` when keys and values have other sizes.  Its output projection
+    ``out_proj`` is an ``nn.Linear`` listed as a layer of its own (``<name>.out_proj``: include it by name), and
+    attention layers are never taken for the stem or the classifier.  Models with separate q/k/v ``nn.Linear``
+    layers need nothing special: choose them by name, e.g. ``include=["*.q", "*.k"]``.  In the stock
+    ``nn.TransformerEncoderLayer`` / ``DecoderLayer`` the feed-forward ``linear1`` (d -> 4d) and ``linear2`` take the
+    non-square tyings (``block``, ``repeat:c``), the square projections every channel symmetry.
 
     ``init`` says how the current (dense) weights become free values (``docs/science.md`` §5):
 
@@ -218,7 +266,8 @@ def symmetrize(
                          "per-layer plan, e.g. plan={'*conv2': 'tri+spa'}")
     layers = weight_layers(model)
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no Linear/Conv1d/Conv2d/LSTM/GRU layers to symmetrize")
+        raise ValueError(f"{type(model).__name__} has no Linear/Conv1d/Conv2d/LSTM/GRU/MultiheadAttention layers to "
+                         "symmetrize")
     patterns = [g for g, _ in entries] if entries is not None else (include or [])
     unmatched = [g for g in patterns + exclude if not any(fnmatch.fnmatchcase(n, g) for n, _ in layers)]
     if unmatched:  # a typo here would silently leave the model dense (include) or untouched by the exclusion
@@ -232,7 +281,7 @@ def symmetrize(
     # the stem / classifier rule: an embedding in front (language models) is the stem, so a recurrent layer after it
     # is not mistaken for one
     ordered = [n for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS + (nn.Embedding, nn.EmbeddingBag))]
-    edge = {ordered[0], layers[-1][0]}
+    edge = {ordered[0], layers[-1][0]} - set(attention_layers(model))  # attention is never the stem or classifier
 
     report = SymmetrizeReport()
     for name, module in layers:
@@ -248,7 +297,7 @@ def symmetrize(
                                                     else "last weight layer (classifier)")
         if any(fnmatch.fnmatchcase(name, g) for g in exclude):
             considered, why = False, "excluded"
-        for tensor, row_blocks, mask, recurrent in _tensor_plan(module, label, hh_gates, ih_gates):
+        for tensor, row_blocks, mask, blocked in _tensor_plan(module, label, hh_gates, ih_gates, qkv):
             existing = symmetric_parametrization(module, tensor)
             if existing is not None:
                 if considered:
@@ -265,13 +314,15 @@ def symmetrize(
                 continue
             shape = tuple(getattr(module, tensor).shape)
             notes, use_c, use_s = [], layer_c, layer_s
-            if recurrent:
+            if blocked:
+                attention = isinstance(module, nn.MultiheadAttention)
                 if use_s is not None:
-                    notes.append("spatial symmetries do not apply to recurrent weights")
+                    notes.append(f"spatial symmetries do not apply to {'attention' if attention else 'recurrent'} "
+                                 "weights")
                     use_s = None
                 if use_c is not None and mask is None:
                     use_c = None
-                    notes.append("no gate selected")
+                    notes.append("no projection selected (qkv)" if attention else "no gate selected")
             for sym, slot in ((use_c, "c"), (use_s, "s")):
                 if sym is None:
                     continue

@@ -33,7 +33,7 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
                    include: list[str] | None = None, exclude: list[str] | None = None, strict: bool = False,
                    hh_gates: str = "1111", ih_gates: str | None = None,
                    model_args: dict[str, Any] | None = None,
-                   plan: dict[str, str] | None = None) -> tuple[str, "ws.ParameterCount"]:
+                   plan: dict[str, str] | None = None, qkv: str = "111") -> tuple[str, "ws.ParameterCount"]:
     """Build registry model ``name``, symmetrize it as asked and return ``(text, ParameterCount)``.
 
     ``text`` is the per-layer table (the :class:`~weightsym.SymmetrizeReport`; without a symmetry, the dense weight
@@ -48,14 +48,14 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
     lines = [f"{info['name']}: {info.get('description', '')}".rstrip(": ")]
     if channel or spatial or plan:
         report = ws.symmetrize(model, channel=channel, spatial=spatial, include=include, exclude=exclude,
-                               strict=strict, hh_gates=hh_gates, ih_gates=ih_gates, plan=plan)
+                               strict=strict, hh_gates=hh_gates, ih_gates=ih_gates, plan=plan, qkv=qkv)
         lines += [str(report), f"{len(report.symmetric)} of {len(report.rows)} weight tensors symmetric"]
     else:
         rows = []
         for layer, module in ws.nn.weight_layers(model):
-            for tensor, value in module.named_parameters(recurse=False):
-                if tensor.startswith("weight"):
-                    rows.append([layer, tensor, "x".join(map(str, value.shape)), f"{value.numel():,}"])
+            for tensor in ws.nn.weight_tensors(module):
+                value = getattr(module, tensor)
+                rows.append([layer, tensor, "x".join(map(str, value.shape)), f"{value.numel():,}"])
         lines += [ws.nn.format_table(["layer", "tensor", "shape", "dense"], rows, numeric={3}),
                   "no symmetry requested (pass --channel and/or --spatial, or --plan, to see what it would save)"]
     counts = ws.count_parameters(model)
