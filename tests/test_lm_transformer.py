@@ -124,3 +124,17 @@ def test_cli_transformer_run_sample_and_option_errors(shared_data, tmp_path, cap
         assert expected in capsys.readouterr().err
     assert main(["lm", "--qkv", "110", "--channel", "triangular", "--out", str(tmp_path / "bad")]) == 2
     assert "only a transformer" in capsys.readouterr().err
+
+
+def test_the_lstm_recipe_and_the_transformer_defaults(tmp_path, capsys):
+    """--recipe paper is the paper's LSTM recipe: with --model transformer it is refused in one line; without it the
+    transformer takes its own defaults (AdamW, lr 1e-3, tied), the LSTM its own (SGD, lr 20, untied)."""
+    assert main(["lm", "--model", "transformer", "--recipe", "paper", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--recipe paper" in err[0] and "transformer" in err[0]
+    tf, lstm = LMConfig(rnn_type="transformer", emb=64, hidden=64), LMConfig()
+    assert (tf.optimizer, tf.lr, tf.tie) == ("adamw", 1e-3, True)
+    assert (lstm.optimizer, lstm.lr, lstm.tie) == ("sgd", 20.0, False)
+    assert LMConfig(rnn_type="transformer", emb=64, hidden=64, init="project").symmetry_options() is None
+    opts = LMConfig(rnn_type="transformer", emb=64, hidden=64, channel="triangular", init="project").symmetry_options()
+    assert opts["init"] == "project" and opts["qkv"] == "111"
