@@ -162,16 +162,17 @@ def _considered_layers(model: nn.Module, keep_edges: bool, exclude) -> list[tupl
     return out
 
 
-def _try(module: nn.Module, spec: str, hh_gates: str, ih_gates: str | None):
-    """``(stored, projected weights)`` of ``module`` under ``spec``, or None if it does not apply as a whole."""
+def _try(module: nn.Module, names: list[str], spec: str, hh_gates: str, ih_gates: str | None):
+    """``(stored, projected weights)`` of ``module`` (weight tensors ``names``) under ``spec``, or None if the
+    symmetry does not apply to it as a whole."""
     trial = copy.deepcopy(module)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "?*" matches no child of a plain layer
         try:
             report = symmetrize(trial, plan={"*": spec}, exclude=["?*"], hh_gates=hh_gates, ih_gates=ih_gates,
                                 init="project")
-        except (SymmetryError, ValueError, RuntimeError):
-            return None
+        except (SymmetryError, ValueError, RuntimeError, NotImplementedError, TypeError):
+            return None  # a symmetry this layer type cannot take is simply not a candidate
     own = [r for r in report.rows if r.name in ("", type(module).__name__)]
     applied = [r for r in own if r.symmetry]
     if not applied or any(r.symmetry != get_symmetry(spec).spec for r in applied):
@@ -180,7 +181,7 @@ def _try(module: nn.Module, spec: str, hh_gates: str, ih_gates: str | None):
         return None
     stored = sum(r.stored for r in own)
     with torch.no_grad():
-        projected = _dense_weights(trial)
+        projected = {name: getattr(trial, name).detach() for name in names}
     return stored, projected
 
 
@@ -203,7 +204,7 @@ def candidates(model: nn.Module, symmetries: list[str] | None = None, hh_gates: 
         n_dense = sum(t.numel() for t in dense.values())
         kind = type(module).__name__.removeprefix("Parametrized")
         for spec in specs:
-            tried = _try(module, spec, hh_gates, ih_gates)
+            tried = _try(module, list(dense), spec, hh_gates, ih_gates)
             if tried is None:
                 continue
             stored, projected = tried

@@ -91,7 +91,7 @@ def run(args) -> int:
                                 "language model")
     from weightsym.compress import compress
 
-    compress(model_file.path, args.out, budget=args.budget, plan=plan, steps=args.steps, lr=args.lr,
+    compress(model_file, args.out, budget=args.budget, plan=plan, steps=args.steps, lr=args.lr,
              distill=None if args.distill is None else (args.distill, args.distill_weight),
              symmetries=args.symmetries, exclude=args.exclude, keep_edges=not args.all_layers,
              hh_gates=args.hh_gates, ih_gates=args.ih_gates, data_dir=args.data_dir, threads=args.threads,

@@ -114,14 +114,15 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     final = projected
     if steps:
         tic = time.perf_counter()
-        final = task.finetune(projected, description.path, out / "finetune", steps, lr, distill, full_plan, hh_gates, ih_gates,
-                              threads, compile, progress, log)
-        report["finetuned"] = {"params": ws.count_parameters(ws.load_model(final)[0]).to_dict(),
-                               **task.evaluate_file(final), "steps": steps, "distill": distill,
-                               "lr": task.last_lr, "seconds": time.perf_counter() - tic, "file": str(final)}
+        final = task.finetune(projected, description.path, out / "finetune", steps, lr, distill, full_plan,
+                              hh_gates, ih_gates, threads, compile, progress, log)
+    final_model, final_description = ws.load_model(final)
+    if steps:
+        report["finetuned"] = {"params": ws.count_parameters(final_model).to_dict(), **task.evaluate_file(final),
+                               "steps": steps, "distill": distill, "lr": task.last_lr,
+                               "seconds": time.perf_counter() - tic, "file": str(final)}
         log(f"fine-tuned {steps} steps: {task.metric} {report['finetuned'][task.metric]:.4f}")
     compressed = out / "compressed.safetensors"
-    final_model, final_description = ws.load_model(final)
     task.save(compressed, final_model, full_plan, hh_gates, ih_gates, state=final_description.state)
     report["file"] = str(compressed)
     (out / "plan.json").write_text(json.dumps(full_plan, indent=2) + "\n")
@@ -171,7 +172,8 @@ class _Classifier:
 
         data = training_data_info(probe.dataset or model_info(probe.model)["dataset"], probe.data_dir,
                                   probe.image_size)
-        per_epoch = len(make_train_loader(probe, data, DistContext()))
+        size = probe.train_subset or data.get("train_size")  # in-memory datasets: no need to load the images
+        per_epoch = math.ceil(size / probe.batch_size) if size else len(make_train_loader(probe, data, DistContext()))
         epochs = math.ceil(steps / per_epoch)
         self.last_lr = lr if lr is not None else self.config.get("lr", 0.1) / 10
         config = self._config(
