@@ -4,23 +4,13 @@ after, the best candidates of every layer) and ``compress.png`` (the metric agai
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from weightsym.analysis.report import _json_safe  # NaN/inf -> null, the same as `weightsym analyze` writes
 from weightsym.nn import format_table
 
 STAGES = ("dense", "projected", "finetuned")
 LABELS = {"dense": "dense", "projected": "projected", "finetuned": "fine-tuned"}
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def stage_table(report: dict) -> str:

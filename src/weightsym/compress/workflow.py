@@ -67,7 +67,7 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     model, description = ws.load_model(path)  # path: a file name or a ModelFile already read and validated
     kind = description.kind
     if kind not in ("classifier", "language-model") or description.config is None:
-        raise ValueError(f"{path}: compress needs a `weightsym train` or `weightsym lm` checkpoint (it holds the run "
+        raise ValueError(f"{description.path}: compress needs a `weightsym train` or `weightsym lm` checkpoint (it holds the run "
                          f"config: data and training options), not a {kind} file")
     if kind == "language-model" and distill is not None:
         raise ValueError("distillation is implemented for classifiers only; fine-tune a language model without "
