@@ -213,3 +213,12 @@ def test_language_model_compression_reports_perplexity(shared_data, tmp_path):
         assert 1 < report[stage]["perplexity"] < 1e5
     model, dictionary, saved = load_language_model(tmp_path / "c" / "compressed.safetensors")
     assert saved.plan == report["plan"] and len(dictionary) == model.vocab_size
+
+
+@pytest.mark.parametrize("name", ["weightsym.analysis.compression", "weightsym.train.distill"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
