@@ -97,6 +97,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("CIFAR-10 test accuracy (%)")
     ax.set_title("WRN-16-4-bottleneck: compress a trained dense model vs train symmetric", fontsize=9)
     ax.grid(alpha=0.3)
+    ax.margins(x=0.15, y=0.12)  # room for the labels beside the points
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

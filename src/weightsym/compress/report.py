@@ -66,6 +66,7 @@ def plot(report: dict, path: Path) -> Path:
     budget = f"budget {report['budget']:g}" if report.get("budget") is not None else "hand plan"
     ax.set_title(f"weightsym compress: {report['model']} ({budget})", fontsize=10)
     ax.grid(alpha=0.3)
+    ax.margins(x=0.15, y=0.12)  # room for the labels beside the points
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
