@@ -1,11 +1,12 @@
 """Compression of a trained dense model against training the same symmetric model from scratch: one table, JSON, PNG.
 
 Reads the ``report.json`` of ``weightsym compress`` runs (``--compressed``) and the ``summary.json`` / ``log.jsonl`` of
-``weightsym train`` runs of the same plans from scratch (``--scratch``, matched by budget through the plan), never a
-checkpoint; prints a Markdown table and writes ``compress.json`` and ``compress.png`` into ``--out``.
+``weightsym train`` runs of the same symmetric models from scratch (``--scratch``: the same plan, or ``--channel`` /
+``--spatial`` runs with the same stored parameter count), never a checkpoint; prints a Markdown table and writes
+``compress.json`` and ``compress.png`` into ``--out``.
 
     python benchmarks/summarize_compress.py --dense runs/e2e-dense --compressed runs/compress/compress-0.{8,6,4} \
-        --scratch runs/compress/scratch-0.{4,6} --out docs/results/compress
+        --scratch runs/e2e-dihedral runs/e2e-block-dihedral --out docs/results/compress
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def _scratch_runs(folders: list[Path]) -> list[dict]:
         summary = json.loads((folder / "summary.json").read_text())
         log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
         runs.append({"folder": str(folder), "plan": summary["config"]["plan"], "steps": summary["steps"],
+                     "symmetry": summary["symmetry"],
                      "epochs": summary["epochs_completed"], "stored": summary["params"]["stored"],
                      "test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
                      "epoch_accuracy": [r["test_accuracy"] for r in log]})
@@ -37,11 +39,14 @@ def collect(dense: Path, compressed: list[Path], scratch: list[Path]) -> dict:
     rows = []
     for folder in compressed:
         report = json.loads((folder / "report.json").read_text())
-        match = next((s for s in scratch_runs if s["plan"] == report["plan"]), None)
+        stored = report["projected"]["params"]["stored"]
+        # the same plan, or a --channel/--spatial run that symmetrizes the same layers (same stored count)
+        match = next((s for s in scratch_runs if s["plan"] == report["plan"]
+                      or (not s["plan"] and s["stored"] == stored)), None)
         fine = report.get("finetuned") or {}
         rows.append({
-            "folder": str(folder), "budget": report["budget"], "plan": report["plan"],
-            "stored": report["projected"]["params"]["stored"], "dense_equivalent": report["dense"]["params"]["dense"],
+            "folder": str(folder), "budget": report["budget"], "plan": report["plan"], "stored": stored,
+            "dense_equivalent": report["dense"]["params"]["dense"],
             "fraction": report["projected"]["params"]["stored"] / report["dense"]["params"]["dense"],
             "projected_accuracy": report["projected"]["accuracy"], "finetuned_accuracy": fine.get("accuracy"),
             "finetune_steps": fine.get("steps"), "distill": fine.get("distill"), "finetune_lr": fine.get("lr"),
@@ -54,20 +59,26 @@ def collect(dense: Path, compressed: list[Path], scratch: list[Path]) -> dict:
             "rows": rows, "scratch": scratch_runs}
 
 
+def _label(row: dict) -> str:
+    return f"budget {row['budget']:g}" if row["budget"] is not None else "hand plan"
+
+
 def markdown(result: dict) -> str:
     def pct(v):
         return "–" if v is None else f"{100 * v:.2f}%"
 
     d = result["dense"]
-    lines = ["| budget | plan (layer = symmetry) | stored params | fraction | projected | + fine-tune | "
-             "from scratch |", "|---:|---|---:|---:|---:|---:|---:|",
-             f"| – | dense ({d['steps']:,} steps) | {d['stored']:,} | 1.000 | – | {pct(d['test_accuracy'])} | – |"]
+    lines = ["| plan | layer = symmetry | stored params | fraction | projected | + fine-tune | from scratch |",
+             "|---|---|---:|---:|---:|---:|---:|",
+             f"| dense | ({d['steps']:,} steps) | {d['stored']:,} | 1.000 | – | {pct(d['test_accuracy'])} | – |"]
     for r in result["rows"]:
         plan = ", ".join(f"`{k}`={v}" for k, v in r["plan"].items())
-        tune = f"{pct(r['finetuned_accuracy'])} ({r['finetune_steps']} steps" + (
-            f", distill T={r['distill'][0]:g})" if r["distill"] else ", CE only)")
-        scratch = "–" if r["scratch_accuracy"] is None else f"{pct(r['scratch_accuracy'])} ({r['scratch_steps']:,} steps)"
-        lines.append(f"| {r['budget']:g} | {plan} | {r['stored']:,} | {r['fraction']:.3f} | "
+        how = f"distill T={r['distill'][0]:g}" if r["distill"] else "CE only"
+        tune = "–" if r["finetuned_accuracy"] is None else \
+            f"{pct(r['finetuned_accuracy'])} ({r['finetune_steps']} steps, {how})"
+        scratch = "–" if r["scratch_accuracy"] is None else \
+            f"{pct(r['scratch_accuracy'])} ({r['scratch_steps']:,} steps)"
+        lines.append(f"| {_label(r)} | {plan} | {r['stored']:,} | {r['fraction']:.3f} | "
                      f"{pct(r['projected_accuracy'])} | {tune} | {scratch} |")
     return "\n".join(lines)
 
@@ -78,24 +89,24 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.6, 4.4))
     d = result["dense"]
-    ax.scatter([d["stored"]], [100 * d["test_accuracy"]], marker="*", s=160, color="black", label="dense", zorder=4)
-    rows = [r for r in result["rows"] if r["distill"]] or result["rows"]
-    rows = sorted(rows, key=lambda r: r["stored"])
-    series = [("projected_accuracy", "projected (no training)", "o", "tab:red"),
-              ("finetuned_accuracy", "projected + 391-step fine-tune", "s", "tab:blue"),
-              ("scratch_accuracy", "same plan from scratch, same total steps", "^", "tab:green")]
+    ax.scatter([d["stored"]], [100 * d["test_accuracy"]], marker="*", s=160, color="black", zorder=4,
+               label=f"dense ({d['steps']:,} steps)")
+    series = [("projected_accuracy", "projected, no training", "o", "tab:red"),
+              ("finetuned_accuracy", "projected + fine-tune (dense steps + 391)", "s", "tab:blue"),
+              ("scratch_accuracy", "same symmetric model from scratch", "^", "tab:green")]
     for key, label, marker, color in series:
-        pts = [(r["stored"], 100 * r[key]) for r in rows if r[key] is not None]
+        pts = [(r["stored"], 100 * r[key]) for r in result["rows"] if r[key] is not None]
         if pts:
-            ax.plot(*zip(*pts), marker=marker, color=color, label=label, lw=1)
-    for r in rows:
-        ax.annotate(f"budget {r['budget']:g}", (r["stored"], 100 * r["projected_accuracy"]), textcoords="offset points",
-                    xytext=(4, -12), fontsize=7)
+            ax.scatter(*zip(*pts), marker=marker, color=color, label=label, s=45, zorder=3)
+    for r in result["rows"]:
+        ax.annotate(_label(r) if r["budget"] is not None else ", ".join(r["plan"].values()),
+                    (r["stored"], 100 * r["projected_accuracy"]), textcoords="offset points", xytext=(5, -3),
+                    fontsize=7)
     ax.set_xlabel("stored parameters")
     ax.set_ylabel("CIFAR-10 test accuracy (%)")
-    ax.set_title("WRN-16-4-bottleneck: compress a trained dense model vs train symmetric", fontsize=9)
+    ax.set_title("WRN-16-4-bottleneck: compress the trained dense model vs train symmetric", fontsize=9)
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.12)  # room for the labels beside the points
     ax.legend(fontsize=7, loc="lower right")
