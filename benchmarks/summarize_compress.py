@@ -109,9 +109,9 @@ def plot(result: dict, path: Path) -> None:
     ax.set_title("WRN-16-4-bottleneck: compress the trained dense model vs train symmetric", fontsize=9)
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.12)  # room for the labels beside the points
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)  # below: clear of the points
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
