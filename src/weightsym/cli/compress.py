@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
                         "matches names the layer's symmetry, e.g. --plan '*conv2=tri+spa' '*conv1=block'; or one "
                         "FILE (JSON object or GLOB=SYM lines) (default: none)")
     g.add_argument("--symmetries", nargs="+", type=checks.any_symmetry, default=None, metavar="SYM",
-                   help="candidates the budget plan may use, e.g. triangular block dihedral tri+spa (default: the "
+                   help="candidates the budget plan may use, e.g. triangular block dihedral tri+spa (default: all, the "
                         "whole catalog and every channel+spatial product)")
     g.add_argument("--exclude", action="append", default=None, metavar="GLOB",
                    help="layers that stay as they are (repeatable; default: none)")
@@ -93,7 +93,7 @@ def run(args) -> int:
 
     compress(model_file, args.out, budget=args.budget, plan=plan, steps=args.steps, lr=args.lr,
              distill=None if args.distill is None else (args.distill, args.distill_weight),
-             symmetries=args.symmetries, exclude=args.exclude, keep_edges=not args.all_layers,
+             symmetries=None if not args.symmetries or "all" in args.symmetries else args.symmetries, exclude=args.exclude, keep_edges=not args.all_layers,
              hh_gates=args.hh_gates, ih_gates=args.ih_gates, data_dir=args.data_dir, threads=args.threads,
              compile=args.compile, progress=args.progress, dry_run=args.dry_run)
     return 0
