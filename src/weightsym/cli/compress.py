@@ -93,7 +93,8 @@ def run(args) -> int:
 
     compress(model_file, args.out, budget=args.budget, plan=plan, steps=args.steps, lr=args.lr,
              distill=None if args.distill is None else (args.distill, args.distill_weight),
-             symmetries=None if not args.symmetries or "all" in args.symmetries else args.symmetries, exclude=args.exclude, keep_edges=not args.all_layers,
+             symmetries=None if not args.symmetries or "all" in args.symmetries else args.symmetries,
+             exclude=args.exclude, keep_edges=not args.all_layers,
              hh_gates=args.hh_gates, ih_gates=args.ih_gates, data_dir=args.data_dir, threads=args.threads,
              compile=args.compile, progress=args.progress, dry_run=args.dry_run)
     return 0
