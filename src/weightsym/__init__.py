@@ -30,7 +30,7 @@ __all__ = [
     "get_symmetry", "load", "load_model", "nn", "read_metadata", "save", "symmetric_layers", "symmetrize", "unsymmetrize",
 ]
 
-_SUBPACKAGES = {"analysis", "data", "fast", "lm", "models", "reproduce", "symmetry", "train"}
+_SUBPACKAGES = {"analysis", "compress", "data", "fast", "lm", "models", "reproduce", "symmetry", "train"}
 
 
 def __getattr__(name: str):

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "eval": "eval",
     "analyze": "analyze",
     "export": "export",
+    "compress": "compress",
     "bench": "bench",
     "reproduce": "reproduce",
     "lm": "lm",

@@ -69,6 +69,9 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128  # global batch size (split across processes under torchrun)
     label_smoothing: float = 0.0
+    # start from trained weights (a dense file loads into a symmetric model by projecting), optionally distilling
+    init_from: str | None = None  # model file (weightsym.load_model) whose weights the run starts from
+    distill: dict[str, Any] | None = None  # {"teacher": model file, "temperature": T, "weight": alpha}
     seed: int = 0
     recipe: str | None = None  # the named preset the options came from (weightsym.train.recipes), for the record
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only for ops without a deterministic kernel)
@@ -105,6 +108,12 @@ class TrainConfig:
             raise ValueError(f"max_steps={self.max_steps} must be >= 1")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be >= 1")
+        if self.distill is not None:
+            from weightsym.train.distill import check_distill
+
+            if set(self.distill) != {"teacher", "temperature", "weight"}:
+                raise ValueError(f"distill={self.distill!r}: give {{'teacher': FILE, 'temperature': T, 'weight': A}}")
+            check_distill(self.distill["temperature"], self.distill["weight"])
         if self.include is not None and isinstance(self.include, str):
             self.include = [self.include]
         if self.exclude is not None and isinstance(self.exclude, str):

@@ -47,6 +47,7 @@ from weightsym.train import distributed
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, unwrap_model
 from weightsym.train.config import RUN_CONTROL, TrainConfig
 from weightsym.train.data import make_test_loader, make_train_loader, training_data_info
+from weightsym.train.distill import distillation_loss
 from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -73,6 +74,22 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, "ws.SymmetrizeReport | 
     model = create_model(config.model, num_classes=data["num_classes"], **config.model_args)
     report = ws.symmetrize(model, **config.symmetry_options()) if config.symmetric else None
     return model, report, data
+
+
+def start_from(model: nn.Module, path: str) -> None:
+    """Load the weights of model file ``path`` (read by :func:`weightsym.load_model`) into ``model``: a dense file
+    into symmetric layers by projecting (orbit means), a file symmetrized like ``model`` exactly."""
+    source, _ = ws.load_model(path)
+    model.load_state_dict(source.state_dict())
+
+
+def load_teacher(distill: dict | None, device) -> nn.Module | None:
+    """The frozen teacher of a distillation run (eval mode, no gradients), or None."""
+    if not distill:
+        return None
+    teacher, _ = ws.load_model(distill["teacher"])
+    teacher.requires_grad_(False)
+    return teacher.to(device).eval()
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -252,6 +269,9 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
 
     _seed_everything(config.seed, config.deterministic)
     model, report, data = build_model(config)
+    if config.init_from and not config.resume:
+        start_from(model, config.init_from)
+    teacher = load_teacher(config.distill, ctx.device)
     model.to(ctx.device)
     folds = fold_training(model, policy=config.fold, compiled=config.compile) if config.symmetric else None
     counts = ws.count_parameters(model)
@@ -329,7 +349,13 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                                  f"{f' (after --expand-input {config.expand_input})' if expand else ''}: "
                                  f"{' '.join(str(exc).split())[:200]}; use a model built for this input size "
                                  "(global pooling: wrn-*, resnet-*, fmnist-cnn)") from exc
-            loss = criterion(logits, yb)
+            if teacher is None:
+                loss = criterion(logits, yb)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(xb)
+                loss = distillation_loss(logits, teacher_logits, yb, config.distill["temperature"],
+                                         config.distill["weight"], criterion)
             batch_stats = [float(loss.detach()) * yb.shape[0], float((logits.argmax(1) == yb).sum()), yb.shape[0]]
             batch_stats = ctx.all_reduce_sum(batch_stats)
             if not math.isfinite(batch_stats[0]):
