@@ -40,16 +40,19 @@ def add_parser(sub) -> None:
     p.add_argument("--init", choices=("variance", "project"),
                    help="studies that symmetrize fresh models (cifar-symmetries): how symmetric layers start, see "
                         "weightsym.symmetrize (default: variance)")
+    p.add_argument("--jobs", type=checks.integer(1), metavar="N",
+                   help="studies that train many runs (cifar-symmetries): train N runs at a time in separate "
+                        "one-thread processes (default 1; same numbers, less wall clock on N cores)")
     p.set_defaults(func=run)
 
 
 def study_options(study, args) -> dict:
-    """``--seeds`` / ``--init`` for a study whose ``run`` takes them; a usage error naming the ones that do."""
+    """``--seeds`` / ``--init`` / ``--jobs`` for a study whose ``run`` takes them; a usage error naming the ones that do."""
     import inspect
 
     from weightsym.reproduce import STUDIES, get_study
 
-    options = {k: getattr(args, k) for k in ("seeds", "init") if getattr(args, k, None) is not None}
+    options = {k: getattr(args, k) for k in ("seeds", "init", "jobs") if getattr(args, k, None) is not None}
     accepted = inspect.signature(study.run).parameters
     refused = [k for k in options if k not in accepted]
     if refused:

@@ -18,8 +18,14 @@ Symmetric layers start with ``init="variance"`` (every entry keeps the dense ini
 paper's code; ``--init project`` gives the orbit means the study used before). ``dense@V`` rows are **dense models at
 equal stored parameters**: WRN-16-w-bottleneck with the fractional width whose stored count is closest to variant V's
 (:func:`weightsym.train.dense_match.match_dense`), the comparison that asks whether a symmetry beats simply making the
-network narrower. With ``--seeds N`` every row is trained from seeds 0..N-1 and the table gives the mean ± sample std
-(n − 1) of the test accuracy; the figure draws it as error bars.
+network narrower. ``V init=project`` rows (``init=variance`` when the study runs with ``--init project``) train
+bisymmetric, block and eighth again under the other initialisation, the old-vs-new comparison of the init change. With
+``--seeds N`` every row is trained from seeds 0..N-1 and the table gives the mean ± sample std (n − 1) of the test
+accuracy; the figure draws it as error bars.
+
+Every finished training run is kept in ``OUT/runs/`` (one JSON each, written atomically), so an interrupted study
+continues where it stopped when the same command is run again; ``--jobs N`` trains N runs at a time in separate
+processes of one thread each (same numbers as one at a time; the page's seconds are then measured sharing the cores).
 
 The budget is far below the paper's 200 epochs on 50,000 images: absolute accuracies are low and differences of a
 point or two between symmetries are within seed noise; what the study can show is the parameter axis exactly and
@@ -51,17 +57,40 @@ VARIANTS.update({name: {"spatial": name} for name in SPATIAL})
 VARIANTS["tri+spa"] = {"channel": "triangular", "spatial": "transpose"}
 MATCHED = ["triangular", "bisymmetric", "eighth"]  # each gets a dense row at its stored parameter count
 VARIANTS.update({f"dense@{name}": {"match": name} for name in MATCHED})
+INIT_COMPARED = ["bisymmetric", "block", "eighth"]  # each trained again under the other init
+
+
+def other_init(init: str) -> str:
+    return "project" if init == "variance" else "variance"
+
+
+def init_rows(init: str) -> dict[str, dict]:
+    """The old-vs-new init rows: ``"V init=OTHER"`` for every V in :data:`INIT_COMPARED`."""
+    return {f"{name} init={other_init(init)}": {"channel": name, "init": other_init(init)} for name in INIT_COMPARED}
+
+
+def variant_options(variant: str) -> dict:
+    if variant in VARIANTS:
+        return VARIANTS[variant]
+    name, _, init = variant.partition(" init=")
+    if name in INIT_COMPARED and init in ("variance", "project"):
+        return {"channel": name, "init": init}
+    raise KeyError(f"unknown variant {variant!r}")
+
+
 FULL = {"subset": 4000, "epochs": 3, "test": 2000, "seed": 0, "batch_size": 128, "lr": 0.1, "width": 4}
 SMOKE = {"subset": 64, "epochs": 1, "test": 64, "seed": 0, "batch_size": 32, "lr": 0.05, "width": 1}
-SMOKE_VARIANTS = ["dense", "triangular", "block", "dihedral", "tri+spa", "dense@triangular"]
+SMOKE_VARIANTS = ["dense", "triangular", "block", "dihedral", "tri+spa", "dense@triangular", "block init=project"]
 FAMILY_COLOURS = {"dense": "black", "matched dense": "tab:gray", "channel": "tab:blue", "spatial": "tab:orange",
-                  "composition": "tab:green"}
+                  "composition": "tab:green", "other init": "tab:red"}
 
 
 def family(variant: str) -> str:
-    options = VARIANTS[variant]
+    options = variant_options(variant)
     if not options:
         return "dense"
+    if "init" in options:
+        return "other init"
     if "match" in options:
         return "matched dense"
     if "channel" in options and "spatial" in options:
@@ -83,7 +112,8 @@ def build(variant: str, settings: dict, seed: int | None = None, init: str = "va
     import weightsym as ws
     from weightsym.models import wrn
 
-    options = VARIANTS[variant]
+    options = dict(variant_options(variant))
+    init = options.pop("init", init)
     width = matched_width(variant, settings) if "match" in options else settings["width"]
     torch.manual_seed(settings["seed"] if seed is None else seed)
     model = wrn(16, width, block="bottleneck", num_classes=10)  # = create_model(MODEL) at width 4
@@ -104,8 +134,8 @@ def train_one(variant: str, settings: dict, data, seed: int | None = None, init:
     note(f"{NAME}: {variant} seed {seed}: test accuracy {acc:.4f}, {log['seconds']:.0f} s")
     layers = [{"name": r.name, "score": r.score, "kernel_score": r.kernel_score, "stride": list(r.stride or ()),
                "symmetry": r.symmetry} for r in kernel_symmetry(model, residuals=False)]
-    return {"variant": variant, "family": family(variant), "options": VARIANTS[variant], "seed": seed,
-            "init": init if report else None, "width": model.width, **log,
+    return {"variant": variant, "family": family(variant), "options": variant_options(variant), "seed": seed,
+            "init": variant_options(variant).get("init", init) if report else None, "width": model.width, **log,
             "params": ws.count_parameters(model).to_dict(),
             "symmetric_layers": len(report.symmetric) if report else 0, "test_accuracy": acc, "kernels": layers}
 
@@ -186,7 +216,7 @@ def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
     spread = max((r["test_accuracy"]["std"] for r in rows), default=0.0)
     lines = []
     gaps = sorted(((100 * (_acc(r) - _acc(dense)), r["variant"]) for r in rows
-                   if r["variant"] != "dense" and r["family"] != "matched dense"), reverse=True)
+                   if r["variant"] != "dense" and r["family"] not in ("matched dense", "other init")), reverse=True)
     lines.append(f"- Dense: {100 * _acc(dense):.1f}% with {dense['params']['stored']:,} stored parameters"
                  + (f" (mean of {seeds} seeds)" if seeds > 1 else "") + ". Gap to dense, best to worst: "
                  + ", ".join(f"{name} {gap:+.1f}" for gap, name in gaps) + " points.")
@@ -201,6 +231,14 @@ def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
                      + ", ".join(f"{name} {100 * (_acc(by[name]) - _acc(m)):+.1f} points ({m['params']['stored']:,} "
                                  f"vs {by[name]['params']['stored']:,} stored, width {m['width']:g})"
                                  for name, m in matched) + ".")
+    compared = [(r["variant"].partition(" init=")[0], r) for r in rows if r["family"] == "other init"]
+    compared = [(name, by[name], r) for name, r in compared if name in by]
+    if compared:
+        other = compared[0][2]["variant"].partition(" init=")[2]
+        lines.append(f"- Same symmetry, other initialisation (init={other} minus the study's init): "
+                     + ", ".join(f"{name} {100 * (_acc(r) - _acc(main)):+.1f} points "
+                                 f"({100 * _acc(r):.1f}% vs {100 * _acc(main):.1f}%)" for name, main, r in compared)
+                     + ".")
     big = [name for gap, name in gaps if gap < -5]
     lines.append("- Clearly behind dense (more than 5 points): " + (", ".join(big) if big else "none") + ".")
     stem = [(r["variant"], r["kernels"][0]["score"]) for r in runs if r["kernels"]]
@@ -215,22 +253,93 @@ def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
     return lines
 
 
-def run(out_dir: Path, smoke: bool = False, data_dir=None, seeds: int = 1, init: str = "variance") -> dict:
-    """Train every variant from seeds 0..``seeds``-1 (symmetric layers starting with ``init``) and write the page."""
+def run_key(variant: str, settings: dict, seed: int, init: str, smoke: bool) -> dict:
+    """What a kept run must match to be reused: its variant, seed, init, budget and smoke flag."""
+    return {"variant": variant, "seed": seed, "init": init, "settings": settings, "smoke": smoke}
+
+
+def run_path(out_dir: Path, key: dict) -> Path:
+    name = key["variant"].replace(" ", "_").replace("=", "-").replace("@", "-at-").replace("+", "-")
+    return Path(out_dir) / "runs" / f"{name}.seed{key['seed']}.json"
+
+
+def kept_run(out_dir: Path, key: dict) -> dict | None:
+    """The finished run kept for ``key``, or None (absent, unreadable, or made with other settings: trained again)."""
+    import json
+
+    path = run_path(out_dir, key)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved.get("run") if isinstance(saved, dict) and saved.get("key") == key else None
+
+
+def keep_run(out_dir: Path, key: dict, result: dict) -> None:
+    import json
+    import os
+
+    path = run_path(out_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"key": key, "run": result}, indent=1))
+    os.replace(tmp, path)
+
+
+_WORKER_DATA: dict = {}
+
+
+def _train_job(job: tuple) -> dict:
+    """One training run in a worker process (one thread; the data is loaded once per worker)."""
+    variant, settings, seed, init, smoke, out_dir, data_dir = job
+    with one_thread():
+        if "data" not in _WORKER_DATA:
+            _WORKER_DATA["data"] = load_data(settings, data_dir)
+        result = train_one(variant, settings, _WORKER_DATA["data"], seed, init)
+    keep_run(out_dir, run_key(variant, settings, seed, init, smoke), result)
+    return result
+
+
+def load_data(settings: dict, data_dir=None):
+    return (image_tensors("cifar10", "train", settings["subset"], data_dir),
+            image_tensors("cifar10", "test", settings["test"], data_dir))
+
+
+def run(out_dir: Path, smoke: bool = False, data_dir=None, seeds: int = 1, init: str = "variance",
+        jobs: int = 1) -> dict:
+    """Train every variant from seeds 0..``seeds``-1 (symmetric layers starting with ``init``) and write the page.
+
+    Finished runs kept in ``out_dir/runs`` with the same settings are reused; ``jobs`` runs train at a time."""
     from weightsym.symmetry import check_init
 
     check_init(init)
     if seeds < 1:
         raise ValueError(f"seeds={seeds}: train at least one seed per variant")
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}: run at least one training at a time")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = SMOKE if smoke else FULL
-    variants = SMOKE_VARIANTS if smoke else list(VARIANTS)
+    variants = SMOKE_VARIANTS if smoke else list(VARIANTS) + list(init_rows(init))
     seed_list = [settings["seed"] + i for i in range(seeds)]
-    with one_thread():
-        data = (image_tensors("cifar10", "train", settings["subset"], data_dir),
-                image_tensors("cifar10", "test", settings["test"], data_dir))
-        runs = [train_one(v, settings, data, seed, init) for seed in seed_list for v in variants]
+    wanted = [(v, seed) for seed in seed_list for v in variants]
+    done = {(v, seed): kept_run(out_dir, run_key(v, settings, seed, init, smoke)) for v, seed in wanted}
+    todo = [(v, seed) for v, seed in wanted if done[(v, seed)] is None]
+    if len(todo) < len(wanted):
+        note(f"{NAME}: reusing {len(wanted) - len(todo)} finished runs kept in {out_dir / 'runs'}; "
+             f"{len(todo)} to train")
+    job_args = [(v, settings, seed, init, smoke, out_dir, data_dir) for v, seed in todo]
+    if jobs == 1 or len(todo) <= 1:
+        for args, result in zip(todo, map(_train_job, job_args)):
+            done[args] = result
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for args, result in zip(todo, pool.map(_train_job, job_args)):
+                done[args] = result
+    runs = [done[key] for key in wanted]
     summary = aggregate(runs)
     first = [r for r in runs if r["seed"] == seed_list[0]]
     plot_scatter(summary, out_dir / "accuracy_vs_params.png")
@@ -246,7 +355,8 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None, seeds: int = 1, init:
           f"Budget: {settings['subset']} training images × {settings['epochs']} epochs (batch "
           f"{settings['batch_size']}, lr {settings['lr']}), width {settings['width']}, seeds "
           f"{', '.join(map(str, seed_list))}, symmetric layers initialised with init={init}, first "
-          f"{settings['test']} test images; 1 torch thread."
+          f"{settings['test']} test images; 1 torch thread per run, {jobs} run(s) at a time on the machine's "
+          "cores (the seconds column is measured that way)."
           + (" **Smoke run: numbers are meaningless.**" if smoke else ""), "",
           "## Verdict", "", *verdict(summary, first), "",
           "## Accuracy and parameters", "",
@@ -257,8 +367,8 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None, seeds: int = 1, init:
           markdown_table(["model"] + [layer["name"] for layer in first[0]["kernels"]], kernel_rows),
           "![kernel symmetry against depth](kernel_symmetry_depth.png)", ""]
     payload = {"name": NAME, "smoke": smoke, "model": MODEL, "placement": PLACEMENT, "settings": settings,
-               "seeds": seed_list, "init": init, "variants": {v: VARIANTS[v] for v in variants}, "runs": runs,
-               "summary": summary,
+               "seeds": seed_list, "init": init, "variants": {v: variant_options(v) for v in variants}, "jobs": jobs,
+               "runs": runs, "summary": summary,
                "figures": {"scatter": "accuracy_vs_params.png", "depth": "kernel_symmetry_depth.png"}}
     write_outputs(out_dir, NAME, payload, "\n".join(md) + "\n")
     return payload
