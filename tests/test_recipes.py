@@ -241,6 +241,9 @@ def test_study_aggregation_gives_mean_and_sample_std_per_variant():
 def test_reproduce_refuses_seeds_for_a_study_that_does_not_train(capsys):
     assert main(["reproduce", "params", "--seeds", "3"]) == 2
     assert "cifar-symmetries" in capsys.readouterr().err
+    assert main(["reproduce", "params", "--jobs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--jobs: study params does not take it" in err and "cifar-symmetries" in err
 
 
 def test_plot_structure_picks_a_kernel_the_symmetry_acts_on(tmp_path, capsys):

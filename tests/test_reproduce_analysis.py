@@ -193,6 +193,37 @@ def test_cifar_symmetries_smoke(tmp_path, shared_data):
     assert saved["seeds"] == [0] and saved["init"] == "variance" and by["triangular"]["init"] == "variance"
     assert [row["variant"] for row in saved["summary"]] == study.SMOKE_VARIANTS
     assert "Against a dense WRN narrowed to the same stored parameters" in markdown
+    # issue 13 item 5: the old-vs-new init row trains the same symmetry under init=project
+    other = by["block init=project"]
+    assert other["init"] == "project" and other["family"] == "other init" and by["block"]["init"] == "variance"
+    assert other["params"] == by["block"]["params"] and other["test_accuracy"] != by["block"]["test_accuracy"]
+    assert "Same symmetry, other initialisation (init=project minus the study's init): block" in markdown
+
+
+def test_cifar_symmetries_keeps_runs_and_trains_in_processes(tmp_path, shared_data, capsys):
+    """An interrupted study continues from the runs it kept; --jobs 2 gives the numbers of one run at a time; a kept
+    run made with other settings, or unreadable, is trained again."""
+    from weightsym.reproduce import cifar_symmetries as study
+
+    out = tmp_path / "cifar"
+    first = study.run(out, smoke=True, data_dir=shared_data)
+    kept = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(kept) == len(study.SMOKE_VARIANTS) and "block_init-project.seed0.json" in kept
+    (out / "runs" / "block.seed0.json").unlink()                               # interrupted before this one
+    (out / "runs" / "dense.seed0.json").write_text("{not json")                 # torn file
+    changed = json.loads((out / "runs" / "triangular.seed0.json").read_text())
+    changed["key"]["settings"] = {**changed["key"]["settings"], "lr": 0.5}       # made with another budget
+    (out / "runs" / "triangular.seed0.json").write_text(json.dumps(changed))
+    capsys.readouterr()
+    second = study.run(out, smoke=True, data_dir=shared_data, jobs=2)
+    assert f"reusing {len(study.SMOKE_VARIANTS) - 3} finished runs" in capsys.readouterr().err
+    assert second["jobs"] == 2
+    for a, b in zip(first["runs"], second["runs"], strict=True):
+        assert (a["variant"], a["test_accuracy"], a["final_loss"]) == (b["variant"], b["test_accuracy"],
+                                                                      b["final_loss"])
+    assert json.loads((out / "runs" / "triangular.seed0.json").read_text())["key"]["settings"]["lr"] == study.SMOKE["lr"]
+    with pytest.raises(ValueError, match="jobs=0"):
+        study.run(out, smoke=True, data_dir=shared_data, jobs=0)
 
 
 def test_every_registered_study_has_a_smoke_test():
