@@ -1,0 +1,71 @@
+"""benchmarks/cifar_accuracy.py (issue 13 item 6): every planned command is a valid `weightsym train` configuration
+with the schedule it claims, finished runs are recognised, and the page summarises seeds as mean ± std."""
+
+import importlib.util
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "cifar_accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("cifar_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_planned_run_is_a_valid_train_config(script, tmp_path, capsys):
+    from weightsym.cli import build_parser
+    from weightsym.cli.train import config_from_args
+
+    assert script.main(["plan", "--root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(script.RUNS) == 9
+    configs = {}
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[:2] == ["weightsym", "train"]
+        configs[Path(argv[-1]).name] = config_from_args(build_parser().parse_args(argv[1:]))
+    for name, c in configs.items():
+        assert (c.epochs, c.schedule, c.lr, c.batch_size, c.nesterov, c.label_smoothing) == (40, "cosine", 0.1, 128,
+                                                                                           True, 0.1), name
+        assert c.model == "wrn-16-4-bottleneck" and c.compile and c.augment == "crop-flip"
+    assert configs["triangular.s1"].seed == 1 and configs["triangular.s1"].channel == "triangular"
+    assert configs["triangular.s0"].include == ["*conv2"] and configs["dihedral.s0"].spatial == "dihedral"
+    assert configs["tri-spa.s0"].channel == "triangular" and configs["tri-spa.s0"].spatial == "transpose"
+    assert configs["dense.s0"].channel is None and configs["dense.s0"].include is None
+    assert configs["dense-at-triangular.s0"].model_args == {"width": 3.5625}  # 173,942 stored vs 172,106
+
+
+def _fake_run(folder: Path, accuracy: float, epochs_done: int, stored: int, seconds=(130.0, 100.0, 110.0)):
+    folder.mkdir(parents=True)
+    summary = {"params": {"stored": stored, "dense": 219482, "free": stored, "saved": 1 - stored / 219482},
+               "test_accuracy": accuracy, "best_test_accuracy": accuracy + 0.001, "epochs_completed": epochs_done,
+               "config": {"epochs": 3, "model_args": {}, "threads": 1}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "log.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s}) + "\n"
+                                              for i, s in enumerate(seconds)))
+
+
+def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, capsys):
+    root, out = tmp_path / "runs", tmp_path / "page"
+    _fake_run(root / "dense.s0", 0.90, 3, 219482)
+    _fake_run(root / "dense.s1", 0.92, 3, 219482)
+    _fake_run(root / "triangular.s0", 0.89, 2, 172106)      # still running: not on the page
+    assert script.finished(root / "dense.s0") and not script.finished(root / "triangular.s0")
+    assert script.main(["page", "--root", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| dense | 0, 1 | 219,482 | 0.0% | 91.00% ± 1.41 (90.00, 92.00) |" in printed
+    assert "not finished yet: triangular.s0, dense-at-triangular.s0" in printed
+    saved = json.loads((out / "runs.json").read_text())
+    assert [r["run"] for r in saved["runs"]] == ["dense.s0", "dense.s1"]
+    assert saved["runs"][0]["seconds_per_epoch"] == 105.0 and saved["runs"][0]["hours"] == pytest.approx(340 / 3600)
+    assert sorted(p.name for p in out.iterdir()) == ["dense.s0.log.jsonl", "dense.s0.summary.json",
+                                                     "dense.s1.log.jsonl", "dense.s1.summary.json", "runs.json"]
+    with pytest.raises(SystemExit, match="unknown run 'dense.s7'"):
+        script.selected(["dense.s7"])
