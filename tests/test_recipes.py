@@ -265,19 +265,29 @@ def test_lm_init_reaches_symmetrize_and_a_resume_without_epochs_keeps_the_runs_o
     if not (shared_data / "text" / "ptb" / "ptb.train.txt").exists():
         pytest.skip(f"SKIPPED LOUDLY: PTB not found under {shared_data / 'text' / 'ptb'}; set WEIGHTSYM_DATA")
     out = tmp_path / "lm"
-    common = ["--data-dir", str(shared_data), "--out", str(out), "--no-progress", "--json", "--threads", "1"]
+    common = ["--data-dir", str(shared_data), "--out", str(out), "--no-progress", "--json"]
     assert main(["lm", "--recipe", "paper", "--emb", "16", "--hidden", "16", "--epochs", "1", "--channel",
                  "triangular", "--init", "project", "--max-train-tokens", "3000", "--max-eval-tokens", "1000",
-                 *common]) == 0
+                 "--threads", "1", "--fold", "never", *common]) == 0
     import json
 
     first = json.loads(capsys.readouterr().out)
     assert first["config"]["recipe"] == "paper" and first["config"]["init"] == "project"
     assert (first["config"]["lr"], first["config"]["clip"], first["config"]["dropout"]) == (20.0, 0.25, 0.5)
-    # the default --epochs (6) is not an instruction to a resumed 1-epoch run: it stays done
-    assert main(["lm", "--resume", *common]) == 0
+    # the default --epochs (6) is not an instruction to a resumed 1-epoch run: it stays done; nor are the default
+    # --fold/--threads: the run keeps how it computed unless they are given again
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["lm", "--resume", *common]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     resumed = json.loads(capsys.readouterr().out)
     assert resumed["epochs_done"] == 1 and resumed["config"]["epochs"] == 1
+    assert resumed["config"]["fold"] == "never" and resumed["config"]["threads"] == 1
+    assert main(["lm", "--resume", "--fold", "auto", "--threads", str(threads), *common]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["fold"] == "auto"
 
 
 @pytest.mark.parametrize("name", ["weightsym.train.recipes", "weightsym.train.dense_match"])

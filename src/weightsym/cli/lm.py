@@ -10,6 +10,8 @@ from weightsym.cli.parser import add_command
 
 # options that are not LMConfig fields (always in the namespace)
 NOT_CONFIG = ("resume", "no_progress", "json", "func", "command")
+# What a resumed run keeps from its checkpoint unless given again: its length and how it computed.
+KEPT_ON_RESUME = ("epochs", "compile", "fold", "threads")
 
 
 def add_parser(sub) -> None:
@@ -202,12 +204,13 @@ def run(args) -> int:
     values = {f.name: getattr(args, f.name) for f in fields(LMConfig)}
     values["hh_gates"] = args.hh_gates or "1" * gates
     values["qkv"] = args.qkv or "111"
-    if args.resume and "epochs" not in args.given:  # continue to the run's own end, not to the default's
+    if args.resume:  # continue to the run's own end, computed as it was, unless the command line says otherwise
         from pathlib import Path
 
         from weightsym.train.checkpoint import checkpoint_info
 
-        values["epochs"] = checkpoint_info(Path(args.out) / "last.safetensors")["state"]["config"]["epochs"]
+        stored = checkpoint_info(Path(args.out) / "last.safetensors")["state"]["config"]
+        values.update({k: stored[k] for k in KEPT_ON_RESUME if k not in args.given and k in stored})
     config = LMConfig(**values)
     quiet = (lambda *a, **k: None) if args.json else print
     summary = fit(config, resume=args.resume, progress=not args.no_progress, log=quiet)
