@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from weightsym.benchmark_noise import judge_goals, noise_floor, noise_markdown, round_ratios, spread
+from weightsym.fast.noise import judge_goals, noise_floor, noise_markdown, round_ratios, spread
 from weightsym.cli import main
 
 

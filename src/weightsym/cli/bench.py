@@ -85,7 +85,7 @@ def command_line(args) -> str:
 def run(args) -> int:
     if args.out:
         checks.output_file(args.out + ".md")
-    from weightsym.benchmark_noise import judge_goals, noise_markdown
+    from weightsym.fast.noise import judge_goals, noise_markdown
     from weightsym.fast import bench
 
     cases = bench.plan(args.quick)
