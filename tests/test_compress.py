@@ -213,6 +213,35 @@ def test_language_model_compression_reports_perplexity(shared_data, tmp_path):
         assert 1 < report[stage]["perplexity"] < 1e5
     model, dictionary, saved = load_language_model(tmp_path / "c" / "compressed.safetensors")
     assert saved.plan == report["plan"] and len(dictionary) == model.vocab_size
+    # distillation from the dense model, per token: same projection, a different fine-tune
+    distilled = compress(tmp_path / "lm" / "best.safetensors", tmp_path / "d", budget=0.999, steps=5,
+                         distill=(2.0, 0.5), log=quiet)
+    assert distilled["plan"] == report["plan"]
+    assert distilled["projected"]["perplexity"] == report["projected"]["perplexity"]
+    assert 1 < distilled["finetuned"]["perplexity"] < 1e5
+    assert distilled["finetuned"]["perplexity"] != report["finetuned"]["perplexity"]
+
+
+def test_language_model_distillation_loss_per_token():
+    """train_epoch with a teacher: the loss it reports is (1 - A) CE + A T^2 KL per token, and a teacher identical to
+    the student with A = 1 gives zero loss (nothing to learn from itself)."""
+    import copy
+
+    from weightsym.lm.train import train_epoch
+    from weightsym.models.language import LSTMLanguageModel
+
+    torch.manual_seed(0)
+    student = LSTMLanguageModel(50, 8, 8, num_layers=1, dropout=0.0)
+    teacher = copy.deepcopy(student)
+    data = torch.randint(0, 50, (21, 4))
+    sgd = torch.optim.SGD(student.parameters(), lr=0.0)
+    stats = train_epoch(student, data, sgd, bptt=10, clip=0.0, teacher=teacher, distill=(3.0, 1.0))
+    assert abs(stats["loss"]) < 1e-6
+    plain = train_epoch(student, data, sgd, bptt=10, clip=0.0)["loss"]
+    mixed = train_epoch(student, data, sgd, bptt=10, clip=0.0, teacher=teacher, distill=(3.0, 0.25))["loss"]
+    assert mixed == pytest.approx(0.75 * plain, rel=1e-5)
+    with pytest.raises(ValueError, match="both teacher and distill"):
+        train_epoch(student, data, sgd, bptt=10, clip=0.0, teacher=teacher)
 
 
 @pytest.mark.parametrize("name", ["weightsym.analysis.compression", "weightsym.train.distill"])

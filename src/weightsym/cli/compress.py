@@ -63,8 +63,8 @@ def add_parser(sub) -> None:
                    help="fine-tuning learning rate (default: the run's lr / 10 for classifiers, / 4 for language "
                         "models; classifiers anneal it with a cosine over the fine-tune)")
     g.add_argument("--distill", type=checks.number(0, low_open=True), default=None, metavar="T",
-                   help="distil from the dense model at temperature T (classifiers): loss = (1 - A) CE + A T^2 "
-                        "KL(teacher || student) (default: off)")
+                   help="distil from the dense model at temperature T (per image, or per token for language "
+                        "models): loss = (1 - A) CE + A T^2 KL(teacher || student) (default: off)")
     g.add_argument("--distill-weight", type=checks.number(0, 1), default=0.5, metavar="A",
                    help="weight A of the distillation term")
     g = p.add_argument_group("run control")
@@ -86,9 +86,6 @@ def run(args) -> int:
     checks.existing_folder(args.data_dir, "--data-dir", "leave it out to use the run's data folder")
     checks.output_folder(args.out)
     model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT", ("classifier", "language-model"))
-    if args.distill is not None and model_file.role == "language-model":
-        raise checks.UsageError("--distill: distillation is implemented for classifiers only; leave it out for a "
-                                "language model")
     from weightsym.compress import compress
 
     compress(model_file, args.out, budget=args.budget, plan=plan, steps=args.steps, lr=args.lr,

@@ -57,7 +57,8 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     ``lr``: fine-tuning learning rate (default: the run's own lr / 10 for classifiers, / 4 for language models);
     classifiers fine-tune with the run's optimizer and a cosine schedule over ``ceil(steps / steps per epoch)``
     epochs, stopped after ``steps``.  ``distill=(temperature, weight)`` adds the KL term of
-    :func:`weightsym.train.distill.distillation_loss` with the dense model as teacher (classifiers).  ``dry_run``
+    :func:`weightsym.train.distill.distillation_loss` with the dense model as teacher (classifiers: per image;
+    language models: per token, against the teacher's next-token distribution).  ``dry_run``
     stops after the table and the plan (nothing is projected or written but ``report.json``/``report.md``).
     """
     if (budget is None) == (plan is None):
@@ -69,9 +70,6 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     if kind not in ("classifier", "language-model") or description.config is None:
         raise ValueError(f"{description.path}: compress needs a `weightsym train` or `weightsym lm` checkpoint (it holds the run "
                          f"config: data and training options), not a {kind} file")
-    if kind == "language-model" and distill is not None:
-        raise ValueError("distillation is implemented for classifiers only; fine-tune a language model without "
-                         "--distill")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -232,8 +230,13 @@ class _LanguageModel:
         self.last_lr = lr if lr is not None else config.lr / 4
         optimizer = torch.optim.SGD(model.parameters(), lr=self.last_lr)
         windows = (data.size(0) - 1 + config.bptt - 1) // config.bptt
-        log(f"fine-tuning: {windows} BPTT windows of {config.bptt} (SGD lr {self.last_lr:g}, clip {config.clip:g})")
-        stats = train_epoch(model, data, optimizer, config.bptt, config.clip)
+        teacher = None
+        if distill is not None:
+            teacher, _, _ = load_language_model(dense)
+            teacher.requires_grad_(False)
+        log(f"fine-tuning: {windows} BPTT windows of {config.bptt} (SGD lr {self.last_lr:g}, clip {config.clip:g})"
+            + (f", distilling at T={distill[0]:g}, weight {distill[1]:g}" if distill else ""))
+        stats = train_epoch(model, data, optimizer, config.bptt, config.clip, teacher=teacher, distill=distill)
         log(f"fine-tuning: train loss {stats['loss']:.4f} over {stats['tokens']:,} tokens")
         Path(out).mkdir(parents=True, exist_ok=True)
         path = Path(out) / "last.safetensors"

@@ -209,22 +209,41 @@ def evaluate(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
 
 
 def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Optimizer, bptt: int, clip: float,
-                progress=None, forward=None) -> dict:
+                progress=None, forward=None, teacher: nn.Module | None = None,
+                distill: tuple[float, float] | None = None) -> dict:
     """One pass of truncated BPTT over the batchified ``data``; returns ``{"loss", "tokens", "seconds"}``.
 
     ``forward`` (default ``model``) computes the logits, e.g. ``torch.compile(model)``; ``model`` is used for the rest.
+    ``teacher`` with ``distill=(temperature, weight)``: every token's loss is
+    :func:`weightsym.train.distill.distillation_loss` against the teacher's next-token distribution (the teacher runs
+    in eval mode over the same windows, its hidden state carried the same way, without gradients); the returned loss is
+    then that mixed loss.
     """
     forward = model if forward is None else forward
+    if (teacher is None) != (distill is None):
+        raise ValueError("train_epoch: give both teacher and distill=(temperature, weight), or neither")
     model.train()
     criterion = nn.CrossEntropyLoss()
     hidden = model.init_hidden(data.size(1))
+    if teacher is not None:
+        from weightsym.train.distill import check_distill, distillation_loss
+
+        check_distill(*distill)
+        teacher.eval()
+        teacher_hidden = teacher.init_hidden(data.size(1))
     total, tokens, start, cpu_start = 0.0, 0, time.perf_counter(), time.process_time()
     for i in range(0, data.size(0) - 1, bptt):
         x, y = get_batch(data, i, bptt)
         hidden = repackage_hidden(hidden)
         optimizer.zero_grad(set_to_none=True)
         logits, hidden = forward(x, hidden)
-        loss = criterion(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        if teacher is None:
+            loss = criterion(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        else:
+            with torch.no_grad():
+                teacher_logits, teacher_hidden = teacher(x, teacher_hidden)
+            loss = distillation_loss(logits.view(-1, logits.size(-1)), teacher_logits.view(-1, logits.size(-1)),
+                                     y.reshape(-1), *distill)
         loss.backward()
         if clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), clip)
