@@ -238,6 +238,31 @@ def test_study_aggregation_gives_mean_and_sample_std_per_variant():
     assert dense["test_accuracy"] == {"mean": pytest.approx(0.9), "std": 0.0, "values": [0.9, 0.9]}
 
 
+def test_study_verdict_gives_standard_errors_and_the_resolved_rows():
+    from weightsym.reproduce.cifar_symmetries import aggregate, difference, verdict
+
+    params = {"stored": 10, "dense": 20, "free": 10, "saved": 0.5}
+    accuracies = {"dense": [0.50, 0.52, 0.54], "triangular": [0.40, 0.41, 0.42],            # 11 points below
+                  "dense@triangular": [0.53, 0.49, 0.51], "eighth": [0.49, 0.55, 0.52],     # within noise
+                  "eighth init=project": [0.50, 0.52, 0.54]}
+    family = {"dense@triangular": "matched dense", "eighth init=project": "other init"}
+    runs = [{"variant": v, "family": family.get(v, "channel" if v != "dense" else "dense"), "params": params,
+             "width": 4, "seed": s, "test_accuracy": a, "final_loss": 1.0, "seconds": 1.0, "kernels": []}
+            for v, values in accuracies.items() for s, a in enumerate(values)]
+    rows = aggregate(runs)
+    by = {r["variant"]: r for r in rows}
+    # 0.41 - 0.52 = -11 points; standard error sqrt(0.01^2/3 + 0.02^2/3) = 1.29 points
+    assert difference(by["triangular"], by["dense"]) == "-11.0 ± 1.3"
+    lines = "\n".join(verdict(rows, runs))
+    assert "Rows more than two standard errors from dense: triangular -11.0 ± 1.3 (with 4 comparisons" in lines
+    assert "eighth" not in lines.split("Rows more")[1].split("\n")[0]
+    assert "triangular -11.0 ± 1.3 points (dense@ stores 10 at width 4" not in lines  # symmetric minus dense@:
+    assert "triangular -10.0 ± 1.3 points (dense@ stores 10" in lines                 # 0.41 - 0.51
+    assert "eighth +0.0 ± 2.1 points (52.0% vs 52.0%)" in lines                        # init=project minus init
+    one_seed = aggregate([r for r in runs if r["seed"] == 0])
+    assert difference(one_seed[1], one_seed[0]) == "-10.0"
+
+
 def test_reproduce_refuses_seeds_for_a_study_that_does_not_train(capsys):
     assert main(["reproduce", "params", "--seeds", "3"]) == 2
     assert "cifar-symmetries" in capsys.readouterr().err

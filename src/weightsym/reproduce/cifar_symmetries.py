@@ -44,8 +44,9 @@ from weightsym.reproduce.small_runs import (accuracy, fit, image_tensors, markdo
 
 NAME = "cifar-symmetries"
 TITLE = "CIFAR-10 accuracy vs stored parameters: WRN-16-4-bottleneck, dense vs every symmetry (one budget)"
-BUDGET = ("about 45 minutes per seed (19 training runs of wrn-16-4-bottleneck and its parameter-matched narrower "
-          "dense twins, 3 epochs of 4,000 CIFAR-10 images; 1 thread)")
+BUDGET = ("about 17 minutes per seed with --jobs 2 on 2 cores (22 training runs of wrn-16-4-bottleneck, its "
+          "parameter-matched narrower dense twins and the other-init rows, 3 epochs of 4,000 CIFAR-10 images each; "
+          "the committed 3-seed page took 50 minutes); about twice that one run at a time")
 
 MODEL = "wrn-16-4-bottleneck"
 PLACEMENT = ["*conv2"]
@@ -156,24 +157,52 @@ def aggregate(runs: list[dict]) -> list[dict]:
 
 
 def plot_scatter(rows: list[dict], path: Path) -> None:
+    """(a) accuracy against stored parameters, every row but the other-init ones; (b) the comparisons per symmetry:
+    the symmetric row, the same symmetry under the other init and the dense row at its stored parameters."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2, 1]})
     seeds = max(len(r["seeds"]) for r in rows)
     for r in rows:
+        if r["family"] == "other init":
+            continue
         colour = FAMILY_COLOURS[r["family"]]
         acc = r["test_accuracy"]
         ax.errorbar(r["params"]["stored"], 100 * acc["mean"], yerr=100 * acc["std"] if seeds > 1 else None,
                     color=colour, fmt="o", ms=6, capsize=3, zorder=3)
+        below = r["family"] == "matched dense"  # labelled below: it sits beside the symmetric row it matches
         ax.annotate(r["variant"], (r["params"]["stored"], 100 * acc["mean"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+                    xytext=(4, -10) if below else (4, 3), textcoords="offset points")
     for fam, colour in FAMILY_COLOURS.items():
-        if any(r["family"] == fam for r in rows):
+        if fam != "other init" and any(r["family"] == fam for r in rows):
             ax.scatter([], [], color=colour, label=fam)
     ax.set_xlabel("stored parameters")
     ax.set_ylabel("test accuracy (%)" + (f", mean ± std over {seeds} seeds" if seeds > 1 else ", one seed"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{MODEL} on CIFAR-10, one budget per model: accuracy vs stored parameters", fontsize=10)
+    ax.set_title(f"(a) {MODEL} on CIFAR-10, one budget: accuracy vs stored parameters", fontsize=10)
+    by = {r["variant"]: r for r in rows}
+    others = {r["variant"].partition(" init=")[0]: r for r in rows if r["family"] == "other init"}
+    names = [n for n in dict.fromkeys(MATCHED + INIT_COMPARED) if n in by and (n in others or f"dense@{n}" in by)]
+    kinds = [("symmetric", "tab:blue", lambda n: by.get(n)),
+             ("same symmetry, other init", FAMILY_COLOURS["other init"], lambda n: others.get(n)),
+             ("dense at equal stored params", FAMILY_COLOURS["matched dense"], lambda n: by.get(f"dense@{n}"))]
+    for k, (label, colour, pick) in enumerate(kinds):
+        xs, ys, es = [], [], []
+        for i, name in enumerate(names):
+            r = pick(name)
+            if r is not None:
+                xs.append(i + (k - 1) * 0.22)
+                ys.append(100 * r["test_accuracy"]["mean"])
+                es.append(100 * r["test_accuracy"]["std"] if seeds > 1 else 0.0)
+        if xs:
+            bx.errorbar(xs, ys, yerr=es, fmt="o", color=colour, capsize=3, label=label)
+    if "dense" in by:
+        bx.axhline(100 * by["dense"]["test_accuracy"]["mean"], color="black", lw=1, ls="--", label="dense (width 4)")
+    init = next((r["variant"].partition(" init=")[2] for r in rows if r["family"] == "other init"), None)
+    bx.set_xticks(range(len(names)), names)
+    bx.set_title("(b) symmetric vs " + (f"init={init} and " if init else "") + "dense at equal params", fontsize=10)
+    bx.grid(alpha=0.3, axis="y")
+    bx.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -207,6 +236,17 @@ def _acc(row: dict) -> float:
     return row["test_accuracy"]["mean"]
 
 
+def difference(a: dict, b: dict) -> str:
+    """``a − b`` in accuracy points; with seeds, ``± its standard error`` √(s_a²/n_a + s_b²/n_b) (a difference
+    within about two standard errors of zero is not resolved)."""
+    gap = 100 * (_acc(a) - _acc(b))
+    n_a, n_b = len(a["seeds"]), len(b["seeds"])
+    if n_a < 2 or n_b < 2:
+        return f"{gap:+.1f}"
+    se = 100 * (a["test_accuracy"]["std"] ** 2 / n_a + b["test_accuracy"]["std"] ** 2 / n_b) ** 0.5
+    return f"{gap:+.1f} ± {se:.1f}"
+
+
 def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
     by = {r["variant"]: r for r in rows}
     dense = by.get("dense")
@@ -220,23 +260,35 @@ def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
     lines.append(f"- Dense: {100 * _acc(dense):.1f}% with {dense['params']['stored']:,} stored parameters"
                  + (f" (mean of {seeds} seeds)" if seeds > 1 else "") + ". Gap to dense, best to worst: "
                  + ", ".join(f"{name} {gap:+.1f}" for gap, name in gaps) + " points.")
+    if seeds > 1:
+        def resolved(a: dict, b: dict) -> bool:
+            se = (a["test_accuracy"]["std"] ** 2 / len(a["seeds"]) + b["test_accuracy"]["std"] ** 2
+                  / len(b["seeds"])) ** 0.5
+            return abs(_acc(a) - _acc(b)) > 2 * se
+        apart = [f"{r['variant']} {difference(r, dense)}" for r in rows if r["variant"] != "dense"
+                 and len(r["seeds"]) > 1 and resolved(r, dense)]
+        lines.append("- Rows more than two standard errors from dense: " + (", ".join(apart) if apart else "none")
+                     + (f" (with {len(rows) - 1} comparisons at this level about one such row is expected by chance)"
+                        if apart else "") + ".")
     tri = by.get("triangular")
     if tri is not None:
         lines.append(f"- Triangular stores {100 * tri['params']['saved']:.1f}% fewer parameters than dense and "
-                     f"is {100 * (_acc(tri) - _acc(dense)):+.1f} points from it; the paper "
+                     f"is {difference(tri, dense)} points from it; the paper "
                      "reports a small loss for WRN/ResNet with channel symmetry at full scale.")
     matched = [(name, by[f"dense@{name}"]) for name in MATCHED if f"dense@{name}" in by and name in by]
     if matched:
-        lines.append("- Against a dense WRN narrowed to the same stored parameters (symmetric minus dense@): "
-                     + ", ".join(f"{name} {100 * (_acc(by[name]) - _acc(m)):+.1f} points ({m['params']['stored']:,} "
-                                 f"vs {by[name]['params']['stored']:,} stored, width {m['width']:g})"
-                                 for name, m in matched) + ".")
+        lines.append("- Against a dense WRN narrowed to the same stored parameters (symmetric minus dense@"
+                     + (", ± standard error" if seeds > 1 else "") + "): "
+                     + ", ".join(f"{name} {difference(by[name], m)} points (dense@ stores "
+                                 f"{m['params']['stored']:,} at width {m['width']:g}, {name} "
+                                 f"{by[name]['params']['stored']:,})" for name, m in matched) + ".")
     compared = [(r["variant"].partition(" init=")[0], r) for r in rows if r["family"] == "other init"]
     compared = [(name, by[name], r) for name, r in compared if name in by]
     if compared:
         other = compared[0][2]["variant"].partition(" init=")[2]
-        lines.append(f"- Same symmetry, other initialisation (init={other} minus the study's init): "
-                     + ", ".join(f"{name} {100 * (_acc(r) - _acc(main)):+.1f} points "
+        lines.append(f"- Same symmetry, other initialisation (init={other} minus the study's init"
+                     + (", ± standard error" if seeds > 1 else "") + "): "
+                     + ", ".join(f"{name} {difference(r, main)} points "
                                  f"({100 * _acc(r):.1f}% vs {100 * _acc(main):.1f}%)" for name, main, r in compared)
                      + ".")
     big = [name for gap, name in gaps if gap < -5]
@@ -245,8 +297,8 @@ def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
     if stem:
         lines.append("- The stem conv is dense in every variant; its mean-kernel D4 score ranges "
                      f"{min(s for _, s in stem):.3f}–{max(s for _, s in stem):.3f} across the trained models.")
-    noise = (f"{seeds} seeds per row (largest std {100 * spread:.1f} points): differences smaller than about twice "
-             "that are not resolved" if seeds > 1 else "one seed per row: differences of a few points are within "
+    noise = (f"{seeds} seeds per row (seed std up to {100 * spread:.1f} points): a difference is resolved only "
+             "beyond about two standard errors (the rows listed above)" if seeds > 1 else "one seed per row: differences of a few points are within "
              "seed noise")
     lines.append(f"- What this cannot say: {noise}; a few epochs on 4,000 images; the paper's claim is about "
                  "fully trained networks (200 epochs, 50,000 images), where over-parameterisation is larger.")
