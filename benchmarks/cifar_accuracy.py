@@ -133,10 +133,45 @@ def page(root: Path, out: Path) -> int:
         shutil.copy(folder / "summary.json", out / f"{folder.name}.summary.json")
         shutil.copy(folder / "log.jsonl", out / f"{folder.name}.log.jsonl")
     (out / "runs.json").write_text(json.dumps({"schedule": SCHEDULE, "runs": rows, "missing": missing}, indent=1))
+    if rows:
+        plot(root, rows, out / "curves.png")
     print(table(rows))
     if missing:
         print("not finished yet: " + ", ".join(missing))
     return 0
+
+
+def plot(root: Path, rows: list[dict], path: Path) -> None:
+    """Test accuracy per epoch of every finished run (left) and final accuracy against stored parameters (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    colours = {}
+    for r in rows:
+        log = [json.loads(line) for line in (root / r["run"] / "log.jsonl").read_text().splitlines() if line.strip()]
+        colour = colours.setdefault(r["variant"], f"C{len(colours)}")
+        ax.plot([e["epoch"] for e in log], [100 * e["test_accuracy"] for e in log], color=colour, lw=1.2,
+                ls="-" if r["seed"] == 0 else "--", label=f"{r['variant']} (seed {r['seed']})")
+        bx.scatter(r["params"]["stored"], 100 * r["test_accuracy"], color=colour, zorder=3)
+        bx.annotate(r["variant"], (r["params"]["stored"], 100 * r["test_accuracy"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.axhline(90, color="grey", lw=0.8, ls=":")
+    ax.set_ylim(40, 100)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%), full test set")
+    ax.set_title(f"{MODEL}, CIFAR-10, {EPOCHS}-epoch cosine schedule", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    bx.set_xlabel("stored parameters")
+    bx.set_ylabel("final test accuracy (%)")
+    bx.set_title("final accuracy vs stored parameters (one point per run)", fontsize=10)
+    bx.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def table(rows: list[dict]) -> str:

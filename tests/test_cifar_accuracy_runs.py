@@ -44,12 +44,13 @@ def test_every_planned_run_is_a_valid_train_config(script, tmp_path, capsys):
 
 def _fake_run(folder: Path, accuracy: float, epochs_done: int, stored: int, seconds=(130.0, 100.0, 110.0)):
     folder.mkdir(parents=True)
+    seconds = list(seconds)
     summary = {"params": {"stored": stored, "dense": 219482, "free": stored, "saved": 1 - stored / 219482},
                "test_accuracy": accuracy, "best_test_accuracy": accuracy + 0.001, "epochs_completed": epochs_done,
                "config": {"epochs": 3, "model_args": {}, "threads": 1}}
     (folder / "summary.json").write_text(json.dumps(summary))
-    (folder / "log.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s}) + "\n"
-                                              for i, s in enumerate(seconds)))
+    (folder / "log.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s, "test_accuracy": accuracy})
+                                              + "\n" for i, s in enumerate(seconds)))
 
 
 def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, capsys):
@@ -65,7 +66,11 @@ def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, caps
     saved = json.loads((out / "runs.json").read_text())
     assert [r["run"] for r in saved["runs"]] == ["dense.s0", "dense.s1"]
     assert saved["runs"][0]["seconds_per_epoch"] == 105.0 and saved["runs"][0]["hours"] == pytest.approx(340 / 3600)
-    assert sorted(p.name for p in out.iterdir()) == ["dense.s0.log.jsonl", "dense.s0.summary.json",
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "dense.s0.log.jsonl", "dense.s0.summary.json",
                                                      "dense.s1.log.jsonl", "dense.s1.summary.json", "runs.json"]
+    from PIL import Image
+
+    with Image.open(out / "curves.png") as image:
+        assert image.size[0] > 1000
     with pytest.raises(SystemExit, match="unknown run 'dense.s7'"):
         script.selected(["dense.s7"])
