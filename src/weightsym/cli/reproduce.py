@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
         "--smoke runs a tiny version in seconds; its pages and figures say SMOKE RUN.",
         ["weightsym reproduce --list", "weightsym reproduce params --smoke",
          "weightsym reproduce params --out docs/results/params    # regenerate the committed page",
-         "weightsym reproduce cifar-symmetries --seeds 3 --out docs/results/cifar-symmetries   # mean ± std"])
+         "weightsym reproduce cifar-symmetries --seeds 3 --jobs 2 --out docs/results/cifar-symmetries   # mean ± std; "
+         "rerun to continue after an interruption"])
     p.add_argument("name", nargs="?", type=study_name, metavar="NAME",
                    help="study name (default: list the studies, as --list)")
     p.add_argument("--list", action="store_true", help="list the studies with their full-run time and exit")

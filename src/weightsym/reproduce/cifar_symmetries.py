@@ -240,11 +240,15 @@ def difference(a: dict, b: dict) -> str:
     """``a − b`` in accuracy points; with seeds, ``± its standard error`` √(s_a²/n_a + s_b²/n_b) (a difference
     within about two standard errors of zero is not resolved)."""
     gap = 100 * (_acc(a) - _acc(b))
-    n_a, n_b = len(a["seeds"]), len(b["seeds"])
-    if n_a < 2 or n_b < 2:
+    if len(a["seeds"]) < 2 or len(b["seeds"]) < 2:
         return f"{gap:+.1f}"
-    se = 100 * (a["test_accuracy"]["std"] ** 2 / n_a + b["test_accuracy"]["std"] ** 2 / n_b) ** 0.5
-    return f"{gap:+.1f} ± {se:.1f}"
+    return f"{gap:+.1f} ± {100 * standard_error(a, b):.1f}"
+
+
+def standard_error(a: dict, b: dict) -> float:
+    """√(s_a²/n_a + s_b²/n_b) of the accuracy difference of two aggregated rows (fractions, not points)."""
+    return (a["test_accuracy"]["std"] ** 2 / len(a["seeds"]) + b["test_accuracy"]["std"] ** 2
+            / len(b["seeds"])) ** 0.5
 
 
 def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
@@ -261,12 +265,8 @@ def verdict(rows: list[dict], runs: list[dict]) -> list[str]:
                  + (f" (mean of {seeds} seeds)" if seeds > 1 else "") + ". Gap to dense, best to worst: "
                  + ", ".join(f"{name} {gap:+.1f}" for gap, name in gaps) + " points.")
     if seeds > 1:
-        def resolved(a: dict, b: dict) -> bool:
-            se = (a["test_accuracy"]["std"] ** 2 / len(a["seeds"]) + b["test_accuracy"]["std"] ** 2
-                  / len(b["seeds"])) ** 0.5
-            return abs(_acc(a) - _acc(b)) > 2 * se
         apart = [f"{r['variant']} {difference(r, dense)}" for r in rows if r["variant"] != "dense"
-                 and len(r["seeds"]) > 1 and resolved(r, dense)]
+                 and len(r["seeds"]) > 1 and abs(_acc(r) - _acc(dense)) > 2 * standard_error(r, dense)]
         lines.append("- Rows more than two standard errors from dense: " + (", ".join(apart) if apart else "none")
                      + (f" (with {len(rows) - 1} comparisons at this level about one such row is expected by chance)"
                         if apart else "") + ".")
