@@ -89,7 +89,7 @@ def run(root: Path, parallel: int, threads: int, only: list[str] | None) -> int:
             continue
         cmd = command(variant, seed, root, threads)
         if (folder / "checkpoint.safetensors").exists():
-            cmd = ["weightsym", "train", "--resume", "--threads", str(threads), "--out", str(folder)]
+            cmd = ["weightsym", "train", "--resume", "--no-progress", "--threads", str(threads), "--out", str(folder)]
         todo.append((folder, cmd))
     running: list[tuple[Path, subprocess.Popen]] = []
     failed = 0

@@ -74,3 +74,33 @@ def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, caps
         assert image.size[0] > 1000
     with pytest.raises(SystemExit, match="unknown run 'dense.s7'"):
         script.selected(["dense.s7"])
+
+
+def test_run_skips_finished_resumes_started_and_starts_the_rest(script, tmp_path, monkeypatch, capsys):
+    from weightsym.cli import build_parser
+
+    root = tmp_path / "runs"
+    _fake_run(root / "dense.s0", 0.90, 3, 219482)                   # finished: skipped
+    _fake_run(root / "triangular.s0", 0.89, 2, 172106)              # started: resumed from its checkpoint
+    (root / "triangular.s0" / "checkpoint.safetensors").write_bytes(b"")
+    launched = []
+
+    class Done:
+        returncode = 0
+
+        def __init__(self, argv, **kwargs):
+            launched.append(argv[3:])      # drop `python -m weightsym`, keep `train ...`
+            kwargs["stdout"].close()
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(script.subprocess, "Popen", Done)
+    monkeypatch.setattr(script.time, "sleep", lambda s: None)
+    assert script.run(root, parallel=2, threads=1, only=["dense.s0", "triangular.s0", "dense.s1"]) == 0
+    assert "finished: dense.s0" in capsys.readouterr().out
+    resumed, started = launched
+    assert resumed == ["train", "--resume", "--no-progress", "--threads", "1", "--out", str(root / "triangular.s0")]
+    assert started[:2] == ["train", "--model"] and started[-1] == str(root / "dense.s1") and "--no-progress" in started
+    for argv in launched:
+        build_parser().parse_args(argv)
