@@ -218,6 +218,9 @@ def test_cifar_symmetries_keeps_runs_and_trains_in_processes(tmp_path, shared_da
     second = study.run(out, smoke=True, data_dir=shared_data, jobs=2)
     assert f"reusing {len(study.SMOKE_VARIANTS) - 3} finished runs" in capsys.readouterr().err
     assert second["jobs"] == 2
+    machine_line = next(line for line in (out / "cifar-symmetries.md").read_text().splitlines()
+                        if line.startswith("Machine:"))
+    assert "(1 thread per run, 2 run(s) at a time)" in machine_line
     for a, b in zip(first["runs"], second["runs"], strict=True):
         assert (a["variant"], a["test_accuracy"], a["final_loss"]) == (b["variant"], b["test_accuracy"],
                                                                       b["final_loss"])

@@ -403,7 +403,8 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None, seeds: int = 1, init:
                                                           if seeds > 1 else ""),
              f"{r['final_loss']['mean']:.3f}", f"{r['seconds']['mean']:.0f}"] for r in summary]
     kernel_rows = [[r["variant"]] + [f"{layer['score']:.3f}" for layer in r["kernels"]] for r in first]
-    md = [header(TITLE), "", __doc__.split("\n\n", 1)[1].strip(), "",
+    md = [header(TITLE, threads=f"1 thread per run, {jobs} run(s) at a time"), "",
+          __doc__.split("\n\n", 1)[1].strip(), "",
           f"Budget: {settings['subset']} training images × {settings['epochs']} epochs (batch "
           f"{settings['batch_size']}, lr {settings['lr']}), width {settings['width']}, seeds "
           f"{', '.join(map(str, seed_list))}, symmetric layers initialised with init={init}, first "

@@ -46,11 +46,13 @@ def command_line() -> str:
     return " ".join(argv)
 
 
-def header(title: str, command: str | None = None) -> str:
+def header(title: str, command: str | None = None, threads: str | None = None) -> str:
+    """The page's first lines: title, command, machine, date.  ``threads`` says what the measured work ran with when
+    that is not this process's torch thread count (e.g. ``"1 thread per run, 2 runs at a time"``)."""
     m = machine()
     return (f"## {title}\n\nCommand: `{command or command_line()}`  \n"
             f"Machine: {m['cpu_count']} CPU cores, {m['platform']}, torch {m['torch']} "
-            f"({m['torch_threads']} threads), allocator: {m['allocator']}  \nDate: {m['date']}\n")
+            f"({threads or str(m['torch_threads']) + ' threads'}), allocator: {m['allocator']}  \nDate: {m['date']}\n")
 
 
 SMOKE_BANNER = "SMOKE RUN (--smoke): a tiny budget that only tests the code path; the numbers mean nothing"
