@@ -8,8 +8,8 @@ import argparse
 from weightsym.cli import checks
 
 
-def add_symmetry_options(p: argparse.ArgumentParser, from_config: bool) -> None:
-    """``--channel --spatial --plan --include --exclude --strict --hh-gates --ih-gates``.
+def add_symmetry_options(p: argparse.ArgumentParser, from_config: bool):
+    """``--channel --spatial --plan --include --exclude --strict --hh-gates --ih-gates``; returns their help group.
 
     ``from_config``: options left out stay out of the namespace (``train``: the defaults come from
     :class:`~weightsym.train.config.TrainConfig`, or from the checkpoint with ``--resume``).
@@ -37,10 +37,12 @@ def add_symmetry_options(p: argparse.ArgumentParser, from_config: bool) -> None:
                                         "r z n), default 1111")
     g.add_argument("--ih-gates", type=checks.gate_mask, default=unset, metavar="MASK",
                    help="recurrent layers: gates of weight_ih (needs input size == hidden size; default: none)")
+    return g
 
 
-def add_init_option(p: argparse.ArgumentParser, from_config: bool) -> None:
-    """``--init variance|project``: how :func:`weightsym.symmetrize` turns the fresh dense weights into free values."""
+def add_init_option(p, from_config: bool) -> None:
+    """``--init variance|project`` (on a parser or an argument group): how :func:`weightsym.symmetrize` turns the
+    fresh dense weights into free values."""
     from weightsym.symmetry.layout import INIT_RULES
 
     p.add_argument("--init", choices=list(INIT_RULES), default=argparse.SUPPRESS if from_config else "variance",

@@ -56,8 +56,7 @@ def add_parser(sub) -> None:
                    help="weightsym.transforms.ExpandInput factor applied to every batch, default 1 (off)")
     g.add_argument("--expand-fill", type=checks.number(),
                    help="ExpandInput fill in normalised units, default 0 (the dataset mean)")
-    add_symmetry_options(p, from_config=True)
-    add_init_option(p, from_config=True)
+    add_init_option(add_symmetry_options(p, from_config=True), from_config=True)
     g = p.add_argument_group("recipe")
     g.add_argument("--recipe", choices=sorted(TRAIN_RECIPES),
                    help="a named preset of the options below and the model's init, e.g. paper: "
