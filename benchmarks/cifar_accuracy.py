@@ -116,7 +116,15 @@ def row(variant: str, seed: int, summary: dict, log: list[dict]) -> dict:
             "width": summary["config"]["model_args"].get("width", 4), "test_accuracy": summary["test_accuracy"],
             "best_test_accuracy": summary["best_test_accuracy"], "epochs": summary["epochs_completed"],
             "hours": sum(seconds) / 3600, "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
-            "threads": summary["config"]["threads"], "fold_training": summary.get("fold_training", [])}
+            "slow_epochs": slow_epochs(log), "threads": summary["config"]["threads"],
+            "fold_training": summary.get("fold_training", [])}
+
+
+def slow_epochs(log: list[dict], factor: float = 1.15) -> list[int]:
+    """Epochs after the first that took more than ``factor`` x the run's median epoch: the cores were shared, or the
+    model was compiled again after a resume.  The page lists them so a reader can discount their seconds."""
+    median = statistics.median([r["seconds"] for r in log[1:]] or [0])
+    return [r["epoch"] for r in log[1:] if r["seconds"] > factor * median]
 
 
 def page(root: Path, out: Path) -> int:
@@ -136,6 +144,10 @@ def page(root: Path, out: Path) -> int:
     if rows:
         plot(root, rows, out / "curves.png")
     print(table(rows))
+    for r in rows:
+        if r["slow_epochs"]:
+            print(f"{r['run']}: epochs {', '.join(map(str, r['slow_epochs']))} took over 1.15x its median epoch "
+                  "(shared cores, or compiling again after a resume)")
     if missing:
         print("not finished yet: " + ", ".join(missing))
     return 0
@@ -185,9 +197,9 @@ def table(rows: list[dict]) -> str:
         best = ", ".join(f"{100 * r['best_test_accuracy']:.2f}" for r in group)
         hours = ", ".join(f"{r['hours']:.2f}" for r in group)
         per_epoch = ", ".join(f"{r['seconds_per_epoch']:.0f}" for r in group)
-        each = ", ".join(f"{a:.2f}" for a in acc)
+        each = f" ({', '.join(f'{a:.2f}' for a in acc)})" if len(acc) > 1 else ""
         lines.append(f"| {variant} | {', '.join(str(r['seed']) for r in group)} | {first['params']['stored']:,} | "
-                     f"{100 * first['params']['saved']:.1f}% | {statistics.mean(acc):.2f}%{spread} ({each}) | "
+                     f"{100 * first['params']['saved']:.1f}% | {statistics.mean(acc):.2f}%{spread}{each} | "
                      f"{best} | {hours} | {per_epoch} |")
     return "\n".join(lines)
 

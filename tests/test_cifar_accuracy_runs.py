@@ -56,17 +56,22 @@ def _fake_run(folder: Path, accuracy: float, epochs_done: int, stored: int, seco
 def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, capsys):
     root, out = tmp_path / "runs", tmp_path / "page"
     _fake_run(root / "dense.s0", 0.90, 3, 219482)
-    _fake_run(root / "dense.s1", 0.92, 3, 219482)
+    _fake_run(root / "dense.s1", 0.92, 3, 219482, seconds=(130.0, 100.0, 150.0))    # epoch 3 shared the cores
     _fake_run(root / "triangular.s0", 0.89, 2, 172106)      # still running: not on the page
+    _fake_run(root / "bisymmetric.s0", 0.88, 3, 147466)     # one seed: no spread
     assert script.finished(root / "dense.s0") and not script.finished(root / "triangular.s0")
     assert script.main(["page", "--root", str(root), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| dense | 0, 1 | 219,482 | 0.0% | 91.00% ± 1.41 (90.00, 92.00) |" in printed
+    assert "| bisymmetric | 0 | 147,466 | 32.8% | 88.00% | 88.10 |" in printed
+    assert "dense.s1: epochs 3 took over 1.15x its median epoch" in printed and "dense.s0: epochs" not in printed
     assert "not finished yet: triangular.s0, dense-at-triangular.s0" in printed
     saved = json.loads((out / "runs.json").read_text())
-    assert [r["run"] for r in saved["runs"]] == ["dense.s0", "dense.s1"]
+    assert [r["run"] for r in saved["runs"]] == ["dense.s0", "dense.s1", "bisymmetric.s0"]
     assert saved["runs"][0]["seconds_per_epoch"] == 105.0 and saved["runs"][0]["hours"] == pytest.approx(340 / 3600)
-    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "dense.s0.log.jsonl", "dense.s0.summary.json",
+    assert [r["slow_epochs"] for r in saved["runs"]] == [[], [3], []]
+    assert sorted(p.name for p in out.iterdir()) == ["bisymmetric.s0.log.jsonl", "bisymmetric.s0.summary.json",
+                                                     "curves.png", "dense.s0.log.jsonl", "dense.s0.summary.json",
                                                      "dense.s1.log.jsonl", "dense.s1.summary.json", "runs.json"]
     from PIL import Image
 
