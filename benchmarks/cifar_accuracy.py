@@ -159,6 +159,7 @@ def plot(root: Path, rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     colours = {}
@@ -177,6 +178,12 @@ def plot(root: Path, rows: list[dict], path: Path) -> None:
     ax.set_title(f"{MODEL}, CIFAR-10, {EPOCHS}-epoch cosine schedule", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    finals = [100 * r["test_accuracy"] for r in rows]
+    middle = (max(finals) + min(finals)) / 2
+    half = max(2.0, (max(finals) - min(finals)) / 2 + 0.5)      # at least 4 points tall: a 1-point gap looks its size
+    bx.set_ylim(middle - half, middle + half)
+    bx.margins(x=0.15)                                          # room for the labels at the ends
+    bx.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
     bx.set_xlabel("stored parameters")
     bx.set_ylabel("final test accuracy (%)")
     bx.set_title("final accuracy vs stored parameters (one point per run)", fontsize=10)
