@@ -121,8 +121,9 @@ def row(variant: str, seed: int, summary: dict, log: list[dict]) -> dict:
 
 
 def slow_epochs(log: list[dict], factor: float = 1.15) -> list[int]:
-    """Epochs after the first that took more than ``factor`` x the run's median epoch: the cores were shared, or the
-    model was compiled again after a resume.  The page lists them so a reader can discount their seconds."""
+    """Epochs after the first that took more than ``factor`` x the run's median epoch: the VM's own noise (epochs of
+    a run alone on the machine vary by up to ~30%), shared cores, or the model compiled again after a resume.  The
+    page lists them so a reader can discount their seconds."""
     median = statistics.median([r["seconds"] for r in log[1:]] or [0])
     return [r["epoch"] for r in log[1:] if r["seconds"] > factor * median]
 
@@ -147,7 +148,7 @@ def page(root: Path, out: Path) -> int:
     for r in rows:
         if r["slow_epochs"]:
             print(f"{r['run']}: epochs {', '.join(map(str, r['slow_epochs']))} took over 1.15x its median epoch "
-                  "(shared cores, or compiling again after a resume)")
+                  "(machine noise, shared cores, or compiling again after a resume)")
     if missing:
         print("not finished yet: " + ", ".join(missing))
     return 0
