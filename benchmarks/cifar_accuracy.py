@@ -120,7 +120,10 @@ def row(variant: str, seed: int, summary: dict, log: list[dict]) -> dict:
             "fold_training": summary.get("fold_training", [])}
 
 
-def slow_epochs(log: list[dict], factor: float = 1.15) -> list[int]:
+SLOW = 1.15  # an epoch over this multiple of its run's median is listed on the page
+
+
+def slow_epochs(log: list[dict], factor: float = SLOW) -> list[int]:
     """Epochs after the first that took more than ``factor`` x the run's median epoch: the VM's own noise (epochs of
     a run alone on the machine vary by up to ~30%), shared cores, or the model compiled again after a resume.  The
     page lists them so a reader can discount their seconds."""
@@ -147,7 +150,7 @@ def page(root: Path, out: Path) -> int:
     print(table(rows))
     for r in rows:
         if r["slow_epochs"]:
-            print(f"{r['run']}: epochs {', '.join(map(str, r['slow_epochs']))} took over 1.15x its median epoch "
+            print(f"{r['run']}: epochs {', '.join(map(str, r['slow_epochs']))} took over {SLOW}x its median epoch "
                   "(machine noise, shared cores, or compiling again after a resume)")
     if missing:
         print("not finished yet: " + ", ".join(missing))
