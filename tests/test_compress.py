@@ -180,6 +180,8 @@ def _cli(capsys, *argv):
     (["{ckpt}", "--budget", "0.5", "--symmetries", "nosuch"], "unknown symmetry"),
     (["{ckpt}"], "exactly one of --budget"),
     (["{ckpt}", "--budget", "0.01", "--dry-run"], "cannot be met"),
+    (["{ckpt}", "--budget", "0.5", "--qkv", "110"], "no attention layers"),
+    (["{ckpt}", "--budget", "0.5", "--qkv", "12"], "--qkv"),
 ])
 def test_bad_input_exits_2_with_one_line(trained, tmp_path, capsys, argv, needle):
     argv = [a.replace("{ckpt}", str(trained)) for a in argv] + ["--out", str(tmp_path / "o")]
@@ -220,6 +222,55 @@ def test_language_model_compression_reports_perplexity(shared_data, tmp_path):
     assert distilled["projected"]["perplexity"] == report["projected"]["perplexity"]
     assert 1 < distilled["finetuned"]["perplexity"] < 1e5
     assert distilled["finetuned"]["perplexity"] != report["finetuned"]["perplexity"]
+
+
+def test_attention_candidates_tie_the_projections_qkv_chooses():
+    """An attention layer's in_proj_weight is three (d, d) blocks; qkv chooses which a symmetry ties: the stored
+    count is exact per mask, the untied block keeps its dense count, and qkv='000' leaves nothing to tie."""
+    from weightsym.models.transformer import TransformerLanguageModel
+
+    torch.manual_seed(0)
+    d = 8
+    model = TransformerLanguageModel(50, d_model=d, num_layers=1, heads=2, context=8, dropout=0.0)
+    tri = d * (d + 1) // 2
+    stored = {}
+    for mask in ("111", "110", "001"):
+        table = {c.layer: c for c in candidates(model, ["triangular"], qkv=mask)}
+        assert {"blocks.0.attn", "blocks.0.attn.out_proj"} <= set(table)
+        stored[mask] = table["blocks.0.attn"].stored
+        assert table["blocks.0.attn"].dense == 3 * d * d
+        assert 0 < table["blocks.0.attn"].residual < 1
+    assert stored == {"111": 3 * tri, "110": 2 * tri + d * d, "001": tri + 2 * d * d}
+    assert "blocks.0.attn" not in {c.layer for c in candidates(model, ["triangular"], qkv="000")}
+    assert not ws.symmetric_layers(model)  # the model itself is not changed
+
+
+def test_transformer_compression_keeps_its_qkv_in_the_file(shared_data, tmp_path):
+    from weightsym.lm.train import LMConfig, fit, load_language_model
+
+    if not (shared_data / "text" / "ptb" / "ptb.train.txt").exists():
+        pytest.skip(f"SKIPPED LOUDLY: PTB not found under {shared_data / 'text' / 'ptb'}; set WEIGHTSYM_DATA")
+    config = LMConfig(corpus="ptb", data_dir=str(shared_data), rnn_type="transformer", emb=16, hidden=16, layers=1,
+                      heads=2, bptt=8, batch_size=10, eval_batch_size=10, epochs=1, max_train_tokens=3_000,
+                      max_eval_tokens=1_000, threads=1, out=str(tmp_path / "lm"))
+    fit(config, progress=False, log=quiet)
+    source = tmp_path / "lm" / "best.safetensors"
+    report = compress(source, tmp_path / "c", plan={"*.attn": "triangular"}, qkv="110", steps=2, log=quiet)
+    assert report["qkv"] == "110" and report["plan"] == {"*.attn": "triangular"}
+    assert "`qkv=110`" in (tmp_path / "c" / "report.md").read_text()
+    d, tri = 16, 16 * 17 // 2
+    saved = report["dense"]["params"]["stored"] - report["projected"]["params"]["stored"]
+    assert saved == 2 * (d * d - tri)  # query and key tied, value dense
+    model, _dictionary, loaded = load_language_model(tmp_path / "c" / "compressed.safetensors")
+    assert loaded.qkv == "110" and loaded.plan == {"*.attn": "triangular"}
+    w = model.blocks[0].attn.in_proj_weight.detach()
+    q, k, v = w[:d], w[d:2 * d], w[2 * d:]
+    assert torch.allclose(q, q.T) and torch.allclose(k, k.T) and not torch.allclose(v, v.T)
+    # a second pass over the compressed file keeps the source's qkv when none is given
+    again = compress(tmp_path / "c" / "compressed.safetensors", tmp_path / "c2", plan={"*.attn.out_proj": "block"},
+                     log=quiet)
+    assert again["qkv"] == "110" and again["plan"] == {"blocks.0.attn": "triangular", "*.attn.out_proj": "block"}
+    assert load_language_model(tmp_path / "c2" / "compressed.safetensors")[2].qkv == "110"
 
 
 def test_language_model_distillation_loss_per_token():

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from weightsym.nn import symmetric_parametrization, symmetrize, weight_layers
-from weightsym.nn.symmetrize import WEIGHT_LAYERS
+from weightsym.nn.symmetrize import WEIGHT_LAYERS, weight_tensors
 from weightsym.symmetry import SymmetryError, available_symmetries, get_symmetry
 
 __all__ = ["BudgetError", "Candidate", "CompressionPlan", "candidates", "catalog_symmetries", "layer_residual",
@@ -123,12 +123,10 @@ def catalog_symmetries() -> list[str]:
 
 
 def tensors_of(module: nn.Module) -> list[str]:
-    """Names of the weight tensors of a layer in the order ``symmetrize`` visits them (``weight``, or the
-    ``weight_ih_l0`` ... of a recurrent layer)."""
-    names = getattr(module, "_flat_weights_names", None)
-    if names:
-        return [n for n in names if n.startswith("weight")]
-    return [n for n, _ in module.named_parameters(recurse=False) if n.endswith("weight")] or ["weight"]
+    """Names of the weight tensors of a layer in the order ``symmetrize`` visits them (``weight``, the
+    ``weight_ih_l0`` ... of a recurrent layer, ``in_proj_weight`` of an attention layer), whether or not they are
+    parametrized already (:func:`weightsym.nn.symmetrize.weight_tensors`)."""
+    return weight_tensors(module)
 
 
 def _dense_weights(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -162,7 +160,7 @@ def _considered_layers(model: nn.Module, keep_edges: bool, exclude) -> list[tupl
     return out
 
 
-def _try(module: nn.Module, names: list[str], spec: str, hh_gates: str, ih_gates: str | None):
+def _try(module: nn.Module, names: list[str], spec: str, hh_gates: str, ih_gates: str | None, qkv: str = "111"):
     """``(stored, projected weights)`` of ``module`` (weight tensors ``names``) under ``spec``, or None if the
     symmetry does not apply to it as a whole."""
     trial = copy.deepcopy(module)
@@ -170,14 +168,14 @@ def _try(module: nn.Module, names: list[str], spec: str, hh_gates: str, ih_gates
         warnings.simplefilter("ignore")  # "?*" matches no child of a plain layer
         try:
             report = symmetrize(trial, plan={"*": spec}, exclude=["?*"], hh_gates=hh_gates, ih_gates=ih_gates,
-                                init="project")
+                                qkv=qkv, init="project")
         except (SymmetryError, ValueError, RuntimeError, NotImplementedError, TypeError):
             return None  # a symmetry this layer type cannot take is simply not a candidate
     own = [r for r in report.rows if r.name in ("", type(module).__name__)]
     applied = [r for r in own if r.symmetry]
     if not applied or any(r.symmetry != get_symmetry(spec).spec for r in applied):
         return None  # nothing tied, or only part of a product applied (that part is its own candidate)
-    if any(r.note and r.note != "no gate selected" for r in own):
+    if any(r.note and r.note not in ("no gate selected", "no projection selected (qkv)") for r in own):
         return None
     stored = sum(r.stored for r in own)
     with torch.no_grad():
@@ -187,11 +185,12 @@ def _try(module: nn.Module, names: list[str], spec: str, hh_gates: str, ih_gates
 
 def candidates(model: nn.Module, symmetries: list[str] | None = None, hh_gates: str = "1111",
                ih_gates: str | None = None, exclude: list[str] | None = None,
-               keep_edges: bool = True) -> list[Candidate]:
+               keep_edges: bool = True, qkv: str = "111") -> list[Candidate]:
     """Every (layer, symmetry) pair that saves parameters, with its relative projection residual.
 
     ``symmetries`` defaults to :func:`catalog_symmetries`; ``hh_gates``/``ih_gates`` as in ``symmetrize`` (which
-    gate blocks of recurrent layers a channel symmetry ties); ``exclude`` module globs; ``keep_edges`` leaves the first
+    gate blocks of recurrent layers a channel symmetry ties), ``qkv`` likewise for attention layers (which of the
+    query, key and value projections it ties); ``exclude`` module globs; ``keep_edges`` leaves the first
     and last weight layers (stem and classifier; an embedding in front counts as the stem) out, as ``symmetrize``
     does by default.  Layers that are already symmetric are left out.  The model is not changed.
     """
@@ -204,7 +203,7 @@ def candidates(model: nn.Module, symmetries: list[str] | None = None, hh_gates: 
         n_dense = sum(t.numel() for t in dense.values())
         kind = type(module).__name__.removeprefix("Parametrized")
         for spec in specs:
-            tried = _try(module, list(dense), spec, hh_gates, ih_gates)
+            tried = _try(module, list(dense), spec, hh_gates, ih_gates, qkv)
             if tried is None:
                 continue
             stored, projected = tried

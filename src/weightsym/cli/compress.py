@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
                    help="recurrent layers: gates of weight_hh a channel symmetry ties (LSTM i f g o)")
     g.add_argument("--ih-gates", type=checks.gate_mask, default=None, metavar="MASK",
                    help="recurrent layers: gates of weight_ih (needs input size == hidden size; default: none)")
+    g.add_argument("--qkv", type=checks.qkv_mask, default=None, metavar="MASK",
+                   help="transformer language models: which of the query, key and value projections of each "
+                        "attention layer a symmetry ties, order q k v (e.g. 110; default: the run's, else 111)")
     g.add_argument("--dry-run", action="store_true",
                    help="stop after the table and the plan (writes only report.md / report.json; default: off)")
     g = p.add_argument_group("fine-tuning")
@@ -86,12 +89,15 @@ def run(args) -> int:
     checks.existing_folder(args.data_dir, "--data-dir", "leave it out to use the run's data folder")
     checks.output_folder(args.out)
     model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT", ("classifier", "language-model"))
+    if args.qkv is not None and model_file.role == "classifier":
+        raise checks.UsageError(f"--qkv: {args.checkpoint} is a classifier with no attention layers; --qkv is for "
+                                "transformer language models (weightsym lm --model transformer)")
     from weightsym.compress import compress
 
     compress(model_file, args.out, budget=args.budget, plan=plan, steps=args.steps, lr=args.lr,
              distill=None if args.distill is None else (args.distill, args.distill_weight),
              symmetries=None if not args.symmetries or "all" in args.symmetries else args.symmetries,
              exclude=args.exclude, keep_edges=not args.all_layers,
-             hh_gates=args.hh_gates, ih_gates=args.ih_gates, data_dir=args.data_dir, threads=args.threads,
-             compile=args.compile, progress=args.progress, dry_run=args.dry_run)
+             hh_gates=args.hh_gates, ih_gates=args.ih_gates, qkv=args.qkv, data_dir=args.data_dir,
+             threads=args.threads, compile=args.compile, progress=args.progress, dry_run=args.dry_run)
     return 0

@@ -83,6 +83,8 @@ def write_report(out: Path, report: dict, log=print) -> dict:
              + (f"budget {report['budget']:g} of the dense-equivalent parameters (greedy plan)."
                 if report.get("budget") is not None else "plan given by hand."), "",
              "## Plan", "", "```", json.dumps(plan, indent=2), "```", ""]
+    if report.get("qkv", "111") != "111":
+        lines[-1:-1] = [f"Attention layers: the symmetry ties the projections `qkv={report['qkv']}` (order q k v)."]
     if "projected" in report:
         lines += ["## Result", "", stage_table(report), "", "![metric against stored parameters](compress.png)", ""]
         plot(report, out / "compress.png")

@@ -48,8 +48,9 @@ def existing_plan(model) -> dict[str, str]:
 def compress(path, out, budget: float | None = None, plan: dict[str, str] | None = None, steps: int = 0,
              lr: float | None = None, distill: tuple[float, float] | None = None, symmetries: list[str] | None = None,
              exclude: list[str] | None = None, keep_edges: bool = True, hh_gates: str = "1111",
-             ih_gates: str | None = None, data_dir: str | None = None, threads: int | None = None,
-             compile: bool = False, progress: bool = False, dry_run: bool = False, log=print) -> dict:
+             ih_gates: str | None = None, qkv: str | None = None, data_dir: str | None = None,
+             threads: int | None = None, compile: bool = False, progress: bool = False, dry_run: bool = False,
+             log=print) -> dict:
     """Run the workflow of the module docstring on model file ``path``, writing into folder ``out``; returns the
     report dict (also ``out/report.json``).
 
@@ -58,7 +59,10 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     classifiers fine-tune with the run's optimizer and a cosine schedule over ``ceil(steps / steps per epoch)``
     epochs, stopped after ``steps``.  ``distill=(temperature, weight)`` adds the KL term of
     :func:`weightsym.train.distill.distillation_loss` with the dense model as teacher (classifiers: per image;
-    language models: per token, against the teacher's next-token distribution).  ``dry_run``
+    language models: per token, against the teacher's next-token distribution).  ``hh_gates``/``ih_gates``
+    (recurrent layers) and ``qkv`` (attention layers of a transformer language model: which of the query, key and
+    value projections a symmetry ties, e.g. ``"110"``; default: the source run's, else all three) apply to every
+    layer of the plan, as in ``symmetrize``.  ``dry_run``
     stops after the table and the plan (nothing is projected or written but ``report.json``/``report.md``).
     """
     if (budget is None) == (plan is None):
@@ -70,18 +74,23 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     if kind not in ("classifier", "language-model") or description.config is None:
         raise ValueError(f"{description.path}: compress needs a `weightsym train` or `weightsym lm` checkpoint (it holds the run "
                          f"config: data and training options), not a {kind} file")
+    if qkv is None:
+        qkv = (description.config.get("qkv") if kind == "language-model" else None) or "111"
+    elif kind == "classifier" and qkv != "111":
+        raise ValueError(f"qkv={qkv!r}: {description.path} is a classifier, it has no attention layers (qkv chooses "
+                         "the query/key/value projections of a transformer language model)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
-    task = _Classifier(description, data_dir) if kind == "classifier" else _LanguageModel(description, data_dir)
+    task = _Classifier(description, data_dir) if kind == "classifier" else _LanguageModel(description, data_dir, qkv)
     counts = ws.count_parameters(model)
     report = {"source": description.path, "kind": kind, "model": description.architecture["name"],
               "metric": task.metric, "dense": {"params": counts.to_dict()}}
 
     tic = time.perf_counter()
     table = candidates(model, symmetries, hh_gates=hh_gates, ih_gates=ih_gates, exclude=exclude,
-                       keep_edges=keep_edges)
+                       keep_edges=keep_edges, qkv=qkv)
     log(f"candidates: {len(table)} (layer, symmetry) pairs on {len({c.layer for c in table})} layers in "
         f"{time.perf_counter() - tic:.1f} s")
     if budget is not None:
@@ -90,7 +99,7 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     else:
         chosen, new_plan = None, dict(plan)
     full_plan = {**existing_plan(model), **new_plan}
-    report.update({"budget": budget, "plan": full_plan, "candidates": [c.to_dict() for c in table],
+    report.update({"budget": budget, "plan": full_plan, "qkv": qkv, "candidates": [c.to_dict() for c in table],
                    "greedy": chosen.to_dict() if chosen else None})
     if dry_run:
         return write_report(out, report, log)
@@ -99,7 +108,7 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     log(f"dense: {task.metric} {report['dense'][task.metric]:.4f}, stored {counts.stored:,}")
     if new_plan:  # empty when the model already meets the budget
         symmetric = ws.symmetrize(model, plan=new_plan, exclude=exclude, hh_gates=hh_gates, ih_gates=ih_gates,
-                                  init="project")
+                                  qkv=qkv, init="project")
         if not any(row.symmetry and row.note != "already symmetric" for row in symmetric.rows):
             raise ValueError(f"plan {new_plan} makes no layer symmetric: {symmetric.skipped[0].note}")
     projected = out / "projected.safetensors"
@@ -191,11 +200,12 @@ class _LanguageModel:
 
     metric = "perplexity"
 
-    def __init__(self, description, data_dir):
+    def __init__(self, description, data_dir, qkv="111"):
         from weightsym.data.text import batchify, load_corpus
         from weightsym.lm.train import LMConfig
 
         self.config = LMConfig.from_dict(description.config)
+        self.qkv = qkv
         self.vocab = description.state.get("vocab")
         corpus = load_corpus(self.config.corpus, data_dir or self.config.data_dir)
         self.corpus = corpus
@@ -213,7 +223,7 @@ class _LanguageModel:
 
     def save(self, path, model, plan, hh_gates, ih_gates, state=None):
         config = asdict(self.config)
-        config.update({"channel": None, "plan": plan, "hh_gates": hh_gates, "ih_gates": ih_gates,
+        config.update({"channel": None, "plan": plan, "hh_gates": hh_gates, "ih_gates": ih_gates, "qkv": self.qkv,
                        "out": str(Path(path).parent)})
         kept = {k: v for k, v in (state or {}).items() if k in ("epoch", "valid_loss")}
         save_checkpoint(path, model, state={**kept, "config": config, "vocab": list(self.vocab)})
