@@ -198,8 +198,9 @@ def plot(root: Path, rows: list[dict], path: Path) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | seeds | stored params | saved | test accuracy (final) | best epoch's | h per run | "
-             "s / epoch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | seeds | stored params | saved | test accuracy (final) | vs dense (points) | best epoch's | "
+             "h per run | s / epoch |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    dense = [100 * r["test_accuracy"] for r in rows if r["variant"] == "dense"]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         group = [r for r in rows if r["variant"] == variant]
         acc = [100 * r["test_accuracy"] for r in group]
@@ -209,9 +210,12 @@ def table(rows: list[dict]) -> str:
         hours = ", ".join(f"{r['hours']:.2f}" for r in group)
         per_epoch = ", ".join(f"{r['seconds_per_epoch']:.0f}" for r in group)
         each = f" ({', '.join(f'{a:.2f}' for a in acc)})" if len(acc) > 1 else ""
+        # mean minus dense's mean (over all dense seeds); the minus sign is U+2212, as in the page's prose
+        gap = "—" if variant == "dense" or not dense else \
+            f"{statistics.mean(acc) - statistics.mean(dense):+.2f}".replace("-", "\u2212")
         lines.append(f"| {variant} | {', '.join(str(r['seed']) for r in group)} | {first['params']['stored']:,} | "
                      f"{100 * first['params']['saved']:.1f}% | {statistics.mean(acc):.2f}%{spread}{each} | "
-                     f"{best} | {hours} | {per_epoch} |")
+                     f"{gap} | {best} | {hours} | {per_epoch} |")
     return "\n".join(lines)
 
 
