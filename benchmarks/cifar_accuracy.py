@@ -117,7 +117,14 @@ def row(variant: str, seed: int, summary: dict, log: list[dict]) -> dict:
             "best_test_accuracy": summary["best_test_accuracy"], "epochs": summary["epochs_completed"],
             "hours": sum(seconds) / 3600, "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
             "slow_epochs": slow_epochs(log), "threads": summary["config"]["threads"],
-            "fold_training": summary.get("fold_training", [])}
+            "fold_training": summary.get("fold_training", []), "cpus": cpus(summary, log)}
+
+
+def cpus(summary: dict, log: list[dict]) -> list[str]:
+    """The CPU models that trained the run: from its epoch lines (a resumed run may have moved between VM types),
+    else the summary's ``machine``; empty for runs from before weightsym recorded the machine."""
+    names = [r["cpu"] for r in log if r.get("cpu")] or [summary.get("machine", {}).get("cpu")]
+    return [name for name in dict.fromkeys(names) if name]
 
 
 SLOW = 1.15  # an epoch over this multiple of its run's median is listed on the page
@@ -148,6 +155,8 @@ def page(root: Path, out: Path) -> int:
     if rows:
         plot(root, rows, out / "curves.png")
     print(table(rows))
+    for r in rows:   # seconds compare only between runs on the same CPU model
+        print(f"{r['run']}: trained on {' then '.join(r['cpus']) if r['cpus'] else 'a CPU not recorded in its files'}")
     for r in rows:
         if r["slow_epochs"]:
             print(f"{r['run']}: epochs {', '.join(map(str, r['slow_epochs']))} took over {SLOW}x its median epoch "
@@ -172,9 +181,15 @@ def plot(root: Path, rows: list[dict], path: Path) -> None:
         colour = colours.setdefault(r["variant"], f"C{len(colours)}")
         ax.plot([e["epoch"] for e in log], [100 * e["test_accuracy"] for e in log], color=colour, lw=1.2,
                 ls="-" if r["seed"] == 0 else "--", label=f"{r['variant']} (seed {r['seed']})")
-        bx.scatter(r["params"]["stored"], 100 * r["test_accuracy"], color=colour, zorder=3)
-        bx.annotate(r["variant"], (r["params"]["stored"], 100 * r["test_accuracy"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+        bx.scatter(r["params"]["stored"], 100 * r["test_accuracy"], color=colour, s=14, alpha=0.45, zorder=3)
+    for variant in colours:                     # one label per model, at the mean over its seeds (± std if several)
+        group = [r for r in rows if r["variant"] == variant]
+        acc = [100 * r["test_accuracy"] for r in group]
+        x, y = group[0]["params"]["stored"], statistics.mean(acc)
+        bx.errorbar(x, y, yerr=statistics.stdev(acc) if len(acc) > 1 else None, fmt="o", color=colours[variant],
+                    ms=6, capsize=3, zorder=4)
+        bx.annotate(f"{variant} (n={len(acc)})" if len(acc) > 1 else variant, (x, y), fontsize=7,
+                    xytext=(6, 3), textcoords="offset points")
     ax.axhline(90, color="grey", lw=0.8, ls=":")
     ax.set_ylim(40, 100)
     ax.set_xlabel("epoch")
@@ -190,7 +205,7 @@ def plot(root: Path, rows: list[dict], path: Path) -> None:
     bx.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
     bx.set_xlabel("stored parameters")
     bx.set_ylabel("final test accuracy (%)")
-    bx.set_title("final accuracy vs stored parameters (one point per run)", fontsize=10)
+    bx.set_title("final accuracy vs stored parameters\n(small: each run; large: mean over seeds, bar: ± std)", fontsize=10)
     bx.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

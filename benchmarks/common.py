@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
-import torch
-
-from weightsym import allocator
+from weightsym.machine import machine as ws_machine
 
 
 def machine() -> dict:
-    """What the numbers were measured on, including the allocator settings (they matter on CPU)."""
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "allocator": allocator.describe(),
-    }
+    """What the numbers were measured on (:func:`weightsym.machine.machine`: CPU, cores, torch and its threads, the
+    allocator settings, which matter on CPU), with ``processor`` kept as an alias of ``cpu`` for older readers."""
+    info = ws_machine()
+    return {**info, "processor": info["cpu"]}
 
 
 def timed(fn, sync=None, clock=time.perf_counter) -> float:

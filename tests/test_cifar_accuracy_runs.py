@@ -42,15 +42,17 @@ def test_every_planned_run_is_a_valid_train_config(script, tmp_path, capsys):
     assert configs["dense-at-triangular.s0"].model_args == {"width": 3.5625}  # 173,942 stored vs 172,106
 
 
-def _fake_run(folder: Path, accuracy: float, epochs_done: int, stored: int, seconds=(130.0, 100.0, 110.0)):
+def _fake_run(folder: Path, accuracy: float, epochs_done: int, stored: int, seconds=(130.0, 100.0, 110.0), cpus=None):
     folder.mkdir(parents=True)
     seconds = list(seconds)
+    cpus = list(cpus or [None] * len(seconds))
     summary = {"params": {"stored": stored, "dense": 219482, "free": stored, "saved": 1 - stored / 219482},
                "test_accuracy": accuracy, "best_test_accuracy": accuracy + 0.001, "epochs_completed": epochs_done,
                "config": {"epochs": 3, "model_args": {}, "threads": 1}}
     (folder / "summary.json").write_text(json.dumps(summary))
-    (folder / "log.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s, "test_accuracy": accuracy})
-                                              + "\n" for i, s in enumerate(seconds)))
+    lines = [{"epoch": i + 1, "seconds": s, "test_accuracy": accuracy, **({"cpu": c} if c else {})}
+             for i, (s, c) in enumerate(zip(seconds, cpus))]
+    (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, capsys):
@@ -58,7 +60,8 @@ def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, caps
     _fake_run(root / "dense.s0", 0.90, 3, 219482)
     _fake_run(root / "dense.s1", 0.92, 3, 219482, seconds=(130.0, 100.0, 150.0))    # epoch 3 shared the cores
     _fake_run(root / "triangular.s0", 0.89, 2, 172106)      # still running: not on the page
-    _fake_run(root / "bisymmetric.s0", 0.88, 3, 147466)     # one seed: no spread
+    _fake_run(root / "bisymmetric.s0", 0.88, 3, 147466,     # one seed: no spread; resumed on another VM type
+              cpus=["AMD EPYC", "AMD EPYC", "Intel Xeon"])
     assert script.finished(root / "dense.s0") and not script.finished(root / "triangular.s0")
     assert script.main(["page", "--root", str(root), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -70,6 +73,9 @@ def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, caps
     assert [r["run"] for r in saved["runs"]] == ["dense.s0", "dense.s1", "bisymmetric.s0"]
     assert saved["runs"][0]["seconds_per_epoch"] == 105.0 and saved["runs"][0]["hours"] == pytest.approx(340 / 3600)
     assert [r["slow_epochs"] for r in saved["runs"]] == [[], [3], []]
+    assert [r["cpus"] for r in saved["runs"]] == [[], [], ["AMD EPYC", "Intel Xeon"]]
+    assert "bisymmetric.s0: trained on AMD EPYC then Intel Xeon" in printed
+    assert "dense.s0: trained on a CPU not recorded in its files" in printed
     assert sorted(p.name for p in out.iterdir()) == ["bisymmetric.s0.log.jsonl", "bisymmetric.s0.summary.json",
                                                      "curves.png", "dense.s0.log.jsonl", "dense.s0.summary.json",
                                                      "dense.s1.log.jsonl", "dense.s1.summary.json", "runs.json"]

@@ -10,6 +10,7 @@ import torch
 import weightsym as ws
 from weightsym.cli import main
 from weightsym.lm import LMConfig, fit, format_text, generate, load_language_model
+from weightsym.machine import cpu_name
 from weightsym.models import create_model, model_info
 from weightsym.models.language import LSTMLanguageModel, lm_param_count, repackage_hidden
 
@@ -140,6 +141,10 @@ def test_cli_lm_summary_and_sampling(shared_data, tmp_path, capsys):
     assert summary["params"]["stored"] == summary["params"]["dense"]
     assert summary["seconds_per_epoch"] > 0 and summary["test_ppl"] > 1
     assert {p.name for p in out.iterdir()} >= {"best.safetensors", "last.safetensors", "log.jsonl", "summary.json"}
+    # the machine is recorded: where the run finished, and each epoch's CPU (a resumed run may change machines)
+    assert summary["machine"]["cpu"] == cpu_name() and summary["machine"]["torch_threads"] == 1
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["machine"] == summary["machine"] and [h["cpu"] for h in saved["history"]] == [cpu_name()]
 
     model, dictionary, config = load_language_model(out / "best.safetensors")
     assert ws.symmetric_layers(model) and config.channel == "average"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 import weightsym as ws
 from weightsym.cli import main
+from weightsym.machine import cpu_name
 from weightsym.train import TrainConfig, TrainingDiverged, build_model, evaluate_checkpoint, load_checkpoint, train
 
 TINY = dict(model="mnist1d-cnn", model_args={"width": 8, "norm": True}, train_subset=600, batch_size=128,
@@ -96,6 +98,9 @@ def test_resume_continues_after_the_last_epoch_checkpoint_via_cli(tmp_path, caps
     assert main(["train", "--resume", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
     a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
     assert a["weights_sha256"] == b["weights_sha256"] and a["steps"] == b["steps"] == 10
+    # each run records the machine it finished on, and each epoch line the CPU that trained it
+    assert a["machine"]["cpu"] == b["machine"]["cpu"] == cpu_name() and a["machine"]["cpu_count"] == os.cpu_count()
+    assert [r["cpu"] for r in _log(tmp_path / "b")] == [cpu_name()] * 2
     capsys.readouterr()
     # changing a training option on resume is refused; an existing run is not overwritten without --resume
     assert main(["train", "--resume", "--out", str(tmp_path / "b"), "--lr", "0.1"]) == 2

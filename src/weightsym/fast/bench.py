@@ -25,18 +25,18 @@ import gc
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 
 import torch
 from torch import nn
+
+from weightsym.machine import machine as base_machine
 
 GOALS = [
     # (key, description, predicate on a result row, required ratio)
@@ -87,21 +87,9 @@ def plan(quick: bool) -> dict:
 
 # -- environment --------------------------------------------------------------------------------------------------
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "allocator": allocator(),
-    }
+    """:func:`weightsym.machine.machine` plus the load average and the allocator's environment (see :func:`allocator`)."""
+    return {**base_machine(), "cores": os.cpu_count(),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "allocator": allocator()}
 
 
 def allocator() -> dict:

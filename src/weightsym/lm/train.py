@@ -47,6 +47,7 @@ from torch import nn
 
 import weightsym as ws
 from weightsym.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
+from weightsym.machine import cpu_name, machine
 from weightsym.models.language import repackage_hidden
 from weightsym.symmetry import check_init
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
@@ -383,7 +384,7 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
                   "train_cpu_seconds": stats["cpu_seconds"],
                   "eval_seconds": time.perf_counter() - eval_start,
                   "tokens_per_second": stats["tokens"] / max(stats["seconds"], 1e-9), "improved": improved,
-                  "compiled": config.compile}
+                  "compiled": config.compile, "cpu": cpu_name()}
         if improved:
             state["best_val"], state["best_epoch"] = val_loss, epoch
             with write_guard(best_path, kept):
@@ -423,6 +424,7 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
         "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
         "train_tokens": int(train_ids.numel()),
         "compiled": config.compile,
+        "machine": machine(),       # where the run finished; each epoch of ``history`` names its own ``cpu``
         "history": history,
     }
     with write_guard(out / "summary.json", kept):

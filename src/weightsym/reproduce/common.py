@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import platform
 import re
 import sys
 from pathlib import Path
 
-import torch
-
-from weightsym import allocator
-
-
-def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu_name(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "allocator": allocator.describe(),
-    }
+from weightsym.machine import machine
 
 
 def command_line() -> str:
@@ -51,7 +23,7 @@ def header(title: str, command: str | None = None, threads: str | None = None) -
     that is not this process's torch thread count (e.g. ``"1 thread per run, 2 runs at a time"``)."""
     m = machine()
     return (f"## {title}\n\nCommand: `{command or command_line()}`  \n"
-            f"Machine: {m['cpu_count']} CPU cores, {m['platform']}, torch {m['torch']} "
+            f"Machine: {m['cpu_count']} CPU cores ({m['cpu']}), {m['platform']}, torch {m['torch']} "
             f"({threads or str(m['torch_threads']) + ' threads'}), allocator: {m['allocator']}  \nDate: {m['date']}\n")
 
 

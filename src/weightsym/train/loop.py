@@ -43,6 +43,7 @@ from torch import nn
 
 import weightsym as ws
 from weightsym.fast.training import fold_training
+from weightsym.machine import cpu_name, machine
 from weightsym.train import distributed
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, unwrap_model
 from weightsym.train.config import RUN_CONTROL, TrainConfig
@@ -399,7 +400,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                   "test_loss": last_eval["loss"], "test_accuracy": last_eval["accuracy"], "seconds": sums[3],
                   "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": digest,
                   "rank_digests": [f"{d:015x}" for d in digests], "compiled": config.compile,
-                  "folded": folds.folded if folds is not None else []}
+                  "folded": folds.folded if folds is not None else [], "cpu": cpu_name()}
         improved = state["best_accuracy"] is None or last_eval["accuracy"] > state["best_accuracy"]
         if improved:
             state["best_accuracy"], state["best_epoch"] = last_eval["accuracy"], epoch + 1
@@ -424,6 +425,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         "world_size": ctx.world_size, "device": str(ctx.device), "weights_sha256": weights_digest(model),
         "rank_digests": [f"{d:015x}" for d in digests], "checkpoint": str(ckpt_path), "compiled": config.compile,
         "fold_training": folds.to_dict()["rows"] if folds is not None else [],
+        "machine": machine(),   # where the run finished; a resumed run's log names each epoch's own ``cpu``
         "config": config.to_dict(),
     }
     if ctx.is_main:
