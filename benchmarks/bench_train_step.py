@@ -16,13 +16,14 @@ its time over the mean of the dense runs around it, and tables show medians over
     python benchmarks/bench_train_step.py --markdown docs/results/train_step.md     # everything, ~30 min
     python benchmarks/bench_train_step.py --sections layers --repeats 9               # the layer goals only
     python benchmarks/bench_train_step.py --quick                                    # smoke-sized, seconds
+    python benchmarks/bench_train_step.py --sections placement --modes compiled --batch 128 \
+        --markdown docs/results/cifar10-accuracy/step-time.md --out docs/results/cifar10-accuracy/step-time.json
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,6 @@ import weightsym as ws  # noqa: E402
 from weightsym import allocator  # noqa: E402
 from weightsym.fast import fold_training  # noqa: E402
 from weightsym.models import create_model  # noqa: E402
-from weightsym.nn import format_table  # noqa: E402
 
 # (name, layer factory, input shape, channel, spatial, goal: minimum speed-up of the compiled fold path)
 LAYER_CASES = [
@@ -61,6 +61,14 @@ MODEL_CASES = [  # symmetrize's default rule: every conv but the stem (and the c
      dict(channel="block", spatial="dihedral"), 1.5),
     ("WRN-16-4-bottleneck, dihedral on every 3x3 conv", "wrn-16-4-bottleneck", dict(spatial="dihedral"), 1.25),
 ]
+# The models of the CIFAR-10 accuracy runs (docs/results/cifar10-accuracy.md): the paper's placement, the middle 3x3
+# conv of every bottleneck; their epoch times come from different sessions (and CPUs), this section times them together
+PLACEMENT_CASES = [(f"WRN-16-4-bottleneck, {label} at *conv2", "wrn-16-4-bottleneck",
+                    dict(channel=channel, spatial=spatial, include=["*conv2"]), None)
+                   for label, channel, spatial in [("triangular", "triangular", None),
+                                                   ("bisymmetric", "bisymmetric", None), ("eighth", "eighth", None),
+                                                   ("tri+spa", "triangular", "transpose"),
+                                                   ("dihedral", None, "dihedral")]]
 TYINGS = [("triangular", None), ("centrosymmetric", None), ("bisymmetric", None), ("block", None), ("eighth", None),
           ("repeat", None), (None, "transpose"), (None, "hflip"), (None, "vflip"), (None, "rot180"),
           (None, "dihedral"), ("triangular", "transpose")]
@@ -101,10 +109,11 @@ def compare(dense: nn.Module, variants: dict[str, nn.Module], x, target, repeats
 
 def symmetric_variants(dense: nn.Module, options: dict, policy: str, compiled: bool = True) -> tuple[dict, dict]:
     gather = copy.deepcopy(dense)
-    ws.symmetrize(gather, **options)
+    symmetric = ws.symmetrize(gather, **options).symmetric
     folded = copy.deepcopy(gather)
     report = fold_training(folded, policy=policy, compiled=compiled)
     return {"gather": gather, "fold": folded}, {"folded": report.folded, "report": str(report),
+                                                "symmetric_layers": len(symmetric),
                                                 "stored": ws.count_parameters(gather).stored,
                                                 "dense_params": ws.count_parameters(dense).stored}
 
@@ -131,13 +140,15 @@ def run_models(cases, repeats, modes, batch: int) -> list[dict]:
         dense = create_model(model_name)
         x = torch.randn(batch, 3, 32, 32)
         target = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(0))
-        result, reports = {}, {}
+        result, reports, folded = {}, {}, {}
         for compiled in modes:  # "auto" decides per mode
             variants, info = symmetric_variants(dense, options, "auto", compiled)
             print(f"\n== {name} ({'compiled' if compiled else 'eager'})\n{info['report']}", flush=True)
             result.update(compare(dense.train(), variants, x, target, repeats, [compiled]))
             reports["compiled" if compiled else "eager"] = info.pop("report")
-        rows.append({"case": name, "goal": goal, **info, "reports": reports, "timing": result})
+            folded["compiled" if compiled else "eager"] = list(info["folded"])
+        rows.append({"case": name, "goal": goal, **info, "reports": reports, "folded_by_mode": folded,
+                     "timing": result})
         _print_row(rows[-1])
     return rows
 
@@ -228,6 +239,21 @@ def markdown(payload: dict, command: str) -> str:
         for row in payload.get("models", []):
             for mode, report in row["reports"].items():
                 lines += [f"Layers of *{row['case']}*, {mode} (`fold_training(policy=\"auto\")`):", "", report, ""]
+    if payload.get("placement"):
+        lines += ["## The CIFAR-10 accuracy runs' models (symmetric `*conv2`, `fold_training(policy=\"auto\")`)", "",
+                  "The models of `docs/results/cifar10-accuracy.md`, timed against dense in one run (their epoch "
+                  "times there come from different sessions and machines).  *fold* is what `weightsym train` uses: "
+                  "`policy=\"auto\"` folds only the layers it expects to be faster, so *fold* equals *gather* where no "
+                  "layer folds.", "",
+                  "| case | stored (dense) | mode | dense ms | gather | fold (what training uses) | folded layers |",
+                  "|---|---:|---|---:|---|---|---:|"]
+        for row in payload["placement"]:
+            for mode, t in row["timing"].items():
+                v = t["variants"]
+                lines.append(f"| {row['case']} | {row['stored']:,} ({row['dense_params']:,}) | {mode} | "
+                             f"{t['dense_seconds'] * 1e3:.1f} | {speedup(v['gather']['ratio'])} | "
+                             f"{speedup(v['fold']['ratio'])} | {len(row['folded_by_mode'][mode])} of {row['symmetric_layers']} |")
+        lines.append("")
     if payload.get("tyings"):
         lines += ["## Every tying, as a user gets it (`fold_training(policy=\"auto\")`)", "",
                   "Two 3×3 convs with BatchNorm and ReLU, C → C, batch and size in the JSON; every conv symmetric. "
@@ -253,7 +279,8 @@ def markdown(payload: dict, command: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", nargs="+", default=["layers", "models", "tyings", "lstm"],
-                    choices=["layers", "models", "tyings", "lstm"])
+                    choices=["layers", "models", "tyings", "lstm", "placement"],
+                    help="what to time (default: all but placement, the CIFAR-10 accuracy runs' models)")
     ap.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default 9)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -275,6 +302,8 @@ def main(argv=None) -> int:
         payload["layers"] = run_layers(QUICK_LAYER_CASES if args.quick else LAYER_CASES, args.repeats, modes)
     if "models" in args.sections and not args.quick:
         payload["models"] = run_models(MODEL_CASES, args.repeats, modes, args.batch)
+    if "placement" in args.sections and not args.quick:
+        payload["placement"] = run_models(PLACEMENT_CASES, args.repeats, modes, args.batch)
     if "tyings" in args.sections:
         for c in ([8] if args.quick else args.tying_channels):
             payload.setdefault("tyings", []).extend(
