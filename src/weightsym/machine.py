@@ -1,7 +1,7 @@
 """What a number was measured on: CPU model, core count, torch version and threads, allocator settings, date.
 
 Training summaries, study JSON and benchmark JSON all record :func:`machine`, so a time or an accuracy can always be
-traced to the hardware that produced it (CPU timings differ by 1.5x or more between VM types of the same size).
+traced to the hardware that produced it (the same model trains at different speeds on VM types of the same size).
 
 >>> info = machine()
 >>> {"cpu", "cpu_count", "torch", "torch_threads", "date"} <= set(info)
