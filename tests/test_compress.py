@@ -224,6 +224,33 @@ def test_language_model_compression_reports_perplexity(shared_data, tmp_path):
     assert distilled["finetuned"]["perplexity"] != report["finetuned"]["perplexity"]
 
 
+def test_recurrent_gate_masks_default_to_the_source_runs(shared_data, tmp_path):
+    """A run whose LSTM ties two gates (hh_gates=0011): compressing it without masks keeps 0011 in the written
+    file's config, so a model rebuilt from that config has the same layers; explicit masks are recorded as given."""
+    from weightsym.lm.train import LMConfig, build_model, fit, load_language_model
+
+    if not (shared_data / "text" / "ptb" / "ptb.train.txt").exists():
+        pytest.skip(f"SKIPPED LOUDLY: PTB not found under {shared_data / 'text' / 'ptb'}; set WEIGHTSYM_DATA")
+    config = LMConfig(corpus="ptb", data_dir=str(shared_data), emb=16, hidden=16, layers=1, dropout=0.0, tie=True,
+                      channel="triangular", hh_gates="0011", epochs=1, bptt=10, batch_size=10, eval_batch_size=10,
+                      max_train_tokens=3_000, max_eval_tokens=1_000, threads=1, out=str(tmp_path / "lm"))
+    fit(config, progress=False, log=quiet)
+    source = tmp_path / "lm" / "best.safetensors"
+    report = compress(source, tmp_path / "c", budget=0.9999, log=quiet)   # already within budget: nothing added
+    assert report["plan"] == {"rnn": "triangular"}
+    model, _dictionary, saved = load_language_model(tmp_path / "c" / "compressed.safetensors")
+    assert saved.hh_gates == "0011" and saved.ih_gates is None
+    rebuilt, _ = build_model(saved, model.vocab_size)
+    assert ws.count_parameters(rebuilt).stored == ws.count_parameters(model).stored == \
+        report["dense"]["params"]["stored"]                    # two of four gate blocks tied: 2 * (256 - 136) saved
+    assert report["dense"]["params"]["dense"] - report["dense"]["params"]["stored"] == 2 * (16 * 16 - 16 * 17 // 2)
+    assert (report["hh_gates"], report["ih_gates"]) == ("0011", None)
+    assert "`hh_gates=0011` (order i f g o)" in (tmp_path / "c" / "report.md").read_text()
+    explicit = compress(source, tmp_path / "e", budget=0.9999, hh_gates="0011", ih_gates="0000", dry_run=True,
+                        log=quiet)
+    assert (explicit["hh_gates"], explicit["ih_gates"]) == ("0011", "0000") and explicit["plan"] == {"rnn": "triangular"}
+
+
 def test_attention_candidates_tie_the_projections_qkv_chooses():
     """An attention layer's in_proj_weight is three (d, d) blocks; qkv chooses which a symmetry ties: the stored
     count is exact per mask, the untied block keeps its dense count, and qkv='000' leaves nothing to tie."""

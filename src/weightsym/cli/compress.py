@@ -50,10 +50,12 @@ def add_parser(sub) -> None:
                    help="layers that stay as they are (repeatable; default: none)")
     g.add_argument("--all-layers", action="store_true",
                    help="let the stem and the classifier be compressed too (default: they stay dense)")
-    g.add_argument("--hh-gates", type=checks.gate_mask, default="1111", metavar="MASK",
-                   help="recurrent layers: gates of weight_hh a channel symmetry ties (LSTM i f g o)")
+    g.add_argument("--hh-gates", type=checks.gate_mask, default=None, metavar="MASK",
+                   help="recurrent layers: gates of weight_hh a channel symmetry ties (LSTM i f g o; default: the "
+                        "run's, else 1111)")
     g.add_argument("--ih-gates", type=checks.gate_mask, default=None, metavar="MASK",
-                   help="recurrent layers: gates of weight_ih (needs input size == hidden size; default: none)")
+                   help="recurrent layers: gates of weight_ih (needs input size == hidden size; default: the run's, "
+                        "else none)")
     g.add_argument("--qkv", type=checks.qkv_mask, default=None, metavar="MASK",
                    help="transformer language models: which of the query, key and value projections of each "
                         "attention layer a symmetry ties, order q k v (e.g. 110; default: the run's, else 111)")

@@ -85,6 +85,9 @@ def write_report(out: Path, report: dict, log=print) -> dict:
              "## Plan", "", "```", json.dumps(plan, indent=2), "```", ""]
     if report.get("qkv", "111") != "111":
         lines[-1:-1] = [f"Attention layers: the symmetry ties the projections `qkv={report['qkv']}` (order q k v)."]
+    if report.get("kind") == "language-model" and (report.get("hh_gates", "1111") != "1111" or report.get("ih_gates")):
+        lines[-1:-1] = [f"Recurrent layers: the symmetry ties the gate blocks `hh_gates={report['hh_gates']}`"
+                        + (f", `ih_gates={report['ih_gates']}`" if report.get("ih_gates") else "") + " (order i f g o)."]
     if "projected" in report:
         lines += ["## Result", "", stage_table(report), "", "![metric against stored parameters](compress.png)", ""]
         plot(report, out / "compress.png")

@@ -47,7 +47,7 @@ def existing_plan(model) -> dict[str, str]:
 
 def compress(path, out, budget: float | None = None, plan: dict[str, str] | None = None, steps: int = 0,
              lr: float | None = None, distill: tuple[float, float] | None = None, symmetries: list[str] | None = None,
-             exclude: list[str] | None = None, keep_edges: bool = True, hh_gates: str = "1111",
+             exclude: list[str] | None = None, keep_edges: bool = True, hh_gates: str | None = None,
              ih_gates: str | None = None, qkv: str | None = None, data_dir: str | None = None,
              threads: int | None = None, compile: bool = False, progress: bool = False, dry_run: bool = False,
              log=print) -> dict:
@@ -60,9 +60,11 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     epochs, stopped after ``steps``.  ``distill=(temperature, weight)`` adds the KL term of
     :func:`weightsym.train.distill.distillation_loss` with the dense model as teacher (classifiers: per image;
     language models: per token, against the teacher's next-token distribution).  ``hh_gates``/``ih_gates``
-    (recurrent layers) and ``qkv`` (attention layers of a transformer language model: which of the query, key and
-    value projections a symmetry ties, e.g. ``"110"``; default: the source run's, else all three) apply to every
-    layer of the plan, as in ``symmetrize``.  ``dry_run``
+    (recurrent layers: which gate blocks a channel symmetry ties; default: the source run's, else ``"1111"`` and
+    none; ``"0000"`` ties none) and ``qkv`` (attention layers of a transformer language model: which of the query,
+    key and value projections a symmetry ties, e.g. ``"110"``; default: the source run's, else all three) apply to
+    every layer of the plan, as in ``symmetrize``, and are recorded in the written files' run config, which must
+    describe the layers the source run made symmetric too (a resumed or retrained run rebuilds them from it).  ``dry_run``
     stops after the table and the plan (nothing is projected or written but ``report.json``/``report.md``).
     """
     if (budget is None) == (plan is None):
@@ -74,6 +76,10 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     if kind not in ("classifier", "language-model") or description.config is None:
         raise ValueError(f"{description.path}: compress needs a `weightsym train` or `weightsym lm` checkpoint (it holds the run "
                          f"config: data and training options), not a {kind} file")
+    if hh_gates is None:
+        hh_gates = description.config.get("hh_gates") or "1111"
+    if ih_gates is None:
+        ih_gates = description.config.get("ih_gates")
     if qkv is None:
         qkv = (description.config.get("qkv") if kind == "language-model" else None) or "111"
     elif kind == "classifier" and qkv != "111":
@@ -99,7 +105,7 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     else:
         chosen, new_plan = None, dict(plan)
     full_plan = {**existing_plan(model), **new_plan}
-    report.update({"budget": budget, "plan": full_plan, "qkv": qkv, "candidates": [c.to_dict() for c in table],
+    report.update({"budget": budget, "plan": full_plan, "qkv": qkv, "hh_gates": hh_gates, "ih_gates": ih_gates, "candidates": [c.to_dict() for c in table],
                    "greedy": chosen.to_dict() if chosen else None})
     if dry_run:
         return write_report(out, report, log)
