@@ -7,11 +7,13 @@ paper's placement, ``--include '*conv2'``) and a dense WRN narrowed to the ``tri
 (``weightsym describe --match-dense``). Each run takes about an hour or two of the machine, so the script is resumable:
 ``run`` skips finished runs, continues a started one with ``--resume`` and starts the rest, ``--parallel N`` at a time
 (one torch thread each). ``page`` writes the results page from whichever runs have finished (summaries and logs are
-copied beside it; checkpoints never are).
+copied beside it; checkpoints never are).  ``restore`` puts committed summaries and logs back into a run folder
+(a fresh machine, or a clone), so ``run`` trains only the rows that are missing and ``page`` lists them all.
 
     python benchmarks/cifar_accuracy.py plan                               # the exact commands
     python benchmarks/cifar_accuracy.py run --root runs/cifar-accuracy --parallel 2 [--only dense.s0 triangular.s0]
     python benchmarks/cifar_accuracy.py page --root runs/cifar-accuracy --out docs/results/cifar10-accuracy
+    python benchmarks/cifar_accuracy.py restore --root runs/cifar-accuracy --from docs/results/cifar10-accuracy
 """
 
 from __future__ import annotations
@@ -166,6 +168,27 @@ def page(root: Path, out: Path) -> int:
     return 0
 
 
+def restore(root: Path, source: Path) -> int:
+    """Recreate the folder of every finished run whose summary and log ``page`` copied into ``source``; folders that
+    exist already (a run started or finished here) are left alone."""
+    restored = []
+    for variant, seed in RUNS:
+        name = run_name(variant, seed)
+        summary, log = source / f"{name}.summary.json", source / f"{name}.log.jsonl"
+        folder = root / name
+        if not (summary.exists() and log.exists()) or folder.exists():
+            continue
+        folder.mkdir(parents=True)
+        shutil.copy(summary, folder / "summary.json")
+        shutil.copy(log, folder / "log.jsonl")
+        if finished(folder) is None:        # page copies finished runs only; anything else is not ours to trust
+            shutil.rmtree(folder)
+            raise SystemExit(f"{summary}: not a finished run of this plan (epochs_completed != config epochs)")
+        restored.append(name)
+    print(f"restored {len(restored)} finished run(s) into {root}: {', '.join(restored) or 'none'}")
+    return 0
+
+
 def plot(root: Path, rows: list[dict], path: Path) -> None:
     """Test accuracy per epoch of every finished run (left) and final accuracy against stored parameters (right)."""
     import matplotlib
@@ -247,7 +270,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("page", help="summarise the finished runs and copy their summaries and logs to --out")
     p.add_argument("--root", type=Path, default=Path("runs/cifar-accuracy"))
     p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("restore", help="recreate finished runs' folders from the summaries and logs page copied")
+    p.add_argument("--root", type=Path, default=Path("runs/cifar-accuracy"))
+    p.add_argument("--from", dest="source", type=Path, default=Path("docs/results/cifar10-accuracy"))
     args = ap.parse_args(argv)
+    if args.what == "restore":
+        return restore(args.root, args.source)
     if args.what == "plan":
         for variant, seed in RUNS:
             print(shlex.join(command(variant, seed, args.root, 2)))

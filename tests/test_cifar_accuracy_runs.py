@@ -115,3 +115,22 @@ def test_run_skips_finished_resumes_started_and_starts_the_rest(script, tmp_path
     assert started[:2] == ["train", "--model"] and started[-1] == str(root / "dense.s1") and "--no-progress" in started
     for argv in launched:
         build_parser().parse_args(argv)
+
+
+def test_restore_brings_back_the_finished_runs_page_copied(script, tmp_path, capsys):
+    root, out, fresh = tmp_path / "runs", tmp_path / "page", tmp_path / "fresh"
+    _fake_run(root / "dense.s0", 0.90, 3, 219482)
+    _fake_run(root / "bisymmetric.s0", 0.88, 3, 147466)
+    assert script.main(["page", "--root", str(root), "--out", str(out)]) == 0
+    _fake_run(fresh / "dense.s0", 0.50, 1, 219482)                  # started here: left alone
+    assert script.main(["restore", "--root", str(fresh), "--from", str(out)]) == 0
+    assert "restored 1 finished run(s)" in capsys.readouterr().out
+    assert script.finished(fresh / "bisymmetric.s0")["test_accuracy"] == 0.88
+    assert (fresh / "bisymmetric.s0" / "log.jsonl").read_text() == (root / "bisymmetric.s0" / "log.jsonl").read_text()
+    assert script.finished(fresh / "dense.s0") is None                # not overwritten by the finished copy
+    # a copied summary that is not a finished run is refused and leaves no folder behind
+    summary = json.loads((out / "dense.s0.summary.json").read_text())
+    (out / "dense.s0.summary.json").write_text(json.dumps({**summary, "epochs_completed": 2}))
+    with pytest.raises(SystemExit, match="not a finished run"):
+        script.restore(tmp_path / "other", out)
+    assert not (tmp_path / "other" / "dense.s0").exists()
