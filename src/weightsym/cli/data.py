@@ -6,6 +6,7 @@ import argparse
 
 from weightsym.cli import checks
 from weightsym.cli.parser import add_command
+from weightsym.suggest import did_you_mean
 
 
 def downloadable(text: str) -> str:
@@ -13,7 +14,7 @@ def downloadable(text: str) -> str:
 
     key = _ALIASES.get(text.lower(), text.lower())
     if key not in RESOURCES:
-        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; downloadable: {', '.join(RESOURCES)} "
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}{did_you_mean(key, {**{k: k for k in RESOURCES}, **_ALIASES})}; downloadable: {', '.join(RESOURCES)} "
                                          "(MNIST-1D needs no download: it is generated offline)")
     return key
 

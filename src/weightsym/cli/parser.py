@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
+
+from weightsym import suggest
 
 
 def is_main_rank() -> bool:
@@ -22,8 +25,18 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         if is_main_rank():
-            sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+            sys.stderr.write(f"{self.prog}: error: {did_you_mean(message)} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
+
+
+def did_you_mean(message: str) -> str:
+    """argparse's ``invalid choice: 'trian' (choose from 'demo', 'train', ...)`` with the nearest choices put
+    first: ``invalid choice: 'trian' (did you mean 'train'?) (choose from ...)``; other messages unchanged."""
+    found = re.match(r"(.*invalid choice: '([^']*)')( \(choose from (.*)\))$", message, re.S)
+    if not found:
+        return message
+    return found.group(1) + suggest.did_you_mean(found.group(2), re.findall(r"'([^']*)'", found.group(4))) + \
+        found.group(3)
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -6,6 +6,7 @@ import argparse
 
 from weightsym.cli import checks
 from weightsym.cli.parser import add_command
+from weightsym.suggest import did_you_mean
 
 DEFAULT_ROOT = "weightsym-results"
 
@@ -14,7 +15,7 @@ def study_name(text: str) -> str:
     from weightsym.reproduce import list_studies
 
     if text not in list_studies():
-        raise argparse.ArgumentTypeError(f"unknown study {text!r}; studies: {', '.join(list_studies())} "
+        raise argparse.ArgumentTypeError(f"unknown study {text!r}{did_you_mean(text, list_studies())}; studies: {', '.join(list_studies())} "
                                          "(`weightsym reproduce --list` says what each takes)")
     return text
 

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightsym.suggest import did_you_mean
+
 from .cifar import CIFAR10_CLASSES, cifar_classes, load_cifar
 from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .loader import TensorLoader, subset_indices
@@ -49,7 +51,7 @@ def canonical_name(name: str) -> str:
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key not in DATASET_INFO:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_INFO)} (aliases: {', '.join(ALIASES)})")
+        raise ValueError(f"unknown dataset {name!r}{did_you_mean(key, {**{k: k for k in DATASET_INFO}, **ALIASES})}; known: {', '.join(DATASET_INFO)} (aliases: {', '.join(ALIASES)})")
     return key
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightsym.nn.modelfile import new_file_mode
+from weightsym.suggest import did_you_mean
 
 from .paths import data_root
 
@@ -302,7 +303,7 @@ def download_dataset(name: str, root: str | os.PathLike | None = None, variant: 
     """
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in RESOURCES:
-        raise ValueError(f"download_dataset: unknown dataset {name!r}; known: {', '.join(RESOURCES)}")
+        raise ValueError(f"download_dataset: unknown dataset {name!r}{did_you_mean(key, {**{k: k for k in RESOURCES}, **_ALIASES})}; known: {', '.join(RESOURCES)}")
     variants = RESOURCES[key]
     chosen = variant or next(iter(variants))
     if chosen not in variants:

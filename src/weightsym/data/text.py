@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from weightsym.suggest import did_you_mean
+
 from .paths import data_root, missing_data_error
 
 EOS = "<eos>"
@@ -121,7 +123,7 @@ def corpus_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """Folder holding corpus ``name``: ``<data root>/text/<name>``, or ``data_dir`` itself if the files are there."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in CORPORA:
-        raise ValueError(f"unknown corpus {name!r}; available: {', '.join(CORPORA)}")
+        raise ValueError(f"unknown corpus {name!r}{did_you_mean(key, {**{k: k for k in CORPORA}, **ALIASES})}; available: {', '.join(CORPORA)}")
     sub, files = CORPORA[key]
     root = data_root(data_dir)
     for candidate in (root / sub, root / Path(sub).name, root):

@@ -33,6 +33,8 @@ from typing import Any
 
 from torch import nn
 
+from weightsym.suggest import did_you_mean
+
 from .resnet import RESNET_LAYOUTS, resnet
 from .small import MLP, MNIST1DCNN, FashionCNN
 from .wrn import wrn
@@ -147,7 +149,7 @@ def _spec(name: str) -> ModelSpec:
         return _REGISTRY[key]
     spec = _parametric_spec(key)
     if spec is None:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())} "
+        raise ValueError(f"unknown model {name!r}{did_you_mean(key, list_models())}; valid names: {', '.join(list_models())} "
                          f"(and any wrn-D-W[-bottleneck] with D = 6n+4)")
     return spec
 

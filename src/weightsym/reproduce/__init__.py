@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 
+from weightsym.suggest import did_you_mean
+
 STUDIES: dict[str, str] = {
     "params": "weightsym.reproduce.params",
     "width-sweep": "weightsym.reproduce.width_sweep",
@@ -34,5 +36,5 @@ def list_studies() -> list[str]:
 def get_study(name: str):
     """The study module for ``name``; unknown names raise ``ValueError`` listing the valid ones."""
     if name not in STUDIES:
-        raise ValueError(f"unknown study {name!r}; available: {', '.join(list_studies()) or '(none yet)'}")
+        raise ValueError(f"unknown study {name!r}{did_you_mean(name, list_studies())}; available: {', '.join(list_studies()) or '(none yet)'}")
     return importlib.import_module(STUDIES[name])

@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+from weightsym.suggest import did_you_mean
 from weightsym.symmetry.base import ChannelTying, Composite, KernelRepeat, Repeat, SpatialTying, Symmetry
 from weightsym.symmetry.matrix import Average, Eigen, LowRank
 
@@ -96,7 +97,7 @@ def _one(text: str, plane: str | None) -> Symmetry:
     if head not in table:
         valid = ", ".join(f"{n} ({'/'.join(s.aliases)})" if s.aliases else n
                           for n, s in {**CHANNEL, **SPATIAL}.items())
-        raise ValueError(f"unknown symmetry {text!r}; valid names (aliases): {valid}; "
+        raise ValueError(f"unknown symmetry {text!r}{did_you_mean(head, {k: v[1] for k, v in table.items()})}; valid names (aliases): {valid}; "
                          "compose a channel and a spatial one with '+', e.g. 'tri+spa'")
     found_plane, name = table[head]
     if name == "repeat" and len(opts) > 1 and opts[1] in ("kh", "kw"):
