@@ -18,6 +18,8 @@ its time over the mean of the dense runs around it, and tables show medians over
     python benchmarks/bench_train_step.py --quick                                    # smoke-sized, seconds
     python benchmarks/bench_train_step.py --sections placement --modes compiled --batch 128 \
         --markdown docs/results/cifar10-accuracy/step-time.md --out docs/results/cifar10-accuracy/step-time.json
+    python benchmarks/bench_train_step.py --sections policies --cases bisymmetric eighth --modes compiled \
+        --batch 128 --markdown docs/results/fold-policies.md --out docs/results/fold-policies.json
 """
 
 from __future__ import annotations
@@ -153,6 +155,36 @@ def run_models(cases, repeats, modes, batch: int) -> list[dict]:
     return rows
 
 
+def run_policies(cases, repeats, modes, batch: int) -> list[dict]:
+    """The fold policies side by side on whole models: the gather path, ``policy="auto"`` (the cost model) and
+    ``policy="measure"`` (each layer timed on this machine first), each against dense, interleaved."""
+    rows = []
+    for name, model_name, options, _ in cases:
+        torch.manual_seed(0)
+        dense = create_model(model_name)
+        x = torch.randn(batch, 3, 32, 32)
+        target = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(0))
+        gather = copy.deepcopy(dense)
+        symmetric = ws.symmetrize(gather, **options).symmetric
+        for compiled in modes:
+            mode = "compiled" if compiled else "eager"
+            variants, folded, reports = {"gather": gather}, {}, {}
+            for policy in ("auto", "measure"):
+                model = copy.deepcopy(gather)
+                start = time.perf_counter()
+                report = fold_training(model, policy=policy, compiled=compiled, example_input=x)
+                variants[policy] = model
+                folded[policy], reports[policy] = report.folded, str(report)
+                print(f"\n== {name} ({mode}, policy {policy}: {time.perf_counter() - start:.0f} s)\n{report}",
+                      flush=True)
+            measure_seconds = time.perf_counter() - start
+            rows.append({"case": name, "mode": mode, "symmetric_layers": len(symmetric), "folded": folded,
+                         "reports": reports, "measure_seconds": measure_seconds,
+                         "timing": compare(dense.train(), variants, x, target, repeats, [compiled])})
+            _print_row(rows[-1])
+    return rows
+
+
 def run_tyings(channels: int, batch: int, size: int, repeats: int, modes) -> list[dict]:
     """Every tying on a stack of two 3x3 convs (BN, ReLU), with ``fold_training(policy="auto")``: what a user gets."""
     torch.manual_seed(0)
@@ -254,6 +286,25 @@ def markdown(payload: dict, command: str) -> str:
                              f"{t['dense_seconds'] * 1e3:.1f} | {speedup(v['gather']['ratio'])} | "
                              f"{speedup(v['fold']['ratio'])} | {len(row['folded_by_mode'][mode])} of {row['symmetric_layers']} |")
         lines.append("")
+    if payload.get("policies"):
+        lines += ["## Fold policies: the cost model (`auto`) against timing each layer first (`measure`)", "",
+                  "`fold_training(policy=\"auto\")` folds the layers a cost model fitted on one CPU expects to be "
+                  "faster; `policy=\"measure\"` times each foldable layer's training step on this machine, folded "
+                  "and gathered, and folds where the fold is at least 5% faster (the time it took is the last "
+                  "column).  Each model's step against dense, interleaved.", "",
+                  "| case | mode | dense ms | gather | auto | folded (auto) | measure | folded (measure) | "
+                  "measuring took |", "|---|---|---:|---|---|---:|---|---:|---:|"]
+        for row in payload["policies"]:
+            for mode, t in row["timing"].items():
+                v, n = t["variants"], row["symmetric_layers"]
+                lines.append(f"| {row['case']} | {mode} | {t['dense_seconds'] * 1e3:.1f} | "
+                             f"{speedup(v['gather']['ratio'])} | {speedup(v['auto']['ratio'])} | "
+                             f"{len(row['folded']['auto'])} of {n} | {speedup(v['measure']['ratio'])} | "
+                             f"{len(row['folded']['measure'])} of {n} | {row['measure_seconds']:.0f} s |")
+        lines.append("")
+        for row in payload["policies"]:
+            lines += [f"Layers of *{row['case']}*, {row['mode']}, `policy=\"measure\"`:", "",
+                      row["reports"]["measure"], ""]
     if payload.get("tyings"):
         lines += ["## Every tying, as a user gets it (`fold_training(policy=\"auto\")`)", "",
                   "Two 3×3 convs with BatchNorm and ReLU, C → C, batch and size in the JSON; every conv symmetric. "
@@ -279,8 +330,11 @@ def markdown(payload: dict, command: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", nargs="+", default=["layers", "models", "tyings", "lstm"],
-                    choices=["layers", "models", "tyings", "lstm", "placement"],
-                    help="what to time (default: all but placement, the CIFAR-10 accuracy runs' models)")
+                    choices=["layers", "models", "tyings", "lstm", "placement", "policies"],
+                    help="what to time (default: all but placement, the CIFAR-10 accuracy runs' models, and "
+                         "policies, the fold policies auto and measure on those models)")
+    ap.add_argument("--cases", nargs="+", metavar="TEXT",
+                    help="placement/policies: only the models whose name contains one of these (e.g. bisymmetric)")
     ap.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default 9)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -303,7 +357,11 @@ def main(argv=None) -> int:
     if "models" in args.sections and not args.quick:
         payload["models"] = run_models(MODEL_CASES, args.repeats, modes, args.batch)
     if "placement" in args.sections and not args.quick:
-        payload["placement"] = run_models(PLACEMENT_CASES, args.repeats, modes, args.batch)
+        cases = [c for c in PLACEMENT_CASES if not args.cases or any(k in c[0] for k in args.cases)]
+        payload["placement"] = run_models(cases, args.repeats, modes, args.batch)
+    if "policies" in args.sections and not args.quick:
+        cases = [c for c in PLACEMENT_CASES if not args.cases or any(k in c[0] for k in args.cases)]
+        payload["policies"] = run_policies(cases, args.repeats, modes, args.batch)
     if "tyings" in args.sections:
         for c in ([8] if args.quick else args.tying_channels):
             payload.setdefault("tyings", []).extend(

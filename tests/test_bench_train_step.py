@@ -65,3 +65,31 @@ def test_placement_page_reports_the_fold_path_and_folded_layers(bench):
                            "args": {"repeats": 3}, "placement": [row]}, "cmd")
     assert "| WRN-16-4-bottleneck, bisymmetric at *conv2 | 147,914 (219,482) | compiled | 200.0 | 1.05× slower | " \
            "1.25× faster | 2 of 6 |" in page
+
+
+def test_policies_section_times_auto_and_measure_against_dense(bench, monkeypatch):
+    """The policies section builds the gather, auto and measure variants of each chosen model (measure timing its
+    layers on the benchmark's own batch), times them against dense, and its table names what each policy folded."""
+    from weightsym.fast import calibrate
+
+    monkeypatch.setattr(calibrate, "time_calls", lambda steps, rounds=5, budget=2.0: {"gather": 1.0, "fold": 2.0})
+    timed = {}
+
+    def compare(dense, variants, x, target, repeats, modes):
+        timed.update(variants)
+        return {"eager": {"dense_seconds": 0.1, "variants": {k: {"seconds": 0.1, "ratio": r} for k, r in
+                                                            (("gather", 1.0), ("auto", 0.8), ("measure", 1.0))}}}
+
+    monkeypatch.setattr(bench, "compare", compare)
+    cases = [c for c in bench.PLACEMENT_CASES if "bisymmetric" in c[0]]
+    rows = bench.run_policies(cases, repeats=1, modes=[False], batch=2)
+    assert sorted(timed) == ["auto", "gather", "measure"]
+    (row,) = rows
+    assert row["folded"]["measure"] == []          # every layer measured slower folded: none folds
+    assert len(row["folded"]["auto"]) == 6         # the cost model folds all six
+    page = bench.markdown({"machine": {"cpu_count": 2, "processor": "cpu", "platform": "p", "torch": "t",
+                                       "torch_threads": 2, "allocator": "a", "date": "d"},
+                           "args": {"repeats": 1}, "policies": rows}, "cmd")
+    assert "| WRN-16-4-bottleneck, bisymmetric at *conv2 | eager | 100.0 | 1.00× slower | 1.25× faster | 6 of 6 | " \
+           "1.00× slower | 0 of 6 |" in page
+    assert "measured 0.50x (eager; folds from 1.05x)" in page

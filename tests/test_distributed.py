@@ -39,6 +39,7 @@ def test_single_process_context_outside_torchrun(monkeypatch):
     ctx = setup("cpu")
     assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed) == (0, 1, True, False)
     assert ctx.all_reduce_sum([1.5, 2]) == [1.5, 2.0] and ctx.all_gather_int(7) == [7]
+    assert ctx.broadcast_object(["conv1"]) == ["conv1"]
     model = torch.nn.Linear(2, 2)
     assert ctx.wrap(model) is model
     with pytest.raises(ValueError, match="no CUDA"):
@@ -90,3 +91,18 @@ def test_two_process_resume_is_exact(full_run, tmp_path):
     b = load_file(str(tmp_path / "cut" / "checkpoint.safetensors"))
     for key in (k for k in a if k.startswith(("model.", "optim."))):
         assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_two_process_fold_measure_is_decided_once_and_shared(tmp_path):
+    """`--fold measure` under torchrun: rank 0 times the layers, the other rank replays its choice (sent as JSON),
+    and the choice lands in the checkpoint; both ranks end with identical weights."""
+    out = tmp_path / "measure"
+    result = torchrun(out, "--max-steps", "2", "--fold", "measure")
+    assert result.stdout.count("fold training (measure): timing") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["fold_training"]
+    assert [r["name"] for r in rows] == ["conv1", "conv2"] and all("measured" in r["why"] for r in rows)
+    state = load_checkpoint(out / "checkpoint.safetensors")
+    assert state["fold_layers"] == [r["name"] for r in rows if r["path"] == "fold"]
+    assert len(set(summary["rank_digests"])) == 1

@@ -309,3 +309,123 @@ def test_train_command_folds_and_ends_where_the_gather_path_ends(tmp_path):
     for key in fa:
         if fa[key].is_floating_point():
             torch.testing.assert_close(fa[key], ga[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+def _fake_timer(monkeypatch, ratios):
+    """Make calibrate.time_calls report, layer after layer, gather/fold time ratios from ``ratios``."""
+    from weightsym.fast import calibrate
+
+    calls = iter(ratios)
+
+    def fake(steps, rounds=5, budget=2.0):
+        assert set(steps) == {"gather", "fold"}
+        for step in steps.values():  # the steps run: a forward and a backward of the layer
+            step()
+        return {"gather": next(calls), "fold": 1.0}
+
+    monkeypatch.setattr(calibrate, "time_calls", fake)
+
+
+def test_measure_policy_folds_where_the_timed_step_is_faster(monkeypatch):
+    """policy="measure" folds exactly the layers whose timed fold step beats the gather step by the margin (5%):
+    1.30x and 1.06x fold, 1.04x and 0.90x keep the gather; the reasons quote the measured ratios."""
+    net = _net("block", "dihedral")
+    _fake_timer(monkeypatch, [1.30, 1.04, 0.90, 1.06])
+    report = fold_training(net, policy="measure", compiled=False, example_input=torch.randn(6, 3, 6, 6))
+    foldable = [r for r in report.rows if r.kernel != "dense op" or "measured" in r.why]
+    assert [r.name for r in foldable] == ["2", "5", "8", "10"]
+    assert report.folded == ["2", "10"]
+    assert [r.why.split("measured ")[1][:5] for r in foldable] == ["1.30x", "1.04x", "0.90x", "1.06x"]
+    assert all("(eager" in r.why for r in foldable)
+    assert [KERNEL in net[int(n)]._modules for n in ("2", "5", "8", "10")] == [True, False, False, True]
+
+
+def test_measure_policy_leaves_the_model_and_the_rng_as_they_were():
+    """Measuring (real timing, eager) neither updates BatchNorm statistics nor draws from the global RNG nor leaves
+    the model in eval mode; whatever it picks, the model computes what the gather path computes."""
+    net = _net("block", "dihedral")
+    x = torch.randn(6, 3, 6, 6)
+    net.eval()
+    expected = net(x)
+    net.train()
+    stats = [b.clone() for b in net[3].buffers()]
+    example = torch.randn(6, 3, 6, 6)
+    rng = torch.get_rng_state()
+    report = fold_training(net, policy="measure", compiled=False, example_input=example)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(a, b) for a, b in zip(stats, net[3].buffers()))
+    assert net.training
+    assert [r.name for r in report.rows if "measured" in r.why] == ["2", "5", "8", "10"]
+    assert all(p.grad is None for p in net.parameters())  # the timed steps leave no gradients behind
+    net.eval()
+    torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_measure_needs_an_example_and_layers_replays_a_choice():
+    net = _net("block", "dihedral")
+    with pytest.raises(ValueError, match="example_input"):
+        fold_training(net, policy="measure")
+    report = fold_training(net, policy="never", layers=["2", "8"])  # layers= wins over the policy
+    assert report.folded == ["2", "8"]
+    assert [r.why for r in report.rows] == ["replayed", "replayed: not among the folded layers", "replayed",
+                                            "replayed: not among the folded layers"]
+    with pytest.raises(ValueError, match=r"layers=: 7 is not a layer that can train through a fold \(foldable: "
+                                         r"2, 5, 8, 10\)"):
+        fold_training(net, layers=["2", "7"])
+
+
+def test_measure_policy_falls_back_to_the_model_for_layers_the_example_does_not_reach(monkeypatch):
+    class TwoHeads(nn.Module):  # only one head runs on this input
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused, self.out = nn.Linear(512, 512), nn.Linear(512, 512), nn.Linear(512, 4)
+
+        def forward(self, x):
+            return self.out(self.used(x))
+
+    net = TwoHeads()
+    ws.symmetrize(net, channel="block", include=["used", "unused"])
+    _fake_timer(monkeypatch, [2.0])
+    report = fold_training(net, policy="measure", compiled=False, example_input=torch.randn(4, 512))
+    why = {r.name: r.why for r in report.rows}
+    assert "measured 2.00x" in why["used"]
+    assert why["unused"].startswith("not reached by example_input; estimated:")
+
+
+@pytest.mark.slow
+def test_measure_policy_compiles_each_layer_and_resets_dynamo(monkeypatch):
+    """compiled=True times torch.compile'd copies of each layer and resets dynamo after each (no compiled frames are
+    left to count against the recompile limit of the model's own compile); the model trains like the gather path."""
+    import torch._dynamo
+
+    resets = []
+    reset = torch._dynamo.reset
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: (resets.append(1), reset()))
+    net = _net("block", "dihedral")
+    reference = copy.deepcopy(net)
+    report = fold_training(net, policy="measure", compiled=True, example_input=torch.randn(6, 3, 6, 6))
+    assert [r.name for r in report.rows if "(compiled" in r.why] == ["2", "5", "8", "10"]
+    assert len(resets) == 4
+    assert _train(net, steps=2) == pytest.approx(_train(reference, steps=2), rel=1e-4, abs=1e-5)
+
+
+def test_train_command_measures_once_and_resume_replays_the_choice(tmp_path, monkeypatch):
+    """`--fold measure`: the choice is measured at the start, stored in the checkpoint, and a resumed run replays it
+    without timing anything; the run reaches the weights of an uninterrupted one."""
+    from weightsym.fast import training
+    from weightsym.train import TrainConfig, load_checkpoint, train
+
+    base = dict(model="mnist1d-cnn", model_args={"width": 16}, channel="block", spatial="rot180", train_subset=256,
+                batch_size=64, epochs=2, lr=0.05, progress=False, threads=1, fold="measure")
+    _fake_timer(monkeypatch, itertools.cycle([0.5, 3.0]))  # conv1 slower folded, conv2 faster
+    full = train(TrainConfig(**base, out=str(tmp_path / "full")))
+    assert [r["path"] for r in full["fold_training"]] == ["gather", "fold"]
+    assert load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")["fold_layers"] == ["conv2"]
+
+    _fake_timer(monkeypatch, itertools.cycle([0.5, 3.0]))
+    train(TrainConfig(**base, out=str(tmp_path / "cut"), max_steps=5))
+    monkeypatch.setattr(training, "_measure", lambda *a: pytest.fail("a resumed run must not measure again"))
+    resumed = train(TrainConfig(**base, out=str(tmp_path / "cut"), resume=True))
+    assert [(r["path"], r["why"]) for r in resumed["fold_training"]] == [
+        ("gather", "replayed: not among the folded layers"), ("fold", "replayed")]
+    assert resumed["weights_sha256"] == full["weights_sha256"]

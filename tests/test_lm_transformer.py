@@ -138,3 +138,34 @@ def test_the_lstm_recipe_and_the_transformer_defaults(tmp_path, capsys):
     assert LMConfig(rnn_type="transformer", emb=64, hidden=64, init="project").symmetry_options() is None
     opts = LMConfig(rnn_type="transformer", emb=64, hidden=64, channel="triangular", init="project").symmetry_options()
     assert opts["init"] == "project" and opts["qkv"] == "111"
+
+
+def test_fold_measure_times_the_feed_forward_layers_once_and_resume_replays(shared_data, tmp_path, monkeypatch):
+    """`weightsym lm --fold measure`: the block-tied feed-forward layers of a transformer are timed on a token batch of
+    the training shape (the global RNG untouched: the run equals an `--fold never` run up to float rounding); the
+    choice is kept in the checkpoint and a resumed run replays it without timing."""
+    from weightsym.fast import calibrate, training
+    from weightsym.train.checkpoint import checkpoint_info
+
+    root = ptb_root(shared_data)
+    options = dict(corpus="ptb", data_dir=root, rnn_type="transformer", emb=32, hidden=32, layers=1, heads=2,
+                   bptt=16, batch_size=16, eval_batch_size=16, channel="block", include=["*.ff.*"], lr=3e-3,
+                   max_train_tokens=4_000, max_eval_tokens=1_000, seed=3, threads=1)
+    ratios = iter([3.0, 0.5])  # ff.up faster folded, ff.down slower
+
+    def fake(steps, rounds=5, budget=2.0):
+        for step in steps.values():
+            step()
+        return {"gather": next(ratios), "fold": 1.0}
+
+    monkeypatch.setattr(calibrate, "time_calls", fake)
+    quiet = dict(progress=False, log=lambda *a: None)
+    first = fit(LMConfig(**options, epochs=1, fold="measure", out=str(tmp_path / "m")), **quiet)
+    assert [(r["name"], r["path"]) for r in first["fold_training"]] == [("blocks.0.ff.up", "fold"),
+                                                                         ("blocks.0.ff.down", "gather")]
+    assert checkpoint_info(tmp_path / "m" / "last.safetensors")["state"]["fold_layers"] == ["blocks.0.ff.up"]
+    monkeypatch.setattr(training, "_measure", lambda *a: pytest.fail("a resumed run must not measure again"))
+    resumed = fit(LMConfig(**options, epochs=2, fold="measure", out=str(tmp_path / "m")), resume=True, **quiet)
+    assert [r["why"] for r in resumed["fold_training"]] == ["replayed", "replayed: not among the folded layers"]
+    never = fit(LMConfig(**options, epochs=2, fold="never", out=str(tmp_path / "n")), **quiet)
+    assert resumed["valid_ppl"] == pytest.approx(never["valid_ppl"], rel=1e-4)

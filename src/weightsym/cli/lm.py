@@ -15,7 +15,7 @@ KEPT_ON_RESUME = ("epochs", "compile", "fold", "threads")
 
 
 def add_parser(sub) -> None:
-    from weightsym.lm.train import MODEL_DEFAULTS, LMConfig
+    from weightsym.lm.train import FOLD_POLICIES, MODEL_DEFAULTS, LMConfig
     from weightsym.symmetry.layout import INIT_RULES
     from weightsym.train.recipes import LM_RECIPES
 
@@ -111,9 +111,11 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run the training forward through torch.compile (default off; evaluation and checkpoints "
                         "use the eager model)")
-    p.add_argument("--fold", choices=("auto", "always", "never"),
-                   help="symmetric Linear/Conv layers train through their folds where it pays (auto), always or "
-                        f"never; recurrent layers always expand into the fused kernel (default {d.fold})")
+    p.add_argument("--fold", choices=FOLD_POLICIES,
+                   help="symmetric Linear/Conv layers train through their folds where the cost model says it pays "
+                        "(auto), where a timed training step of each layer on this machine says so (measure; "
+                        "seconds per layer, kept on resume), always or never; recurrent layers always expand into "
+                        f"the fused kernel (default {d.fold})")
     p.add_argument("--no-progress", action="store_true", default=False, help="no progress bar (default: shown)")
     p.add_argument("--json", action="store_true", default=False,
                    help="print the final summary as JSON instead of a table")

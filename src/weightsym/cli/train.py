@@ -107,9 +107,11 @@ def add_parser(sub) -> None:
                         "use the eager model; a tiny model takes 10-30 s to compile on a CPU)")
     g.add_argument("--fold", choices=FOLD_CHOICES,
                    help="symmetric layers whose structure saves multiplies train through their folds: auto (where "
-                        "the saving outweighs the folds' memory passes, decided per layer; measured rules differ "
-                        "with --compile), always, never (the dense-weight gather); default auto; the log names the "
-                        "folded layers")
+                        "a cost model says the saving outweighs the folds' memory passes; fitted on one CPU, with "
+                        "rules that differ with --compile), measure (where a timed training step of each layer on "
+                        "this machine says so: seconds per layer, a minute or so for a WRN with --compile; the "
+                        "choice is kept on --resume), always, never (the dense-weight gather); default auto; the log "
+                        "names the folded layers")
     p.set_defaults(func=run)
 
 

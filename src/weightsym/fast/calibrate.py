@@ -17,6 +17,7 @@ Linear: both sizes ≥ :data:`LINEAR_MIN`; conv channel folding: ≥ :data:`CONV
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -50,18 +51,27 @@ def time_candidates(candidates: dict[str, nn.Module], args: tuple, rounds: int =
 
     Stops early once ``budget`` wall seconds have been spent (after at least 2 rounds).
     """
-    best = {name: float("inf") for name in candidates}
-    start = time.perf_counter()
     with torch.no_grad():
-        for module in candidates.values():  # warm-up (first calls allocate and pick algorithms)
-            module(*args)
-        for r in range(rounds):
-            for name, module in (candidates.items() if r % 2 == 0 else reversed(candidates.items())):
-                t0 = time.process_time()
-                module(*args)
-                best[name] = min(best[name], time.process_time() - t0)
-            if r >= 1 and time.perf_counter() - start > budget:
-                break
+        return time_calls({name: (lambda m=module: m(*args)) for name, module in candidates.items()}, rounds, budget)
+
+
+def time_calls(calls: dict[str, Callable[[], object]], rounds: int = 5, budget: float = 2.0) -> dict[str, float]:
+    """Best-of-``rounds`` process CPU seconds of each call, after one warm-up call each, in interleaved rounds.
+
+    Odd rounds run the calls in reverse order, so neither is always first after the other; stops early once
+    ``budget`` wall seconds have been spent (after at least 2 rounds).
+    """
+    best = {name: float("inf") for name in calls}
+    for call in calls.values():  # warm-up (first calls allocate, pick algorithms, compile)
+        call()
+    start = time.perf_counter()
+    for r in range(rounds):
+        for name, call in (calls.items() if r % 2 == 0 else reversed(calls.items())):
+            t0 = time.process_time()
+            call()
+            best[name] = min(best[name], time.process_time() - t0)
+        if r >= 1 and time.perf_counter() - start > budget:
+            break
     return best
 
 

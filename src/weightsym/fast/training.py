@@ -29,6 +29,7 @@ The layer's ``forward`` is overridden on the instance (the class is untouched) a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -56,6 +57,12 @@ MIN_SPEEDUP = 1.15
 # Below these multiply-adds per output element the per-call cost of the extra ops (not modelled) dominates: measured
 # on the same grid, e.g. a block Linear of 32 or a 16 -> 64 1x1 conv trains slower folded, compiled or not.
 MIN_MACS = {True: {"spatial": 256, "channel": 64}, False: {"spatial": 256, "channel": 128}}
+# The model above is fitted on one CPU (an AMD EPYC); another can disagree: on an Intel Xeon the bisymmetric
+# WRN-16-4-bottleneck it folds trains 1.05x slower than gathered (docs/results/cifar10-accuracy.md, step time).  policy="measure" times each layer instead: a training
+# step (forward, backward to the input and the free values) of the layer on its own input, folded and gathered, and
+# folds only where the fold is at least MEASURE_MARGIN faster.
+MEASURE_MARGIN = 0.05
+POLICIES = ("auto", "measure", "always", "never")
 
 
 @dataclass
@@ -205,20 +212,35 @@ def _decide(kernel: FoldKernel, policy: str, compiled: bool) -> tuple[bool, str]
     return True, f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies, estimated {speedup:.2f}x faster ({mode})"
 
 
-def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True) -> FoldReport:
+def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True, *, example_input=None,
+                  layers: Iterable[str] | None = None, margin: float = MEASURE_MARGIN) -> FoldReport:
     """Let the symmetric Linear/Conv1d/Conv2d layers of ``model`` train through their folds (in place).
 
     ``policy``: ``"auto"`` folds a layer when its structure saves enough multiplies and its product is large enough
-    for the saving to outweigh the folds' memory passes (:func:`estimated_speedup`, a cost model measured on CPU; it
-    differs for ``compiled`` models, where the folds fuse into their neighbours, and eager ones); ``"always"`` folds every layer whose
-    structure saves multiplies; ``"never"`` removes every fold (same as :func:`unfold_training`).  Layers without
-    such structure (``triangular``, ``transpose``, the matrix maps, recurrent layers) keep the gather path.
+    for the saving to outweigh the folds' memory passes (:func:`estimated_speedup`, a cost model measured on one CPU;
+    it differs for ``compiled`` models, where the folds fuse into their neighbours, and eager ones); ``"measure"``
+    times each such layer's training step on this machine, folded and gathered, on the input it receives from
+    ``example_input`` (a batch shaped like the training batches; its values do not matter), compiled per layer when
+    ``compiled``, and folds where the fold is at least ``margin`` faster (best of interleaved rounds of process CPU
+    time; a few seconds per layer, more when compiling); ``"always"`` folds every layer whose structure saves
+    multiplies; ``"never"`` removes every fold (same as :func:`unfold_training`).  Layers without such structure
+    (``triangular``, ``transpose``, the matrix maps, recurrent layers) keep the gather path.
 
-    Call it after :func:`weightsym.symmetrize` and before ``torch.compile``/``DistributedDataParallel``; calling it
-    again re-decides every layer.  Returns a :class:`FoldReport` (which layers fold, and why or why not).
+    ``layers`` replays a decision instead of making one: exactly the named layers fold (names as in
+    :attr:`FoldReport.folded`; a name that is not a foldable layer raises ``ValueError``) — e.g. a resumed run, or
+    the other processes of a distributed one, taking the measured choice of the first.
+
+    Measuring leaves the model as it was (training mode, BatchNorm statistics, the global RNG) and resets
+    ``torch._dynamo`` when it compiled.  Call it after :func:`weightsym.symmetrize` and before
+    ``torch.compile``/``DistributedDataParallel``; calling it again re-decides every layer.  Returns a
+    :class:`FoldReport` (which layers fold, and why or why not).
     """
-    if policy not in ("auto", "always", "never"):
-        raise ValueError(f"policy={policy!r}: use 'auto', 'always' or 'never'")
+    if policy not in POLICIES:
+        raise ValueError(f"policy={policy!r}: use one of {', '.join(map(repr, POLICIES))}")
+    chosen = None if layers is None else set(layers)
+    if policy == "measure" and chosen is None and example_input is None:
+        raise ValueError("policy='measure' needs example_input=: a batch shaped like the training batches (the "
+                         "values do not matter), to time each layer on the input it receives")
     from weightsym.nn import symmetric_layers
 
     from weightsym.nn.symmetrize import attention_layers
@@ -226,6 +248,10 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True)
     attention = attention_layers(model)  # an attention out_proj is never called: its owner reads its weight
     report = FoldReport()
     seen: set[int] = set()
+    inputs, foldable, measured = None, [], {}
+    if policy == "measure" and chosen is None:
+        unfold_training(model)  # record every layer's input on the gather path
+        inputs = _layer_inputs(model, example_input)
     for qualified, module, symmetry in symmetric_layers(model):
         if id(module) in seen:
             continue
@@ -241,12 +267,27 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True)
             report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "gather", "dense op", 1.0,
                                           "attention out_proj: the attention kernel reads its weight"))
             continue
-        kernel = None if policy == "never" else fold_kernel(module)
+        kernel = None if policy == "never" and chosen is None else fold_kernel(module)
         if kernel is None:
             why = "policy never" if policy == "never" else "no fold saves multiplies for this symmetry"
             report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "gather", "dense op", 1.0, why))
             continue
-        use, why = _decide(kernel, policy, compiled)
+        foldable.append(name)
+        if chosen is not None:
+            use, why = name in chosen, "replayed" + ("" if name in chosen else ": not among the folded layers")
+            chosen.discard(name)
+        elif policy == "measure" and name in inputs:  # layers alike on inputs alike share one measurement
+            x = inputs[name]
+            key = (kind, symmetry.spec, tuple(param.shape), repr(sorted(kernel.conv.items())), tuple(x.shape), x.dtype)
+            if key not in measured:
+                measured[key] = name, _measure(module, kernel, x, compiled, margin)
+            first, (use, why) = measured[key]
+            why = why if first == name else f"{why}, as {first}"
+        elif policy == "measure":
+            use, why = _decide(kernel, "auto", compiled)
+            why = f"not reached by example_input; estimated: {why}"
+        else:
+            use, why = _decide(kernel, policy, compiled)
         description = _describe(kernel)
         if use:
             kernel = kernel.to(device=param.index.device)
@@ -254,7 +295,70 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True)
         report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "fold" if use else "gather",
                                       description if use else "dense op",
                                       kernel.multiply_fraction if use else 1.0, why))
+    if chosen:
+        raise ValueError(f"layers=: {', '.join(sorted(chosen))} is not a layer that can train through a fold "
+                         f"(foldable: {', '.join(foldable) or 'none'})")
     return report
+
+
+def _layer_inputs(model: nn.Module, example_input) -> dict[str, torch.Tensor]:
+    """The input each symmetric layer receives from ``example_input``, model in eval mode (BatchNorm statistics kept)."""
+    from weightsym.fast.calibrate import record_inputs
+    from weightsym.nn import symmetric_layers
+
+    modules = {}
+    for qualified, module, _ in symmetric_layers(model):
+        modules.setdefault(qualified.rsplit(".", 1)[0] if "." in qualified else "", module)
+    was_training = model.training
+    model.eval()
+    try:
+        seen = record_inputs(model, modules, example_input)
+    finally:
+        model.train(was_training)
+    return {name: args[0] for name, args in seen.items() if args and torch.is_tensor(args[0])}
+
+
+def _measure(module: nn.Module, kernel: FoldKernel, x: torch.Tensor, compiled: bool, margin: float) -> tuple[bool, str]:
+    """Time a training step of ``module`` on ``x``, gathered and folded; fold if the fold is ``margin`` faster."""
+    import copy
+
+    from weightsym.fast.calibrate import time_calls
+
+    folded = copy.deepcopy(module)
+    set_kernel(folded, kernel.to(device=x.device), _folded_forward)
+    generator = torch.Generator(device=x.device).manual_seed(0)  # never the global RNG: training must not change
+    with torch.no_grad():
+        grad = torch.randn(module(x).shape, generator=generator, device=x.device, dtype=x.dtype)
+    steps = {path: _training_step(layer, x, grad, compiled) for path, layer in (("gather", module),
+                                                                                 ("fold", folded))}
+    try:
+        times = time_calls(steps, rounds=15, budget=4.0)
+    finally:
+        for layer in (module, folded):
+            for p in layer.parameters():
+                p.grad = None
+        if compiled:
+            torch._dynamo.reset()  # one compiled copy per layer: never let them count against the recompile limit
+    ratio = times["gather"] / max(times["fold"], 1e-12)
+    mode = "compiled" if compiled else "eager"
+    saving = f"{1 / kernel.multiply_fraction:.1f}x fewer multiplies"
+    if ratio >= 1 / (1 - margin):
+        return True, f"{saving}, measured {ratio:.2f}x faster ({mode})"
+    return False, f"{saving}, but measured {ratio:.2f}x ({mode}; folds from {1 / (1 - margin):.2f}x)"
+
+
+def _training_step(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor, compiled: bool):
+    forward = torch.compile(layer, dynamic=False) if compiled else layer
+    x = x.detach().clone().requires_grad_(True)
+    params = [p for p in layer.parameters() if p.requires_grad]
+
+    def step():
+        for p in params:
+            p.grad = None
+        x.grad = None
+        forward(x).backward(grad)
+
+    return step
 
 
 def unfold_training(model: nn.Module) -> int:

@@ -47,6 +47,7 @@ from torch import nn
 
 import weightsym as ws
 from weightsym.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
+from weightsym.fast.training import POLICIES as FOLD_POLICIES
 from weightsym.machine import cpu_name, machine
 from weightsym.models.language import repackage_hidden
 from weightsym.symmetry import check_init
@@ -100,7 +101,8 @@ class LMConfig:
     threads: int | None = None
     out: str = "runs/lm"
     compile: bool = False  # training forward through torch.compile (run control: may change on resume)
-    fold: str = "auto"  # symmetric Linear/Conv layers train through their folds (weightsym.fast.fold_training)
+    fold: str = "auto"  # symmetric Linear/Conv layers train through their folds (weightsym.fast.fold_training):
+    # auto, measure (timed on this machine; the choice is kept in the checkpoint), always, never
 
     def __post_init__(self):
         if self.rnn_type not in MODEL_DEFAULTS:
@@ -119,8 +121,8 @@ class LMConfig:
         if bad or not 0 <= self.dropout < 1 or self.lr <= 0 or self.clip < 0 or self.anneal < 1:
             raise ValueError(f"LMConfig: {', '.join(bad) or 'dropout/lr/clip/anneal'} out of range (sizes, epochs, "
                              "bptt and batch sizes >= 1; 0 <= dropout < 1; lr > 0; clip >= 0; anneal >= 1)")
-        if self.fold not in ("auto", "always", "never"):
-            raise ValueError(f"LMConfig: fold={self.fold!r}; use 'auto', 'always' or 'never'")
+        if self.fold not in FOLD_POLICIES:
+            raise ValueError(f"LMConfig: fold={self.fold!r}; use one of {', '.join(map(repr, FOLD_POLICIES))}")
         check_init(self.init)
 
     @classmethod
@@ -358,10 +360,22 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
             f"({100 * counts.saved:.2f}% saved)")
 
     steps = (train_data.size(0) - 1 + config.bptt - 1) // config.bptt
+    folds = None
     if report is not None:  # recurrent layers keep the gather into the fused kernel; Linear/Conv layers may fold
         from weightsym.fast.training import fold_training
 
-        folds = fold_training(model, policy=config.fold, compiled=config.compile)
+        if config.fold == "measure" and state.get("fold_layers") is None:  # resumed runs replay the choice
+            log("fold training (measure): timing each foldable layer's training step, gathered and folded"
+                f"{' and compiled' if config.compile else ''} ...")
+            generator = torch.Generator().manual_seed(0)  # never the global RNG: the run stays the same
+            x = torch.randint(len(corpus.dictionary), (config.bptt, config.batch_size), generator=generator)
+            folds = fold_training(model, policy="measure", compiled=config.compile,
+                                  example_input=(x, model.init_hidden(config.batch_size)))
+            state["fold_layers"] = folds.folded
+        elif config.fold == "measure":
+            folds = fold_training(model, layers=state["fold_layers"])
+        else:
+            folds = fold_training(model, policy=config.fold, compiled=config.compile)
         if folds.folded:
             log(f"fold training ({config.fold}): {', '.join(folds.folded)} train through their folds")
     # the eager module keeps the state dict; dynamic=False: a shorter last window gets its own static graph
@@ -424,6 +438,7 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
         "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
         "train_tokens": int(train_ids.numel()),
         "compiled": config.compile,
+        "fold_training": folds.to_dict()["rows"] if folds is not None else [],  # which layers folded, and why
         "machine": machine(),       # where the run finished; each epoch of ``history`` names its own ``cpu``
         "history": history,
     }

@@ -27,7 +27,7 @@ from weightsym.symmetry import check_init
 RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
                          "eval_batch_size", "threads", "workers", "compile", "fold"})
 
-FOLD_POLICIES = ("auto", "always", "never")  # weightsym.fast.fold_training(policy=...)
+FOLD_POLICIES = ("auto", "measure", "always", "never")  # weightsym.fast.fold_training(policy=...)
 PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (docs/science.md §1.3)
 
 
@@ -87,7 +87,8 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads per process
     workers: int | None = None  # image-folder loading processes per training process (default min(4, CPUs))
     compile: bool = False  # training forward through torch.compile (checkpoints and evaluation use the eager model)
-    fold: str = "auto"  # symmetric layers train through their folds: "auto" (where it pays), "always", "never"
+    fold: str = "auto"  # symmetric layers train through their folds: "auto" (where the cost model says it pays),
+    # "measure" (where a timed training step of the layer on this machine says so), "always", "never"
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)

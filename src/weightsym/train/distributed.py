@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import gc
+import json
 import os
 from dataclasses import dataclass
 
@@ -73,6 +74,20 @@ class DistContext:
         out = [torch.zeros_like(t) for _ in range(self.world_size)]
         dist.all_gather(out, t)
         return [int(o.item()) for o in out]
+
+    def broadcast_object(self, value):
+        """Rank 0's ``value`` (JSON values) on every process; sent as JSON text, never pickled."""
+        if not self.distributed:
+            return value
+        device = self.device if self.device.type == "cuda" else "cpu"
+        data = json.dumps(value).encode() if self.is_main else b""
+        size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+        dist.broadcast(size, 0)
+        buffer = torch.zeros(int(size.item()), dtype=torch.uint8, device=device)
+        if self.is_main:
+            buffer.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        dist.broadcast(buffer, 0)
+        return json.loads(bytes(buffer.cpu().tolist()).decode())
 
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Copy rank 0's buffers (e.g. BatchNorm running statistics) to every process."""

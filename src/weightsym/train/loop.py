@@ -274,7 +274,6 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         start_from(model, config.init_from)
     teacher = load_teacher(config.distill, ctx.device)
     model.to(ctx.device)
-    folds = fold_training(model, policy=config.fold, compiled=config.compile) if config.symmetric else None
     counts = ws.count_parameters(model)
     optimizer = make_optimizer(config, model)
     train_loader = make_train_loader(config, data, ctx)
@@ -286,14 +285,15 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     expand = _expander(config, data)
 
     state = {"step": 0, "epoch_sums": [0.0, 0.0, 0.0, 0.0], "best_accuracy": None, "best_epoch": None,
-             "epoch_seconds": []}
+             "epoch_seconds": [], "fold_layers": None}
     if config.resume:
         saved = load_checkpoint(ckpt_path, model, optimizer, scheduler, restore_rng=True)
         if saved.get("world_size", 1) != ctx.world_size:
             raise ValueError(f"--resume: the run used {saved.get('world_size', 1)} process(es), this one has "
                              f"{ctx.world_size}; exact resumption needs the same number")
         train_loader.load_state_dict(saved["loader"])
-        state.update({k: saved[k] for k in state})
+        state.update({k: saved[k] for k in state if k in saved})  # fold_layers: checkpoints since 2026-12-02
+    folds = plan_folds(config, model, data, ctx, state) if config.symmetric else None
     dmodel = ctx.wrap(model)
     dmodel.train()
 
@@ -483,6 +483,34 @@ def _print_header(config, data, ctx, counts, steps_per_epoch, out, folds=None) -
         print("training forward compiled with torch.compile (the first steps include the compilation)", flush=True)
     if folds is not None and folds.rows:
         print(f"fold training ({config.fold}): {describe_folds(folds)}", flush=True)
+
+
+def plan_folds(config: TrainConfig, model: nn.Module, data: dict, ctx, state: dict):
+    """Decide which symmetric layers train through their folds (``weightsym.fast.fold_training``).
+
+    ``--fold measure`` times the layers on the first process, on a random batch of the training shape (never the
+    global RNG or the data order), and the other processes replay its choice; the choice is kept in the checkpoint,
+    so a resumed run replays it too and continues on the same kernels.
+    """
+    if config.fold != "measure":
+        return fold_training(model, policy=config.fold, compiled=config.compile)
+    layers = state.get("fold_layers")
+    if layers is None:
+        if ctx.is_main:
+            print(f"fold training (measure): timing each foldable layer's training step, gathered and folded"
+                  f"{' and compiled' if config.compile else ''} ...", flush=True)
+            generator = torch.Generator().manual_seed(0)
+            x = torch.randn(config.batch_size // ctx.world_size, *data["input_shape"], generator=generator)
+            expand = _expander(config, data)
+            x = (expand(x) if expand is not None else x).to(ctx.device)
+            report = fold_training(model, policy="measure", compiled=config.compile, example_input=x)
+            layers = report.folded
+        layers = ctx.broadcast_object(layers)
+        if not ctx.is_main:
+            report = fold_training(model, layers=layers)
+        state["fold_layers"] = layers
+        return report
+    return fold_training(model, layers=layers)
 
 
 def describe_folds(folds) -> str:
