@@ -409,7 +409,7 @@ def test_measure_policy_compiles_each_layer_and_resets_dynamo(monkeypatch):
     assert _train(net, steps=2) == pytest.approx(_train(reference, steps=2), rel=1e-4, abs=1e-5)
 
 
-def test_train_command_measures_once_and_resume_replays_the_choice(tmp_path, monkeypatch):
+def test_train_command_measures_once_and_resume_replays_the_choice(tmp_path, monkeypatch, capsys):
     """`--fold measure`: the choice is measured at the start, stored in the checkpoint, and a resumed run replays it
     without timing anything; the run reaches the weights of an uninterrupted one."""
     from weightsym.fast import training
@@ -420,6 +420,8 @@ def test_train_command_measures_once_and_resume_replays_the_choice(tmp_path, mon
     _fake_timer(monkeypatch, itertools.cycle([0.5, 3.0]))  # conv1 slower folded, conv2 faster
     full = train(TrainConfig(**base, out=str(tmp_path / "full")))
     assert [r["path"] for r in full["fold_training"]] == ["gather", "fold"]
+    assert "fold training (measure): 1 of 2 symmetric layers fold: conv2 (6x fewer multiplies, measured 3.00x " \
+           "faster)" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")["fold_layers"] == ["conv2"]
 
     _fake_timer(monkeypatch, itertools.cycle([0.5, 3.0]))

@@ -516,10 +516,15 @@ def plan_folds(config: TrainConfig, model: nn.Module, data: dict, ctx, state: di
 def describe_folds(folds) -> str:
     """One line: which symmetric layers train through their folds (``weightsym.fast.fold_training``)."""
     folded = [r for r in folds.rows if r.path == "fold"]
+    measured = {r.name: r.why.split("measured ")[1].split(" ")[0] for r in folds.rows if "measured " in r.why}
     if not folded:
+        if measured:
+            return "every symmetric layer on the gather path (folded, they measured " + ", ".join(
+                f"{name} {ratio}" for name, ratio in list(measured.items())[:6]) + " as fast)"
         return f"every symmetric layer on the gather path ({folds.rows[0].why})" if len(folds.rows) == 1 else \
             "every symmetric layer on the gather path"
-    names = ", ".join(f"{r.name} ({1 / r.multiply_fraction:.0f}x fewer multiplies)" for r in folded[:6])
+    names = ", ".join(f"{r.name} ({1 / r.multiply_fraction:.0f}x fewer multiplies"
+                      f"{f', measured {measured[r.name]} faster' if r.name in measured else ''})" for r in folded[:6])
     more = f" and {len(folded) - 6} more" if len(folded) > 6 else ""
     return f"{len(folded)} of {len(folds.rows)} symmetric layers fold: {names}{more}"
 
