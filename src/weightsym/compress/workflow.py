@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import weightsym as ws
-from weightsym.analysis.compression import CompressionPlan, candidates, plan_for_budget
+from weightsym.analysis.compression import candidates, plan_for_budget
 from weightsym.compress.report import write_report
 from weightsym.train.checkpoint import save_checkpoint
 
