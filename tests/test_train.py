@@ -223,6 +223,38 @@ def test_describe_recurrent_model_through_the_registry(capsys):
     assert "weight_hh_l1" in out and "weight_ih_l0" in out
 
 
+def test_describe_fold_shows_which_layers_would_train_through_their_folds(capsys, monkeypatch):
+    """`describe --fold auto` prints the cost model's per-layer choice; `--fold measure` times each layer on a batch of
+    the model's input shape (here a fake timer: the 16-channel layers measure slower folded) and says so."""
+    from weightsym.fast import calibrate
+
+    args = ["describe", "--model", "wrn-16-4-bottleneck", "--channel", "eighth", "--include", "*conv2"]
+    assert main([*args, "--fold", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "training through the folds (--fold auto: the cost model): 6 of 6 symmetric layers fold" in out
+    assert out.count("channel block") == 6 and "estimated" in out
+    shapes = []
+
+    def fake(steps, rounds=5, budget=2.0):
+        steps["gather"]()
+        shapes.append(1)
+        return {"gather": 1.0 if len(shapes) <= 1 else 2.0, "fold": 1.5}  # the first shape measures 0.67x
+
+    monkeypatch.setattr(calibrate, "time_calls", fake)
+    assert main([*args, "--fold", "measure", "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "(--fold measure: timed on this machine, batch 4): 4 of 6 symmetric layers fold" in out
+    assert "but measured 0.67x (eager; folds from 1.05x), as group1.0.conv2" in out
+    assert out.count("measured 1.33x faster (eager)") == 4
+    assert len(shapes) == 5  # group1's two layers are alike (one measurement); the strided firsts of 2 and 3 differ
+    for bad, message in ((["--compile"], "--compile only matters with --fold"),
+                         (["--batch-size", "8"], "--batch-size only matters with --fold")):
+        assert main([*args, *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["describe", "--model", "wrn-16-4-bottleneck", "--fold", "auto"]) == 2
+    assert "--fold: no symmetry requested" in capsys.readouterr().err
+
+
 
 def _tiny_image_cnn(num_classes=10):
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),

@@ -10,6 +10,7 @@ from weightsym.cli.parser import add_command
 
 
 def add_parser(sub) -> None:
+    from weightsym.fast.training import POLICIES as FOLD_POLICIES
     from weightsym.train.describe import PLACEMENT_NOTE
 
     p = add_command(
@@ -26,6 +27,8 @@ def add_parser(sub) -> None:
          "weightsym describe --model wrn-16-4-bottleneck --plan '*conv2=tri+spa' '*conv1=block'",
          "weightsym describe --model mnist1d-cnn        # the dense weight layers",
          "weightsym describe --model wrn-16-4-bottleneck --channel triangular --include '*conv2' --match-dense",
+         "weightsym describe --model wrn-16-4-bottleneck --channel bisymmetric --include '*conv2' --fold measure "
+         "--compile   # which layers train faster folded on this machine",
          "weightsym describe runs/wrn-tri/checkpoint.safetensors --json"])
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="a weight file or training checkpoint to describe instead of --model (default: none)")
@@ -40,6 +43,16 @@ def add_parser(sub) -> None:
     p.add_argument("--qkv", type=checks.qkv_mask, default="111", metavar="MASK",
                    help="attention layers: which of the query, key, value blocks of in_proj_weight take the channel "
                         "symmetry, order q k v (default 111)")
+    p.add_argument("--fold", choices=FOLD_POLICIES,
+                   help="also show which symmetric layers would train through their folds, and why: auto (the cost "
+                        "model), measure (time each layer's training step here, gathered and folded, on a random "
+                        "batch of the model's input shape; seconds per layer), always, never (default: not shown)")
+    p.add_argument("--compile", action="store_true",
+                   help="with --fold: decide as `weightsym train --compile` would (compiled rules; measure compiles "
+                        "each layer, about 5-10 s each on a CPU) (default off)")
+    p.add_argument("--batch-size", type=checks.integer(1),
+                   help="with --fold measure: the batch to time on (default the training default: 128, or 20 "
+                        "sequences for language models)")
     p.add_argument("--json", action="store_true", help="also print the totals as one JSON line after the table")
     p.set_defaults(func=run)
 
@@ -47,7 +60,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.file is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("model", "channel", "spatial", "plan", "include", "exclude",
-                                                      "ih_gates") if getattr(args, k, None)]
+                                                      "ih_gates", "fold") if getattr(args, k, None)]
         if given:
             raise checks.UsageError(f"{', '.join(given)}: a FILE is described as it is stored; leave them out, or "
                                     "leave FILE out to describe --model NAME with them")
@@ -74,10 +87,16 @@ def run(args) -> int:
         _check_knob(args.model)
 
     plan = check_plan(args, vars(args))
+    if args.fold and not (args.channel or args.spatial or plan):
+        raise checks.UsageError("--fold: no symmetry requested, so nothing can fold; add --channel/--spatial or --plan")
+    if (args.compile or args.batch_size) and not args.fold:
+        raise checks.UsageError(f"{'--compile' if args.compile else '--batch-size'} only matters with --fold "
+                                "(auto, measure, always or never)")
     text, counts = describe_model(args.model, channel=args.channel, spatial=args.spatial, plan=plan,
                                   include=args.include,
                                   exclude=args.exclude, strict=args.strict, hh_gates=args.hh_gates,
-                                  ih_gates=args.ih_gates, qkv=args.qkv, model_args=dict(args.model_args or []))
+                                  ih_gates=args.ih_gates, qkv=args.qkv, model_args=dict(args.model_args or []),
+                                  fold=args.fold, compiled=args.compile, batch_size=args.batch_size)
     print(text)
     match = _match(args.model, counts.stored, dict(args.model_args or [])) if args.match_dense else None
     if match is not None:

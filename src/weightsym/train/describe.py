@@ -33,13 +33,19 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
                    include: list[str] | None = None, exclude: list[str] | None = None, strict: bool = False,
                    hh_gates: str = "1111", ih_gates: str | None = None,
                    model_args: dict[str, Any] | None = None,
-                   plan: dict[str, str] | None = None, qkv: str = "111") -> tuple[str, "ws.ParameterCount"]:
+                   plan: dict[str, str] | None = None, qkv: str = "111", fold: str | None = None,
+                   compiled: bool = False, batch_size: int | None = None) -> tuple[str, "ws.ParameterCount"]:
     """Build registry model ``name``, symmetrize it as asked and return ``(text, ParameterCount)``.
 
     ``text`` is the per-layer table (the :class:`~weightsym.SymmetrizeReport`; without a symmetry, the dense weight
     layers), the whole-model totals (dense-equivalent, stored, free, % saved; BatchNorm and biases included) and the
     placement note for bottleneck models (:func:`has_bottleneck_blocks`).  ``plan`` (``{module glob: symmetry}``)
     chooses a symmetry per layer instead of ``channel``/``spatial``/``include`` (:func:`weightsym.symmetrize`).
+
+    ``fold`` (a :func:`weightsym.fast.fold_training` policy) adds which symmetric layers would train through their
+    folds, and why, with ``compiled`` as ``--compile`` would; ``"measure"`` times them here on a random batch of the
+    model's input shape (``batch_size`` samples, default the training default: 128, or 20 sequences for language
+    models).
     """
     from weightsym.models import create_model, model_info
 
@@ -50,6 +56,8 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
         report = ws.symmetrize(model, channel=channel, spatial=spatial, include=include, exclude=exclude,
                                strict=strict, hh_gates=hh_gates, ih_gates=ih_gates, plan=plan, qkv=qkv)
         lines += [str(report), f"{len(report.symmetric)} of {len(report.rows)} weight tensors symmetric"]
+        if fold is not None:
+            lines.append(_fold_plan(model, info, fold, compiled, batch_size))
     else:
         rows = []
         for layer, module in ws.nn.weight_layers(model):
@@ -66,6 +74,32 @@ def describe_model(name: str, channel: str | None = None, spatial: str | None = 
     if has_bottleneck_blocks(info["name"]):
         lines.append(PLACEMENT_NOTE)
     return "\n\n".join(lines), counts
+
+
+def _fold_plan(model, info: dict, policy: str, compiled: bool, batch_size: int | None) -> str:
+    """The fold_training report of ``model`` (symmetrized) under ``policy``, titled with how it was decided."""
+    import torch
+
+    from weightsym.fast.training import fold_training
+
+    example = None
+    language_model = info.get("task") == "language-model"
+    batch = batch_size or (20 if language_model else 128)
+    if policy == "measure":
+        generator = torch.Generator().manual_seed(0)
+        if language_model:
+            tokens = torch.randint(info["num_classes"], (info["input_shape"][0], batch), generator=generator)
+            example = (tokens, model.init_hidden(batch))
+        else:
+            example = torch.randn(batch, *info["input_shape"], generator=generator)
+    report = fold_training(model, policy=policy, compiled=compiled, example_input=example)
+    how = {"auto": "the cost model", "measure": f"timed on this machine, batch {batch}",
+           "always": "every layer whose structure saves multiplies", "never": "none"}[policy]
+    title = (f"training through the folds (--fold {policy}{' --compile' if compiled else ''}: {how}): "
+             f"{len(report.folded)} of {len(report.rows)} symmetric layers fold")
+    if not report.rows:
+        return title + ": only symmetric Linear/Conv layers can (recurrent layers gather into the fused kernel)"
+    return title + "\n\n" + str(report)
 
 
 def describe_file(path) -> tuple[str, "ws.ParameterCount", "ws.nn.ModelDescription"]:
