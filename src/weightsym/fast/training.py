@@ -278,7 +278,8 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
             chosen.discard(name)
         elif policy == "measure" and name in inputs:  # layers alike on inputs alike share one measurement
             x = inputs[name]
-            key = (kind, symmetry.spec, tuple(param.shape), repr(sorted(kernel.conv.items())), tuple(x.shape), x.dtype)
+            key = (kind, symmetry.spec, tuple(param.shape), module.bias is not None, repr(sorted(kernel.conv.items())),
+                   tuple(x.shape), x.dtype)
             if key not in measured:
                 measured[key] = name, _measure(module, kernel, x, compiled, margin)
             first, (use, why) = measured[key]
