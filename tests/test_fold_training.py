@@ -361,6 +361,29 @@ def test_measure_policy_leaves_the_model_and_the_rng_as_they_were():
     torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_busy_machine_note_from_the_load_average(monkeypatch):
+    """Measuring beside other busy processes is flagged: load beyond this process's own thread plus half the CPUs."""
+    import os
+    import warnings
+
+    from weightsym.fast import training
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    assert training.busy_machine_note() == ""
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.1, 1.0, 1.0))
+    note = training.busy_machine_note()
+    assert note.startswith("measured while the machine was busy (1-minute load average 3.1 on 2 CPUs)")
+    _fake_timer(monkeypatch, itertools.cycle([1.2]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = fold_training(_net("block", "dihedral"), policy="measure", compiled=False,
+                               example_input=torch.randn(6, 3, 6, 6))
+    assert report.note == note and str(report).endswith(f"note: {note}")
+    assert [str(w.message) for w in caught] == [f"fold_training(policy='measure'): {note}"]
+    assert fold_training(_net("block", "dihedral"), policy="auto").note == ""  # only measuring is affected
+
+
 def test_measure_needs_an_example_and_layers_replays_a_choice():
     net = _net("block", "dihedral")
     with pytest.raises(ValueError, match="example_input"):
@@ -418,10 +441,13 @@ def test_train_command_measures_once_and_resume_replays_the_choice(tmp_path, mon
     base = dict(model="mnist1d-cnn", model_args={"width": 16}, channel="block", spatial="rot180", train_subset=256,
                 batch_size=64, epochs=2, lr=0.05, progress=False, threads=1, fold="measure")
     _fake_timer(monkeypatch, itertools.cycle([0.5, 3.0]))  # conv1 slower folded, conv2 faster
+    monkeypatch.setattr(training, "busy_machine_note", lambda: "busy")
     full = train(TrainConfig(**base, out=str(tmp_path / "full")))
     assert [r["path"] for r in full["fold_training"]] == ["gather", "fold"]
+    out = capsys.readouterr().out
     assert "fold training (measure): 1 of 2 symmetric layers fold: conv2 (6x fewer multiplies, measured 3.00x " \
-           "faster)" in capsys.readouterr().out
+           "faster)\nfold training (measure): note: busy\n" in out
+    assert full["fold_note"] == "busy"
     assert load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")["fold_layers"] == ["conv2"]
 
     _fake_timer(monkeypatch, itertools.cycle([0.5, 3.0]))
@@ -431,3 +457,4 @@ def test_train_command_measures_once_and_resume_replays_the_choice(tmp_path, mon
     assert [(r["path"], r["why"]) for r in resumed["fold_training"]] == [
         ("gather", "replayed: not among the folded layers"), ("fold", "replayed")]
     assert resumed["weights_sha256"] == full["weights_sha256"]
+    assert resumed["fold_note"] == "busy"  # the replayed measurement keeps its note

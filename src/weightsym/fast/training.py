@@ -29,6 +29,8 @@ The layer's ``forward`` is overridden on the instance (the class is untouched) a
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -82,6 +84,7 @@ class FoldChoice:
 @dataclass
 class FoldReport:
     rows: list[FoldChoice] = field(default_factory=list)
+    note: str = ""  # e.g. that policy="measure" ran on a busy machine
 
     @property
     def folded(self) -> list[str]:
@@ -89,14 +92,15 @@ class FoldReport:
         return [r.name for r in self.rows if r.path == "fold"]
 
     def to_dict(self) -> dict:
-        return {"rows": [asdict(r) for r in self.rows]}
+        return {"rows": [asdict(r) for r in self.rows], "note": self.note}
 
     def __str__(self) -> str:
         from weightsym.nn import format_table
 
-        return format_table(["layer", "symmetry", "shape", "path", "kernel", "multiplies", "why"],
-                            [[r.name or f"({r.kind})", r.symmetry, "x".join(map(str, r.shape)), r.path, r.kernel,
-                              f"{r.multiply_fraction:.3f}", r.why] for r in self.rows], numeric={5})
+        table = format_table(["layer", "symmetry", "shape", "path", "kernel", "multiplies", "why"],
+                             [[r.name or f"({r.kind})", r.symmetry, "x".join(map(str, r.shape)), r.path, r.kernel,
+                               f"{r.multiply_fraction:.3f}", r.why] for r in self.rows], numeric={5})
+        return f"{table}\nnote: {self.note}" if self.note else table
 
     __repr__ = __str__
 
@@ -252,6 +256,9 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
     if policy == "measure" and chosen is None:
         unfold_training(model)  # record every layer's input on the gather path
         inputs = _layer_inputs(model, example_input)
+        report.note = busy_machine_note()
+        if report.note:
+            warnings.warn(f"fold_training(policy='measure'): {report.note}", stacklevel=2)
     for qualified, module, symmetry in symmetric_layers(model):
         if id(module) in seen:
             continue
@@ -300,6 +307,27 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
         raise ValueError(f"layers=: {', '.join(sorted(chosen))} is not a layer that can train through a fold "
                          f"(foldable: {', '.join(foldable) or 'none'})")
     return report
+
+
+def busy_machine_note() -> str:
+    """A warning if other processes keep this machine's cores busy (so that timings are unreliable), else ``""``.
+
+    Busy: the 1-minute load average, less the one runnable thread of this process, exceeds half the CPUs this
+    process may use.  Measured on a 2-core machine beside a 2-thread training process: a 64-channel 3x3 conv's eager
+    training step took 98 ms with 2 threads against 14 ms with 1 (the threads wait for each other at every op), and
+    the fold path, more and smaller ops, suffered most (gather/fold 0.26 with 2 threads, 0.66 with 1) — numbers
+    that say nothing about the same machine when quiet.
+    """
+    try:
+        load = os.getloadavg()[0]
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        return ""
+    if load - 1 <= cpus / 2:
+        return ""
+    return (f"measured while the machine was busy (1-minute load average {load:.1f} on {cpus} CPUs): timings taken "
+            f"while other processes compete for the cores are unreliable; measure on a quiet machine, or use "
+            f"policy 'auto'")
 
 
 def _layer_inputs(model: nn.Module, example_input) -> dict[str, torch.Tensor]:

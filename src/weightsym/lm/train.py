@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -369,11 +370,16 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
                 f"{' and compiled' if config.compile else ''} ...")
             generator = torch.Generator().manual_seed(0)  # never the global RNG: the run stays the same
             x = torch.randint(len(corpus.dictionary), (config.bptt, config.batch_size), generator=generator)
-            folds = fold_training(model, policy="measure", compiled=config.compile,
-                                  example_input=(x, model.init_hidden(config.batch_size)))
-            state["fold_layers"] = folds.folded
+            with warnings.catch_warnings():  # logged below instead
+                warnings.simplefilter("ignore", UserWarning)
+                folds = fold_training(model, policy="measure", compiled=config.compile,
+                                      example_input=(x, model.init_hidden(config.batch_size)))
+            state["fold_layers"], state["fold_note"] = folds.folded, folds.note
+            if folds.note:
+                log(f"fold training (measure): note: {folds.note}")
         elif config.fold == "measure":
             folds = fold_training(model, layers=state["fold_layers"])
+            folds.note = state.get("fold_note") or ""  # the note of the measurement being replayed
         else:
             folds = fold_training(model, policy=config.fold, compiled=config.compile)
         if folds.folded:
@@ -438,7 +444,8 @@ def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
         "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
         "train_tokens": int(train_ids.numel()),
         "compiled": config.compile,
-        "fold_training": folds.to_dict()["rows"] if folds is not None else [],  # which layers folded, and why
+        "fold_training": folds.to_dict()["rows"] if folds is not None else [],
+        "fold_note": folds.note if folds is not None else "",  # e.g. --fold measure ran on a busy machine  # which layers folded, and why
         "machine": machine(),       # where the run finished; each epoch of ``history`` names its own ``cpu``
         "history": history,
     }

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import weightsym as ws
@@ -92,14 +93,18 @@ def _fold_plan(model, info: dict, policy: str, compiled: bool, batch_size: int |
             example = (tokens, model.init_hidden(batch))
         else:
             example = torch.randn(batch, *info["input_shape"], generator=generator)
-    report = fold_training(model, policy=policy, compiled=compiled, example_input=example)
+    with warnings.catch_warnings():  # the report carries the note
+        warnings.simplefilter("ignore", UserWarning)
+        report = fold_training(model, policy=policy, compiled=compiled, example_input=example)
     how = {"auto": "the cost model", "measure": f"timed on this machine, batch {batch}",
            "always": "every layer whose structure saves multiplies", "never": "none"}[policy]
     title = (f"training through the folds (--fold {policy}{' --compile' if compiled else ''}: {how}): "
              f"{len(report.folded)} of {len(report.rows)} symmetric layers fold")
+    if report.note:
+        title += f"\nnote: {report.note}"
     if not report.rows:
         return title + ": only symmetric Linear/Conv layers can (recurrent layers gather into the fused kernel)"
-    return title + "\n\n" + str(report)
+    return title + "\n\n" + str(report).split("\nnote: ")[0]
 
 
 def describe_file(path) -> tuple[str, "ws.ParameterCount", "ws.nn.ModelDescription"]:

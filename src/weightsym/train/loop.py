@@ -34,6 +34,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +286,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     expand = _expander(config, data)
 
     state = {"step": 0, "epoch_sums": [0.0, 0.0, 0.0, 0.0], "best_accuracy": None, "best_epoch": None,
-             "epoch_seconds": [], "fold_layers": None}
+             "epoch_seconds": [], "fold_layers": None, "fold_note": ""}
     if config.resume:
         saved = load_checkpoint(ckpt_path, model, optimizer, scheduler, restore_rng=True)
         if saved.get("world_size", 1) != ctx.world_size:
@@ -425,6 +426,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         "world_size": ctx.world_size, "device": str(ctx.device), "weights_sha256": weights_digest(model),
         "rank_digests": [f"{d:015x}" for d in digests], "checkpoint": str(ckpt_path), "compiled": config.compile,
         "fold_training": folds.to_dict()["rows"] if folds is not None else [],
+        "fold_note": folds.note if folds is not None else "",  # e.g. --fold measure ran on a busy machine
         "machine": machine(),   # where the run finished; a resumed run's log names each epoch's own ``cpu``
         "config": config.to_dict(),
     }
@@ -483,6 +485,8 @@ def _print_header(config, data, ctx, counts, steps_per_epoch, out, folds=None) -
         print("training forward compiled with torch.compile (the first steps include the compilation)", flush=True)
     if folds is not None and folds.rows:
         print(f"fold training ({config.fold}): {describe_folds(folds)}", flush=True)
+        if folds.note:
+            print(f"fold training ({config.fold}): note: {folds.note}", flush=True)
 
 
 def plan_folds(config: TrainConfig, model: nn.Module, data: dict, ctx, state: dict):
@@ -503,14 +507,18 @@ def plan_folds(config: TrainConfig, model: nn.Module, data: dict, ctx, state: di
             x = torch.randn(config.batch_size // ctx.world_size, *data["input_shape"], generator=generator)
             expand = _expander(config, data)
             x = (expand(x) if expand is not None else x).to(ctx.device)
-            report = fold_training(model, policy="measure", compiled=config.compile, example_input=x)
+            with warnings.catch_warnings():  # the header prints the report's note instead
+                warnings.simplefilter("ignore", UserWarning)
+                report = fold_training(model, policy="measure", compiled=config.compile, example_input=x)
             layers = report.folded
         layers = ctx.broadcast_object(layers)
         if not ctx.is_main:
             report = fold_training(model, layers=layers)
-        state["fold_layers"] = layers
+        state["fold_layers"], state["fold_note"] = layers, report.note
         return report
-    return fold_training(model, layers=layers)
+    report = fold_training(model, layers=layers)
+    report.note = state.get("fold_note") or ""  # the note of the measurement being replayed
+    return report
 
 
 def describe_folds(folds) -> str:
