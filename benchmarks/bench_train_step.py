@@ -135,13 +135,19 @@ def run_layers(cases, repeats, modes) -> list[dict]:
     return rows
 
 
+def _model_and_batch(model_name: str, batch: int):
+    """A dense CIFAR model (seed 0) with one random batch of images and labels to time it on."""
+    torch.manual_seed(0)
+    dense = create_model(model_name)
+    x = torch.randn(batch, 3, 32, 32)
+    target = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(0))
+    return dense, x, target
+
+
 def run_models(cases, repeats, modes, batch: int) -> list[dict]:
     rows = []
     for name, model_name, options, goal in cases:
-        torch.manual_seed(0)
-        dense = create_model(model_name)
-        x = torch.randn(batch, 3, 32, 32)
-        target = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(0))
+        dense, x, target = _model_and_batch(model_name, batch)
         result, reports, folded = {}, {}, {}
         for compiled in modes:  # "auto" decides per mode
             variants, info = symmetric_variants(dense, options, "auto", compiled)
@@ -160,10 +166,7 @@ def run_policies(cases, repeats, modes, batch: int) -> list[dict]:
     ``policy="measure"`` (each layer timed on this machine first), each against dense, interleaved."""
     rows = []
     for name, model_name, options, _ in cases:
-        torch.manual_seed(0)
-        dense = create_model(model_name)
-        x = torch.randn(batch, 3, 32, 32)
-        target = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(0))
+        dense, x, target = _model_and_batch(model_name, batch)
         gather = copy.deepcopy(dense)
         symmetric = ws.symmetrize(gather, **options).symmetric
         for compiled in modes:
