@@ -161,7 +161,8 @@ def page(root: Path, out: Path) -> int:
         print(f"{r['run']}: trained on {' then '.join(r['cpus']) if r['cpus'] else 'a CPU not recorded in its files'}")
     for r in rows:
         if r["slow_epochs"]:
-            print(f"{r['run']}: epochs {', '.join(map(str, r['slow_epochs']))} took over {SLOW}x its median epoch "
+            which = "epochs" if len(r["slow_epochs"]) > 1 else "epoch"
+            print(f"{r['run']}: {which} {', '.join(map(str, r['slow_epochs']))} took over {SLOW}x its median epoch "
                   "(machine noise, shared cores, or compiling again after a resume)")
     if missing:
         print("not finished yet: " + ", ".join(missing))

@@ -67,7 +67,7 @@ def test_page_summarises_finished_runs_and_lists_the_rest(script, tmp_path, caps
     printed = capsys.readouterr().out
     assert "| dense | 0, 1 | 219,482 | 0.0% | 91.00% ± 1.41 (90.00, 92.00) | — |" in printed
     assert "| bisymmetric | 0 | 147,466 | 32.8% | 88.00% | \u22123.00 | 88.10 |" in printed  # 88 - mean(90, 92)
-    assert "dense.s1: epochs 3 took over 1.15x its median epoch" in printed and "dense.s0: epochs" not in printed
+    assert "dense.s1: epoch 3 took over 1.15x its median epoch" in printed and "dense.s0: epoch" not in printed
     assert "not finished yet: triangular.s0, dense-at-triangular.s0" in printed
     saved = json.loads((out / "runs.json").read_text())
     assert [r["run"] for r in saved["runs"]] == ["dense.s0", "dense.s1", "bisymmetric.s0"]
