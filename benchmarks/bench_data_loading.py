@@ -1,10 +1,12 @@
 """Is data loading the bottleneck? CIFAR training-loader throughput vs one training step of a model, on CPU.
 
-Measures, interleaved (loader batch, then training step on it, repeated), the time to produce one augmented,
-normalised batch with :class:`weightsym.data.TensorLoader` (reflect-pad-4 crop + flip, whole batch at once) and the
-time of one SGD step (forward, backward, update) of ``--model`` at ``--batch-size``. Prints a Markdown table and writes
-JSON to ``--out``. Uses the local CIFAR-10 (``$WEIGHTSYM_DATA`` or ``--data-dir``); falls back to random uint8 images
-of the same shape when it is absent (reported as ``"data": "synthetic"``).
+Measures, interleaved (``weightsym.bench.measure``: loader batch, training step on the latest batch, the order
+reversed every other round), the time to produce one augmented, normalised batch with
+:class:`weightsym.data.TensorLoader` (reflect-pad-4 crop + flip, whole batch at once) and the time of one SGD step
+(forward, backward, update) of ``--model`` at ``--batch-size``; then ``--loader-batches`` batches back to back (the
+median of each).  Prints a Markdown table and writes JSON to ``--out``.  Uses the local CIFAR-10 (``$WEIGHTSYM_DATA``
+or ``--data-dir``); falls back to random uint8 images of the same shape when it is absent (reported as ``"data":
+"synthetic"``).
 
     python benchmarks/bench_data_loading.py --steps 10
 """
@@ -12,15 +14,14 @@ of the same shape when it is absent (reported as ``"data": "synthetic"``).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from weightsym.bench import measure, write_json
+from weightsym.machine import machine
 from weightsym.data import TensorLoader, dataset_info, get_dataset
 from weightsym.models import create_model
 
@@ -60,30 +61,24 @@ def main(argv: list[str] | None = None) -> dict:
     model = create_model(args.model).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
 
-    loader_times, step_times = [], []
-    batches = iter(loader)
-    for i in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
-        xb, yb = next(batches)
-        t1 = time.perf_counter()
-        loss = nn.functional.cross_entropy(model(xb), yb)
+    batches, batch = iter(loader), {}
+
+    def load():
+        batch["x"], batch["y"] = next(batches)
+
+    def step():
+        loss = nn.functional.cross_entropy(model(batch["x"]), batch["y"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        t2 = time.perf_counter()
-        if i >= args.warmup:
-            loader_times.append(t1 - t0)
-            step_times.append(t2 - t1)
 
+    timing = measure({"loader": load, "step": step}, args.steps, warmup=args.warmup)
     loader.set_epoch(1)
-    t0 = time.perf_counter()
-    count = 0
-    for count, _ in enumerate(loader, start=1):
-        if count >= args.loader_batches:
-            break
-    loader_only = (time.perf_counter() - t0) / max(count, 1)
+    batches = iter(loader)
+    back_to_back = measure({"loader": load}, args.loader_batches, warmup=0)
+    loader_only = back_to_back.median("loader")
 
-    loader_ms, step_ms = 1e3 * statistics.median(loader_times), 1e3 * statistics.median(step_times)
+    loader_ms, step_ms = 1e3 * timing.median("loader"), 1e3 * timing.median("step")
     rows = [
         ("loader batch (interleaved)", loader_ms, args.batch_size / loader_ms * 1e3),
         ("loader batch (back to back)", 1e3 * loader_only, args.batch_size / loader_only),
@@ -100,17 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {
         "benchmark": "data_loading", "data": source, "model": args.model, "batch_size": args.batch_size,
-        "steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+        "steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads(), "machine": machine(),
         "dataset_load_seconds": load_seconds,
         "loader_ms_median": loader_ms, "loader_ms_back_to_back": 1e3 * loader_only, "step_ms_median": step_ms,
         "loader_images_per_s": args.batch_size / loader_only, "step_images_per_s": args.batch_size / step_ms * 1e3,
-        "loader_ms": [1e3 * t for t in loader_times], "step_ms": [1e3 * t for t in step_times],
+        "loader_ms": [1e3 * t for t in timing.wall["loader"]], "step_ms": [1e3 * t for t in timing.wall["step"]],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, result)}")
     return result
 
 

@@ -1,7 +1,7 @@
 """Inference benchmark (per layer and whole model): ``python benchmarks/bench_inference.py [--quick] [--out BASE]``.
 
-The same as ``weightsym bench`` (same options; the code lives in :mod:`weightsym.fast.bench` and
-:mod:`weightsym.cli.bench`, which holds the whole-model cases).
+The same as ``weightsym bench`` (same options; the benchmark is :mod:`weightsym.bench.inference`, its cases
+:mod:`weightsym.bench.cases`).
 """
 
 import sys

@@ -7,7 +7,7 @@ Variants: dense ``nn.LSTM``; symmetric weight_hh (``hh``) and weight_hh + weight
 symmetrized with ``weightsym.symmetrize``: it runs the same fused kernel, with each symmetric weight expanded once
 per forward call.
 
-Timing is interleaved (dense, variant 1, dense, variant 2, ...; see ``benchmarks/common.py``): each variant's ratio in
+Timing is interleaved (dense, variant 1, dense, variant 2, ...; ``weightsym.bench.measure``): each variant's ratio in
 a round is its time over the mean of the two dense runs around it, and the table reports medians over rounds, so
 load from other processes on a shared machine cancels out as far as possible.  The ``expand`` column is the time of
 the symmetric weight expansion alone (forward + backward of the parametrizations, no LSTM), as a share of the dense
@@ -21,20 +21,17 @@ entropy) at each size, where the LSTM is a smaller share of the time.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_ratios, machine, write_json  # noqa: E402
-
-import weightsym as ws  # noqa: E402
-from weightsym.models.language import LSTMLanguageModel  # noqa: E402
+import weightsym as ws
+from weightsym.bench import measure, write_json
+from weightsym.machine import machine
+from weightsym.models.language import LSTMLanguageModel
 
 VARIANTS = {  # name -> symmetrize options (None: dense)
     "dense": None,
@@ -89,24 +86,21 @@ def step_fn(model, hidden: int, bptt: int, batch: int, lm: bool, vocab: int):
     return step
 
 
-def expansion_seconds(model, repeats: int, clock=time.perf_counter) -> float:
+def expansion_seconds(model, repeats: int, clock: str = "wall") -> float:
     """Median time of expanding every symmetric weight of ``model`` and back-propagating into the free values."""
     rnn = model.rnn if isinstance(model, LSTMLanguageModel) else model
     names = [n for n in rnn._flat_weights_names if parametrize.is_parametrized(rnn, n)]
     if not names:
         return 0.0
     grads = {n: torch.randn_like(getattr(rnn, n)) for n in names}
-    times = []
-    for _ in range(repeats + 1):
-        start = clock()
+
+    def expand():
         total = sum((getattr(rnn, n) * grads[n]).sum() for n in names)
         total.backward()
-        times.append(clock() - start)
+
+    seconds = measure({"expand": expand}, repeats).median("expand", clock)
     rnn.zero_grad(set_to_none=True)
-    return statistics.median(times[1:])
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -118,9 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall: elapsed time (quiet machine); cpu: CPU time of the calling thread, robust to "
-                             "other processes on a shared machine (forces --threads 1, where all work runs in it)")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="wall",
+                        help="wall: elapsed time (quiet machine); cpu: CPU time of this process, robust to other "
+                             "processes on a shared machine (forces --threads 1: no thread spins waiting for another)")
     parser.add_argument("--lm", action="store_true", help="also time the whole language model step (vocab 10,000)")
     parser.add_argument("--vocab", type=int, default=10_000)
     parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "dense"],
@@ -131,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    clock = CLOCKS[args.clock]
+    clock = args.clock
 
     rows, results = [], []
     for lm in ([False, True] if args.lm else [False]):
@@ -141,22 +135,21 @@ def main(argv: list[str] | None = None) -> dict:
             models = {v: build(v, hidden, args.layers, lm, args.vocab) for v in args.variants}
             candidates = {v: step_fn(m, hidden, args.bptt, args.batch_size, lm, args.vocab)
                           for v, m in models.items()}
-            timing = interleaved_ratios(baseline, candidates, args.repeats, args.warmup, clock)
-            base = timing["_baseline"]["seconds_median"]
+            timing = measure({"dense": baseline, **candidates}, args.repeats, baseline="dense", warmup=args.warmup)
+            base = timing.median("dense", clock)
             what = "LM step" if lm else "LSTM step"
             rows.append([what, hidden, "dense", f"{ws.count_parameters(dense).stored:,}", f"{base * 1e3:.1f}",
                          "1.00", "-"])
             results.append({"what": what, "hidden": hidden, "variant": "dense", "stored": ws.count_parameters(dense).stored,
                             "seconds_median": base, "ratio_median": 1.0})
             for variant, model in models.items():
-                t = timing[variant]
+                seconds, ratio = timing.median(variant, clock), timing.ratio(variant, clock=clock)
                 expand = expansion_seconds(model, 5, clock)
                 rows.append([what, hidden, variant, f"{ws.count_parameters(model).stored:,}",
-                             f"{t['seconds_median'] * 1e3:.1f}", f"{t['ratio_median']:.3f}",
-                             f"{100 * expand / base:.1f}%"])
+                             f"{seconds * 1e3:.1f}", f"{ratio:.3f}", f"{100 * expand / base:.1f}%"])
                 results.append({"what": what, "hidden": hidden, "variant": variant,
-                                "stored": ws.count_parameters(model).stored, "seconds_median": t["seconds_median"],
-                                "ratio_median": t["ratio_median"], "ratios": t["ratios"],
+                                "stored": ws.count_parameters(model).stored, "seconds_median": seconds,
+                                "ratio_median": ratio, "ratios": timing.ratios(variant, clock=clock),
                                 "expand_seconds": expand, "expand_share": expand / base})
             for row in rows[-1 - len(models):]:
                 print(" | ".join(map(str, row)), file=sys.stderr, flush=True)

@@ -4,8 +4,8 @@ The gradient of each free value is the sum of the dense gradient over its orbit 
 the weights where the expansion matters most (an LSTM's stacked 4 x 650 x 650 triangular gate blocks, a 2048 x 2048
 triangular Linear, a 128-channel 3x3 tri+spa conv): autograd's ``index_add_`` (the backward of ``index_select``),
 ``scatter_add_`` (what ``weightsym.symmetry.layout.OrbitGather`` uses), the group sum ``(G + gG + ...)[rep] / |Stab|``
-(one transpose-add for triangular) and one gather per orbit member.  Medians of interleaved rounds; prints a table,
-writes JSON.
+(one transpose-add for triangular) and one gather per orbit member.  Medians of interleaved rounds
+(``weightsym.bench.measure``, the order reversed every other round); prints a table, writes JSON.
 
     python benchmarks/bench_orbit_sum.py --threads 2 --repeats 41
 """
@@ -13,19 +13,15 @@ writes JSON.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_json  # noqa: E402
-
-import weightsym as ws  # noqa: E402
-from weightsym import allocator  # noqa: E402
-from weightsym.nn import format_table  # noqa: E402
+import weightsym as ws
+from weightsym import allocator
+from weightsym.bench import measure, write_json
+from weightsym.machine import machine
+from weightsym.nn import format_table
 
 CASES = [("LSTM weight, 4 triangular gates of 650", "triangular", (2600, 650), 4),
          ("triangular Linear 2048", "triangular", (2048, 2048), 1),
@@ -68,17 +64,12 @@ def main(argv=None) -> int:
         grad = torch.randn(layout.index.numel())
         candidates = methods(layout, grad)
         reference = candidates["index_add_ (autograd)"]()
-        times = {k: [] for k in candidates}
-        for k, fn in candidates.items():
+        for k, fn in candidates.items():  # also the warm-up
             torch.testing.assert_close(fn(), reference, atol=1e-4, rtol=1e-5, msg=k)
-        for _ in range(args.repeats):
-            for k, fn in candidates.items():
-                start = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - start)
-        base = statistics.median(times["index_add_ (autograd)"])
-        for k, v in times.items():
-            med = statistics.median(v)
+        timing = measure(candidates, args.repeats, warmup=0)
+        base = timing.median("index_add_ (autograd)")
+        for k in candidates:
+            med = timing.median(k)
             rows.append([name, k, f"{med * 1e3:.3f}", f"{med / base:.2f}"])
             results.append({"case": name, "method": k, "seconds_median": med, "vs_index_add": med / base})
     print(format_table(["weight", "orbit sum", "ms (median)", "÷ index_add"], rows, numeric={2, 3}))

@@ -10,8 +10,8 @@ One step = forward + backward (with the input's gradient for single layers, as i
   weights (see ``docs/fast.md``); for whole models ``policy="auto"``, what a user gets.
 
 Each is timed eager and under ``torch.compile`` (inductor); ratios compare like with like (compiled symmetric over
-compiled dense).  Rounds are interleaved (dense, variant, dense, next variant, ...): a variant's ratio in a round is
-its time over the mean of the dense runs around it, and tables show medians over rounds.
+compiled dense).  Rounds are interleaved (dense, variant, dense, next variant, ...; ``weightsym.bench.measure``): a
+variant's ratio in a round is its time over the mean of the dense runs around it, and tables show medians over rounds.
 
     python benchmarks/bench_train_step.py --markdown docs/results/train_step.md     # everything, ~30 min
     python benchmarks/bench_train_step.py --sections layers --repeats 9               # the layer goals only
@@ -33,13 +33,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_ratios, machine, write_json  # noqa: E402
-
-import weightsym as ws  # noqa: E402
-from weightsym import allocator  # noqa: E402
-from weightsym.fast import fold_training  # noqa: E402
-from weightsym.models import create_model  # noqa: E402
+import weightsym as ws
+from weightsym import allocator
+from weightsym.bench import measure, write_json
+from weightsym.machine import machine
+from weightsym.fast import fold_training
+from weightsym.models import create_model
 
 # (name, layer factory, input shape, channel, spatial, goal: minimum speed-up of the compiled fold path)
 LAYER_CASES = [
@@ -99,11 +98,11 @@ def compare(dense: nn.Module, variants: dict[str, nn.Module], x, target, repeats
         start = time.perf_counter()
         baseline = make_step(dense, x, target, compiled)
         steps = {name: make_step(model, x, target, compiled) for name, model in variants.items()}
-        timing = interleaved_ratios(baseline, steps, repeats=repeats, warmup=2)
+        timing = measure({"dense": baseline, **steps}, repeats, baseline="dense", warmup=2)
         mode = "compiled" if compiled else "eager"
-        out[mode] = {"dense_seconds": timing.pop("_baseline")["seconds_median"],
-                     "variants": {k: {"seconds": v["seconds_median"], "ratio": v["ratio_median"],
-                                      "ratios": v["ratios"]} for k, v in timing.items()},
+        out[mode] = {"dense_seconds": timing.median("dense"),
+                     "variants": {k: {"seconds": timing.median(k), "ratio": timing.ratio(k),
+                                      "ratios": timing.ratios(k)} for k in steps},
                      "wall_seconds": time.perf_counter() - start}
         torch._dynamo.reset()
     return out
@@ -218,14 +217,14 @@ def run_lstm(hidden: int, repeats: int) -> list[dict]:
     baseline = bench_lstm.step_fn(dense, hidden, 35, 20, False, 10_000)
     variants = {v: bench_lstm.build(v, hidden, 2, False, 10_000) for v in ("tri hh", "tri hh+ih")}
     steps = {v: bench_lstm.step_fn(m, hidden, 35, 20, False, 10_000) for v, m in variants.items()}
-    timing = interleaved_ratios(baseline, steps, repeats=repeats, warmup=2)
-    base = timing.pop("_baseline")["seconds_median"]
-    for v, t in timing.items():
+    timing = measure({"dense": baseline, **steps}, repeats, baseline="dense", warmup=2)
+    base = timing.median("dense")
+    for v in steps:
         rows.append({"case": f"2-layer LSTM {hidden}, {v}", "variant": v, "dense_seconds": base,
-                     "seconds": t["seconds_median"], "ratio": t["ratio_median"], "ratios": t["ratios"],
+                     "seconds": timing.median(v), "ratio": timing.ratio(v), "ratios": timing.ratios(v),
                      "stored": ws.count_parameters(variants[v]).stored,
                      "dense_params": ws.count_parameters(dense).stored})
-        print(f"{rows[-1]['case']}: {t['ratio_median']:.3f}x dense ({base * 1e3:.1f} ms)", flush=True)
+        print(f"{rows[-1]['case']}: {timing.ratio(v):.3f}x dense ({base * 1e3:.1f} ms)", flush=True)
     return rows
 
 
@@ -245,7 +244,7 @@ def markdown(payload: dict, command: str) -> str:
         "# Training-step time: dense, gather path, fold path",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {env['cpu_count']} CPU cores ({env['processor']}, {env['platform']}), torch {env['torch']} with "
+        f"Machine: {env['cpu_count']} CPU cores ({env['cpu']}, {env['platform']}), torch {env['torch']} with "
         f"{env['torch_threads']} threads; allocator: {env['allocator']}  ",
         f"Date: {env['date']}; {payload['args']['repeats']} interleaved rounds per row, medians.",
         "",

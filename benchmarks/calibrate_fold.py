@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_ratios, machine, write_json  # noqa: E402
-
-import weightsym as ws  # noqa: E402
-from weightsym import allocator  # noqa: E402
-from weightsym.fast import training  # noqa: E402
+import weightsym as ws
+from weightsym import allocator
+from weightsym.bench import measure, write_json
+from weightsym.machine import machine
+from weightsym.fast import training
 
 GRID = [  # (name, layer factory, input shape, channel, spatial)
     *[(f"dihedral 3x3 C={c} {s}x{s}", (lambda c=c: nn.Conv2d(c, c, 3, padding=1, bias=False)), (b, c, s, s), None,
@@ -94,9 +92,9 @@ def main(argv=None) -> int:
         row["spatial"], row["channel"], _ = traffic_terms(kernel)
         for mode in args.modes:
             compiled = mode == "compiled"
-            timing = interleaved_ratios(step_fn(dense, x, compiled), {"fold": step_fn(folded, x, compiled)},
-                                        repeats=args.repeats, warmup=2)
-            row[mode] = timing["fold"]["ratio_median"]
+            timing = measure({"dense": step_fn(dense, x, compiled), "fold": step_fn(folded, x, compiled)},
+                             args.repeats, baseline="dense", warmup=2)
+            row[mode] = timing.ratio("fold")
             row[f"{mode}_model"] = 1 / training.estimated_speedup(kernel, compiled)
             torch._dynamo.reset()
         rows.append(row)

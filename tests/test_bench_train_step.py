@@ -60,7 +60,7 @@ def test_placement_page_reports_the_fold_path_and_folded_layers(bench):
                                                                 "fold": {"seconds": 0.16, "ratio": 0.8}}}}
     row = {"case": "WRN-16-4-bottleneck, bisymmetric at *conv2", "stored": 147_914, "dense_params": 219_482,
            "symmetric_layers": 6, "folded_by_mode": {"compiled": ["a", "b"]}, "timing": timing}
-    page = bench.markdown({"machine": {"cpu_count": 2, "processor": "cpu", "platform": "p", "torch": "t",
+    page = bench.markdown({"machine": {"cpu_count": 2, "cpu": "cpu", "platform": "p", "torch": "t",
                                        "torch_threads": 2, "allocator": "a", "date": "d"},
                            "args": {"repeats": 3}, "placement": [row]}, "cmd")
     assert "| WRN-16-4-bottleneck, bisymmetric at *conv2 | 147,914 (219,482) | compiled | 200.0 | 1.05× slower | " \
@@ -70,9 +70,9 @@ def test_placement_page_reports_the_fold_path_and_folded_layers(bench):
 def test_policies_section_times_auto_and_measure_against_dense(bench, monkeypatch):
     """The policies section builds the gather, auto and measure variants of each chosen model (measure timing its
     layers on the benchmark's own batch), times them against dense, and its table names what each policy folded."""
-    from weightsym.fast import calibrate
+    from weightsym.fast import timing
 
-    monkeypatch.setattr(calibrate, "time_calls", lambda steps, rounds=5, budget=2.0: {"gather": 1.0, "fold": 2.0})
+    monkeypatch.setattr(timing, "time_calls", lambda steps, rounds=5, budget=2.0: {"gather": 1.0, "fold": 2.0})
     timed = {}
 
     def compare(dense, variants, x, target, repeats, modes):
@@ -87,7 +87,7 @@ def test_policies_section_times_auto_and_measure_against_dense(bench, monkeypatc
     (row,) = rows
     assert row["folded"]["measure"] == []          # every layer measured slower folded: none folds
     assert len(row["folded"]["auto"]) == 6         # the cost model folds all six
-    page = bench.markdown({"machine": {"cpu_count": 2, "processor": "cpu", "platform": "p", "torch": "t",
+    page = bench.markdown({"machine": {"cpu_count": 2, "cpu": "cpu", "platform": "p", "torch": "t",
                                        "torch_threads": 2, "allocator": "a", "date": "d"},
                            "args": {"repeats": 1}, "policies": rows}, "cmd")
     assert "| WRN-16-4-bottleneck, bisymmetric at *conv2 | eager | 100.0 | 1.00× slower | 1.25× faster | 6 of 6 | " \

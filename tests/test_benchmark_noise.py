@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from weightsym.fast.noise import judge_goals, noise_floor, noise_markdown, round_ratios, spread
+from weightsym.bench.noise import judge_goals, noise_floor, noise_markdown, round_ratios, spread
 from weightsym.cli import main
 
 
@@ -19,7 +19,7 @@ def _row(name, kind, channel, n, dense, optimized, chosen=2.0, allowed=None):
 
 
 def _result():
-    from weightsym.fast.bench import goals
+    from weightsym.bench.inference_report import goals
 
     rows = [
         # block Linear: needs 3x; rounds 2.0, 2.1, 3.2 -> median 2.1, best round reaches 3 -> within noise
@@ -30,10 +30,12 @@ def _result():
         _row("Linear 2048", "linear", "triangular", 2048, [0.9, 0.9, 0.95], [1.0, 1.0, 1.0], chosen=1.0,
              allowed=1.0),
     ]
-    return {"command": "weightsym bench", "quick": True, "plan": {"repeats": 3, "min_time": 0.02}, "rows": rows,
-            "goals": goals(rows), "seconds": 1.0, "load_end": None,
-            "machine": {"cpu": "cpu", "cores": 2, "torch": "t", "torch_threads": 1, "python": "3", "platform": "p",
-                        "date": "d", "load_average": None, "allocator": {"malloc": "glibc"}}}
+    result = {"command": "weightsym bench", "quick": True, "plan": {"repeats": 3, "min_time": 0.02}, "rows": rows,
+              "goals": goals(rows), "seconds": 1.0, "load_end": None, "busy": "",
+              "machine": {"cpu": "cpu", "cpu_count": 2, "torch": "t", "torch_threads": 1, "python": "3",
+                          "platform": "p", "date": "d", "load_average": None, "allocator": "glibc defaults",
+                          "malloc": "glibc malloc (defaults)"}}
+    return dict(result, noise=judge_goals(result))  # as weightsym.bench.inference.run returns it
 
 
 def test_round_ratios_and_spread_come_from_the_interleaved_rounds():
@@ -58,15 +60,15 @@ def test_missed_goals_are_called_within_or_beyond_noise():
 
 
 def test_bench_writes_under_weightsym_results_with_the_noise_beside_each_no(tmp_path, monkeypatch, capsys):
-    import weightsym.fast.bench as bench
+    from weightsym.bench import inference
 
     seen = {}
 
-    def fake_run(quick, out, only, repeats, memory, threads=None, cases=None, **kw):
+    def fake_run(quick, out, only, repeats, memory, threads=None, cases=None, command=None, **kw):
         seen.update(quick=quick, out=out, min_time=cases["min_time"])
-        return _result()
+        return dict(_result(), command=command)
 
-    monkeypatch.setattr(bench, "run", fake_run)
+    monkeypatch.setattr(inference, "run", fake_run)
     monkeypatch.chdir(tmp_path)
     assert main(["bench", "--quick", "--min-time", "0.2", "--no-memory"]) == 0
     assert seen == {"quick": True, "out": None, "min_time": 0.2}  # the library writes nothing itself

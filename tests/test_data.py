@@ -100,6 +100,7 @@ def test_missing_data_names_the_path_and_the_env_var(tmp_path):
         get_dataset("cifar10", "test", data_dir=tmp_path)
     message = str(error.value)
     assert str(tmp_path / "cifar10_jpeg_q75" / "cifar10_test_jpeg.npz") in message
+    assert f"{tmp_path / 'cifar10'}, " in message  # the lossless PNG copy is looked for too
     assert "WEIGHTSYM_DATA" in message and "download_dataset('cifar10')" in message
     with pytest.raises(FileNotFoundError, match="fashion-mnist train split.*WEIGHTSYM_DATA"):
         load_fashion_mnist("train", data_dir=tmp_path)
@@ -114,11 +115,11 @@ def test_missing_data_names_the_path_and_the_env_var(tmp_path):
 @pytest.mark.parametrize("split,count", [("train", 50_000), ("test", 10_000)])
 def test_cifar10_jpeg_copy_counts_and_manifest_hashes(split, count):
     root = require_shared(CIFAR_TRAIN if split == "train" else CIFAR_TEST)
-    x, y = load_cifar("cifar10", split, data_dir=root)  # cached decode (see cache_root())
+    x, y = load_cifar("cifar10", split, data_dir=root, source="jpeg")  # cached decode (see cache_root())
     assert x.shape == (count, 32, 32, 3) and x.dtype == np.uint8 and y.dtype == np.int64
     assert np.bincount(y).tolist() == [count // 10] * 10
     assert (pixel_sha256(x), pixel_sha256(y)) == CIFAR_HASHES[split]
-    tx, ty = get_dataset("cifar10", split, data_dir=root)  # as tensors, NCHW
+    tx, ty = get_dataset("cifar10", split, data_dir=root, source="jpeg")  # as tensors, NCHW
     assert tx.shape == (count, 3, 32, 32) and tx.dtype == torch.uint8
     assert torch.equal(tx.permute(0, 2, 3, 1), torch.from_numpy(x)) and torch.equal(ty, torch.from_numpy(y))
 

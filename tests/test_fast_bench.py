@@ -1,10 +1,12 @@
-"""The inference benchmark runs end to end on tiny cases and writes a table and JSON (no wall-clock assertions)."""
+"""The inference benchmark (weightsym.bench.inference) runs end to end on tiny cases and writes a table and JSON (no
+wall-clock assertions)."""
 
 from __future__ import annotations
 
 import json
 
-from weightsym.fast import bench
+from weightsym.bench import inference
+from weightsym.bench.inference_report import goals
 
 
 def test_bench_tiny_cases_write_markdown_and_json(tmp_path):
@@ -15,8 +17,7 @@ def test_bench_tiny_cases_write_markdown_and_json(tmp_path):
         "models": [("mnist1d-cnn", "block", None, 2)], "repeats": 3, "min_time": 0.001,
     }
     lines = []
-    result = bench.run(out=str(tmp_path / "inference"), cases=cases, log=lines.append,
-                       build_model="weightsym.cli.bench:bench_model")
+    result = inference.run(out=str(tmp_path / "inference"), cases=cases, log=lines.append)
     rows = result["rows"]
     assert [r["kind"] for r in rows] == ["conv", "conv", "linear", "linear", "model"]
     dihedral = rows[0]
@@ -28,14 +29,17 @@ def test_bench_tiny_cases_write_markdown_and_json(tmp_path):
     assert model["free_file_bytes"] < model["dense_file_bytes"]
     assert "peak_increase_kib" in model["memory_dense"] and "peak_increase_kib" in model["memory_optimized"]
     saved = json.loads((tmp_path / "inference.json").read_text())
-    assert saved["machine"]["allocator"]["malloc"] and {g["goal"] for g in saved["goals"]} == {
+    assert saved["machine"]["malloc"] and {g["goal"] for g in saved["goals"]} == {
         "block-linear", "centro-linear", "dihedral-conv", "materialised", "wrn-dihedral"}
+    assert [g["goal"] for g in saved["noise"]] == [g["goal"] for g in saved["goals"]]   # each verdict with its noise
     text = (tmp_path / "inference.md").read_text()
     assert "| case" in text and "## Goals" in text and "allowed ×" in text and "Allocator" in text
+    assert "## Noise" in text and "Total run time" in text
+    assert lines[-2] == text and lines[-1].startswith("wrote ")     # the page printed is the page written
 
 
 def test_goals_report_shortfall():
     rows = [{"kind": "linear", "channel": "block", "spatial": None, "n": 1024, "ratio": 2.4, "name": "Linear 1024",
              "map": 0, "batch": 1, "allowed_ratio": 4.0}]
-    goal = {g["goal"]: g for g in bench.goals(rows)}["block-linear"]
+    goal = {g["goal"]: g for g in goals(rows)}["block-linear"]
     assert goal["met"] is False and goal["shortfall_pct"] == 20.0

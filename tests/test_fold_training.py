@@ -312,8 +312,8 @@ def test_train_command_folds_and_ends_where_the_gather_path_ends(tmp_path):
 
 
 def _fake_timer(monkeypatch, ratios):
-    """Make calibrate.time_calls report, layer after layer, gather/fold time ratios from ``ratios``."""
-    from weightsym.fast import calibrate
+    """Make fast.timing.time_calls report, layer after layer, gather/fold time ratios from ``ratios``."""
+    from weightsym.fast import timing
 
     calls = iter(ratios)
 
@@ -323,7 +323,7 @@ def _fake_timer(monkeypatch, ratios):
             step()
         return {"gather": next(calls), "fold": 1.0}
 
-    monkeypatch.setattr(calibrate, "time_calls", fake)
+    monkeypatch.setattr(timing, "time_calls", fake)
 
 
 def test_measure_policy_folds_where_the_timed_step_is_faster(monkeypatch):
@@ -366,13 +366,13 @@ def test_busy_machine_note_from_the_load_average(monkeypatch):
     import os
     import warnings
 
-    from weightsym.fast import training
+    from weightsym.fast import timing
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 1.0))
-    assert training.busy_machine_note() == ""
+    assert timing.busy_machine_note() == ""
     monkeypatch.setattr(os, "getloadavg", lambda: (3.1, 1.0, 1.0))
-    note = training.busy_machine_note()
+    note = timing.busy_machine_note()
     assert note.startswith("measured while the machine was busy (1-minute load average 3.1 on 2 CPUs)")
     _fake_timer(monkeypatch, itertools.cycle([1.2]))
     with warnings.catch_warnings(record=True) as caught:
@@ -435,13 +435,13 @@ def test_measure_policy_compiles_each_layer_and_resets_dynamo(monkeypatch):
 def test_train_command_measures_once_and_resume_replays_the_choice(tmp_path, monkeypatch, capsys):
     """`--fold measure`: the choice is measured at the start, stored in the checkpoint, and a resumed run replays it
     without timing anything; the run reaches the weights of an uninterrupted one."""
-    from weightsym.fast import training
+    from weightsym.fast import timing, training
     from weightsym.train import TrainConfig, load_checkpoint, train
 
     base = dict(model="mnist1d-cnn", model_args={"width": 16}, channel="block", spatial="rot180", train_subset=256,
                 batch_size=64, epochs=2, lr=0.05, progress=False, threads=1, fold="measure")
     _fake_timer(monkeypatch, itertools.cycle([0.5, 3.0]))  # conv1 slower folded, conv2 faster
-    monkeypatch.setattr(training, "busy_machine_note", lambda: "busy")
+    monkeypatch.setattr(timing, "busy_machine_note", lambda: "busy")
     full = train(TrainConfig(**base, out=str(tmp_path / "full")))
     assert [r["path"] for r in full["fold_training"]] == ["gather", "fold"]
     out = capsys.readouterr().out

@@ -144,7 +144,7 @@ def test_fold_measure_times_the_feed_forward_layers_once_and_resume_replays(shar
     """`weightsym lm --fold measure`: the block-tied feed-forward layers of a transformer are timed on a token batch of
     the training shape (the global RNG untouched: the run equals an `--fold never` run up to float rounding); the
     choice is kept in the checkpoint and a resumed run replays it without timing."""
-    from weightsym.fast import calibrate, training
+    from weightsym.fast import timing, training
     from weightsym.train.checkpoint import checkpoint_info
 
     root = ptb_root(shared_data)
@@ -158,7 +158,7 @@ def test_fold_measure_times_the_feed_forward_layers_once_and_resume_replays(shar
             step()
         return {"gather": next(ratios), "fold": 1.0}
 
-    monkeypatch.setattr(calibrate, "time_calls", fake)
+    monkeypatch.setattr(timing, "time_calls", fake)
     quiet = dict(progress=False, log=lambda *a: None)
     first = fit(LMConfig(**options, epochs=1, fold="measure", out=str(tmp_path / "m")), **quiet)
     assert [(r["name"], r["path"]) for r in first["fold_training"]] == [("blocks.0.ff.up", "fold"),

@@ -23,8 +23,8 @@ import torch
 
 import weightsym as ws
 from weightsym.cli import main
-from weightsym.nn import modelfile
-from weightsym.nn.modelfile import DTYPE_NAMES, EXPANSION_LIMIT, LegacyFileWarning, ModelFileError, checksum
+from weightsym.files import DTYPE_NAMES, EXPANSION_LIMIT, LegacyFileWarning, ModelFileError, checksum
+from weightsym.files import format as file_format
 
 
 # ------------------------------------------------------------------------------------------------ generated files
@@ -74,7 +74,7 @@ def _tensors(header: dict, body: bytes) -> dict[str, torch.Tensor]:
     for name, entry in header.items():
         if name != "__metadata__":
             b, e = entry["data_offsets"]
-            dtype = modelfile.DTYPES[entry["dtype"]]
+            dtype = file_format.DTYPES[entry["dtype"]]
             out[name] = torch.frombuffer(bytearray(body[b:e]) or bytearray(1), dtype=dtype)[
                 :math.prod(entry["shape"])].reshape(entry["shape"]).clone()
     return out
@@ -87,7 +87,7 @@ def _write(tensors: dict[str, torch.Tensor], metadata: dict[str, str], reseal: b
     metadata = dict(metadata)
     if reseal and "checksum" in metadata:
         metadata["checksum"] = checksum(metadata, [
-            (k, DTYPE_NAMES[t.dtype], list(t.shape), modelfile._tensor_bytes(t)) for k, t in tensors.items()])
+            (k, DTYPE_NAMES[t.dtype], list(t.shape), file_format._tensor_bytes(t)) for k, t in tensors.items()])
     return save(tensors, metadata=metadata)
 
 
@@ -302,7 +302,7 @@ def _python_loaders(kind: str, path: Path, scope: str = "all"):
     if kind == "lm":
         loaders.append(lambda: load_language_model(path))
     if scope == "all":
-        loaders.append(lambda: ws.nn.read_model_file(path))
+        loaders.append(lambda: ws.files.read_model_file(path))
         if kind == "clf":
             loaders.append(lambda: load_checkpoint(path, _classifier_model()))
         elif kind == "weights":
@@ -509,7 +509,7 @@ def test_reading_opens_the_file_once(files, monkeypatch):
         return real(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", counting)
-    model_file = ws.nn.read_model_file(files["clf"])
+    model_file = ws.files.read_model_file(files["clf"])
     ws.load_model(model_file)
     from weightsym.analysis.report import load_state_dict
 

@@ -330,8 +330,12 @@ def test_the_docs_tables_name_every_value_the_recipes_set():
     text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
     wrn = text.split("## The original recipe")[1].split("### The language-model recipes")[0]
     lm = text.split("### The language-model recipes")[1].split("\n## ")[0]
+    fast = text.split("## The fast recipe")[1].split("\n## ")[0]
     for section, recipes in ((wrn, TRAIN_RECIPES), (lm, LM_RECIPES)):
         for recipe in recipes.values():
+            section = fast if recipe.name == "airbench" else section
+            for technique in recipe.techniques:  # every --without name is explained
+                assert f"`{technique}`" in section, (recipe.name, technique)
             for key in recipe.values:
                 flag = "init_scheme=paper" if key == "model_args" else f"`--{key.replace('_', '-')}"
                 flag = "`--model`" if key == "rnn_type" else flag

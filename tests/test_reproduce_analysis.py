@@ -196,7 +196,8 @@ def test_cifar_symmetries_smoke(tmp_path, shared_data):
     # issue 13 item 5: the old-vs-new init row trains the same symmetry under init=project
     other = by["block init=project"]
     assert other["init"] == "project" and other["family"] == "other init" and by["block"]["init"] == "variance"
-    assert other["params"] == by["block"]["params"] and other["test_accuracy"] != by["block"]["test_accuracy"]
+    # a different start gives a different run (the smoke run is tiny: its two accuracies can coincide, the losses not)
+    assert other["params"] == by["block"]["params"] and other["final_loss"] != by["block"]["final_loss"]
     assert "Same symmetry, other initialisation (init=project minus the study's init): block" in markdown
 
 

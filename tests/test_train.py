@@ -84,7 +84,7 @@ def test_exact_resume_mid_epoch_is_bit_for_bit(tmp_path, options):
         assert torch.equal(a[key], b[key]), key
     assert resumed["weights_sha256"] == full["weights_sha256"]
     # the per-epoch log after resuming matches the uninterrupted one (except wall-clock fields)
-    clock = {"seconds", "images_per_second"}
+    clock = {"seconds", "images_per_second", "elapsed_seconds"}
     assert [{k: v for k, v in r.items() if k not in clock} for r in _log(tmp_path / "cut")] == \
         [{k: v for k, v in r.items() if k not in clock} for r in _log(tmp_path / "full")]
 
@@ -143,7 +143,7 @@ def test_eval_rebuilds_the_symmetric_model_from_the_checkpoint(tmp_path, capsys)
 
 
 def test_lr_schedules():
-    from weightsym.train.loop import lr_factor
+    from weightsym.train.optim import lr_factor
 
     paper = TrainConfig(epochs=200)
     assert paper.resolved_milestones() == [60, 120, 160]
@@ -226,7 +226,7 @@ def test_describe_recurrent_model_through_the_registry(capsys):
 def test_describe_fold_shows_which_layers_would_train_through_their_folds(capsys, monkeypatch):
     """`describe --fold auto` prints the cost model's per-layer choice; `--fold measure` times each layer on a batch of
     the model's input shape (here a fake timer: the 16-channel layers measure slower folded) and says so."""
-    from weightsym.fast import calibrate
+    from weightsym.fast import timing
 
     args = ["describe", "--model", "wrn-16-4-bottleneck", "--channel", "eighth", "--include", "*conv2"]
     assert main([*args, "--fold", "auto"]) == 0
@@ -240,7 +240,7 @@ def test_describe_fold_shows_which_layers_would_train_through_their_folds(capsys
         shapes.append(1)
         return {"gather": 1.0 if len(shapes) <= 1 else 2.0, "fold": 1.5}  # the first shape measures 0.67x
 
-    monkeypatch.setattr(calibrate, "time_calls", fake)
+    monkeypatch.setattr(timing, "time_calls", fake)
     assert main([*args, "--fold", "measure", "--batch-size", "4"]) == 0
     out = capsys.readouterr().out
     assert "(--fold measure: timed on this machine, batch 4): 4 of 6 symmetric layers fold" in out

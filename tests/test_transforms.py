@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightsym.transforms import ExpandInput
+from weightsym.data.input_expansion import ExpandInput
 
 
 @settings(max_examples=60, deadline=None)

@@ -10,27 +10,18 @@ True
 
 __version__ = "0.1.0"
 
-from weightsym import nn
-from weightsym.nn import (
-    ParameterCount,
-    SymmetrizeReport,
-    count_parameters,
-    load,
-    load_model,
-    read_metadata,
-    save,
-    symmetric_layers,
-    symmetrize,
-    unsymmetrize,
-)
+from weightsym import files, nn
+from weightsym.files import load, load_model, read_metadata, save
+from weightsym.nn import ParameterCount, SymmetrizeReport, count_parameters, symmetric_layers, symmetrize, unsymmetrize
 from weightsym.symmetry import Symmetry, SymmetryError, available_symmetries, get_symmetry
 
 __all__ = [
     "ParameterCount", "Symmetry", "SymmetryError", "SymmetrizeReport", "available_symmetries", "count_parameters",
-    "get_symmetry", "load", "load_model", "nn", "read_metadata", "save", "symmetric_layers", "symmetrize", "unsymmetrize",
+    "files", "get_symmetry", "load", "load_model", "nn", "read_metadata", "save", "symmetric_layers", "symmetrize",
+    "unsymmetrize",
 ]
 
-_SUBPACKAGES = {"analysis", "compress", "data", "fast", "lm", "models", "reproduce", "symmetry", "train"}
+_SUBPACKAGES = {"analysis", "bench", "compress", "data", "fast", "lm", "models", "reproduce", "symmetry", "train"}
 
 
 def __getattr__(name: str):

@@ -90,7 +90,7 @@ def _rows(results: dict) -> list[list[str]]:
 
 def demo_markdown(results: dict, command: str = "weightsym demo --markdown") -> str:
     """The demo's table as Markdown, followed by one line: command, torch threads, machine, date, total time."""
-    from weightsym.reproduce.common import machine
+    from weightsym.machine import machine
 
     m = machine()
     seconds = results["dense"]["seconds"] + results["symmetric"]["seconds"]

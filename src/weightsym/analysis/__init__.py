@@ -4,12 +4,12 @@ predictions under flips and shifts, how much do replicas differ, and input dimen
 - ``kernel_symmetry(model_or_state_dict)`` — mean-kernel D4 scores per conv layer (Alsallakh et al. 2025);
 - ``flip_consistency`` / ``shift_consistency`` — prediction agreement under mirror / random shifts (Zhang 2019);
 - ``replica_distance`` — our precisely defined measure of symmetry breaking (docs/analysis.md);
-- ``ExpandInput`` — input dimension expansion (Zhang et al. 2024), also in ``weightsym.transforms``;
+- ``ExpandInput`` — input dimension expansion (Zhang et al. 2024);
 - ``analyze(model, out_dir)`` — report.md + analysis.json + figures.
 """
 
 from .consistency import flip_consistency, random_shift, shift_consistency
-from .input_expansion import ExpandInput
+from weightsym.data.input_expansion import ExpandInput
 from .kernel_symmetry import (
     D4_TRANSFORMS,
     LayerSymmetry,

@@ -311,7 +311,7 @@ def analyze(
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Dense tensors of a model file, for ``kernel_symmetry``/``analyze`` in state-dict mode.
 
-    The file is read and validated by :func:`weightsym.nn.read_model_file` (header, metadata, checksum, finite
+    The file is read and validated by :func:`weightsym.files.read_model_file` (header, metadata, checksum, finite
     values). A weightsym weight file or checkpoint stores only the free values of symmetric layers under
     ``<layer>.parametrizations.<tensor>.original``; these are expanded back to the dense ``<layer>.<tensor>`` with the
     symmetry named in the metadata. Keys are returned in natural order (``layer2`` before ``layer10``), since
@@ -326,7 +326,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     >>> list(state)[:4], torch.equal(state["1.weight"], net[1].weight)
     (['0.bias', '0.weight', '1.bias', '1.weight'], True)
     """
-    from weightsym.nn import read_model_file
+    from weightsym.files import read_model_file
 
     mf = path if not isinstance(path, (str, Path)) else read_model_file(path)
     if mf.kind in ("weights", "checkpoint"):
@@ -348,12 +348,12 @@ def load_training_checkpoint(
     dataset or of ``data`` (which must have the input shape the model was trained on). Returns ``(model, loader,
     input_transform, source)``: ``input_transform`` is the ``ExpandInput`` of runs trained with ``--expand-input K``
     (else ``None``), ``source`` describes what was loaded (for the report). ``path`` may also be a
-    :class:`weightsym.nn.ModelFile` already read.
+    :class:`weightsym.files.ModelFile` already read.
     """
     from weightsym.data import training_data_info
     from weightsym.data import test_loader as make_test_loader
-    from weightsym.nn import load_model
-    from weightsym.transforms import ExpandInput
+    from weightsym.files import load_model
+    from weightsym.data.input_expansion import ExpandInput
 
     model, description = load_model(path)
     config = description.config
@@ -398,15 +398,15 @@ def analyze_file(path, out_dir: str | Path | None = None, data: str | None = Non
                  title: str | None = None, log=print) -> dict[str, Any]:
     """:func:`analyze` a model file: what ``weightsym analyze`` does.
 
-    The file is read once and validated by :func:`weightsym.nn.read_model_file` (``path`` may also be the
-    :class:`weightsym.nn.ModelFile` already read). A ``weightsym train`` checkpoint is rebuilt as its model
+    The file is read once and validated by :func:`weightsym.files.read_model_file` (``path`` may also be the
+    :class:`weightsym.files.ModelFile` already read). A ``weightsym train`` checkpoint is rebuilt as its model
     (:func:`load_training_checkpoint`) and also measured for flip and shift consistency (and accuracy, on its own
     dataset) over ``max_batches`` test batches of ``data`` (default the dataset it was trained on); any other model
     file (weight file, dense export, state dict) is analysed as tensors (:func:`load_state_dict`: kernel symmetry
     only; ``data`` is ignored with a note). ``out_dir`` defaults to ``<file stem>_analysis`` next to the file. Returns
     :func:`analyze`'s result plus ``"out"``.
     """
-    from weightsym.nn import read_model_file
+    from weightsym.files import read_model_file
 
     mf = path if not isinstance(path, (str, Path)) else read_model_file(path)
     path = mf.path
@@ -418,7 +418,7 @@ def analyze_file(path, out_dir: str | Path | None = None, data: str | None = Non
                          input_transform=expand, source=source, accuracy=source["test_data"] == source["trained_on"])
         extra = ", ".join(f"{k.split(' ')[0]} {v:.4f}" for k, v in result["consistency"].items())
     elif mf.role == "weights" and mf.architecture is not None:  # a registry model: rebuilt, so strides are known
-        from weightsym.nn import load_model
+        from weightsym.files import load_model
 
         model, description = load_model(mf)
         if data:

@@ -132,6 +132,7 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def run_as_main(prefix: list[str] | None = None) -> None:
-    """Entry point for ``python -m``: ``weightsym PREFIX ARGV...``, exiting with its code."""
-    sys.exit(main([*(prefix or []), *sys.argv[1:]]))
+def run_as_main() -> None:
+    """Entry point for ``python -m weightsym`` (weightsym/__main__.py, the only module outside this package that
+    imports it): ``weightsym ARGV...``, exiting with its code."""
+    sys.exit(main(sys.argv[1:]))

@@ -3,36 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from weightsym.cli import checks
 from weightsym.cli.parser import add_command
 
 DEFAULT_OUT = "weightsym-results/inference"
-
-# the whole models the bench command measures: (registry name, channel, spatial, batch)
-MODELS = {
-    "quick": [("wrn-16-4", None, "dihedral", 8), ("wrn-16-4", "block", None, 8),
-              ("resnet-50-small", None, "dihedral", 2)],
-    "full": [("wrn-16-4", None, "dihedral", 32), ("wrn-16-4", "block", None, 32),
-             ("resnet-50-small", None, "dihedral", 8), ("resnet-50-small", "block", None, 8)],
-}
-BUILDER = "weightsym.cli.bench:bench_model"  # how weightsym.fast.bench (and its memory subprocesses) build them
-
-
-def bench_model(name: str, channel: str | None, spatial: str | None):
-    """``(model in eval mode, input shape)``: registry model ``name`` (seed 0) symmetrized as asked."""
-    import torch
-
-    import weightsym as ws
-    from weightsym.models import create_model, model_info
-
-    torch.manual_seed(0)
-    model = create_model(name).eval()
-    ws.symmetrize(model, channel=channel, spatial=spatial)
-    return model, tuple(model_info(name)["input_shape"])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,28 +61,20 @@ def command_line(args) -> str:
 def run(args) -> int:
     if args.out:
         checks.output_file(args.out + ".md")
-    from weightsym.fast.noise import judge_goals, noise_markdown
-    from weightsym.fast import bench
+    from weightsym.bench import inference
+    from weightsym.bench.cases import plan
+    from weightsym.bench.inference_report import page
+    from weightsym.bench.results import write_results
 
-    cases = bench.plan(args.quick)
-    cases["models"] = MODELS["quick" if args.quick else "full"]
+    cases = plan(args.quick)
     if args.min_time is not None:
         cases["min_time"] = args.min_time
-    result = bench.run(args.quick, None, args.only, args.repeats, not args.no_memory, threads=args.threads,
-                       cases=cases, build_model=BUILDER)
-    result["command"] = command_line(args)
-    noise = noise_markdown(result)
-    print(noise)
-    for goal in judge_goals(result):
+    result = inference.run(args.quick, None, args.only, args.repeats, not args.no_memory, threads=args.threads,
+                           cases=cases, command=command_line(args))
+    for goal in result["noise"]:
         if goal["met"] is False:
             print(f"goal not met: {goal['description']}: worst {goal['measured_min']:.2f}x of {goal['required']:.2f}x "
                   f"({goal['noise']}: per-round {goal['low']:.2f}-{goal['high']:.2f}x)", file=sys.stderr)
     if args.out:
-        base = Path(args.out)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        result["noise"] = judge_goals(result)
-        base.with_suffix(".md").write_text(bench.markdown(result) + "\n" + noise
-                                           + f"\nTotal run time: {result['seconds']:.0f} s\n")
-        base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
-        print(f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')}")
+        print(write_results(args.out, page(result), result))
     return 0

@@ -216,6 +216,39 @@ def key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
+def augment(text: str) -> str:
+    """``type=`` for a training augmentation spec (``weightsym.data.loader.make_augment``: default, none, crop-flip,
+    crop, flip, or '+'-joined flip/altflip/translate:P)."""
+    if text == "default":
+        return text
+    from weightsym.data.loader import make_augment
+
+    try:
+        make_augment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("augment=", "", 1)) from None
+    return text
+
+
+def epochs(text: str) -> int | float:
+    """``type=`` for ``--epochs``: a whole number or a fraction >= 1 (9.9 ends the 10th epoch at 90% of its steps)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 1 (e.g. 200 or 9.9)") from None
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a number >= 1 (e.g. 200 or 9.9)")
+    return int(value) if value.is_integer() else value
+
+
+def freeze(text: str) -> tuple[str, int]:
+    """``type=`` for ``--freeze-after NAME=EPOCHS`` (a parameter trains for EPOCHS epochs, then is frozen)."""
+    name, _, value = text.partition("=")
+    if not name or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: use PARAMETER=EPOCHS, e.g. whiten.bias=3")
+    return name, int(value)
+
+
 def device(text: str) -> str:
     """``type=`` for ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (a GPU must be visible for the cuda ones)."""
     from weightsym.train.distributed import resolve_device
@@ -283,11 +316,11 @@ USE = {"classifier": "`weightsym eval`, `weightsym analyze` or `weightsym export
 
 
 def checkpoint(path: str, option: str, kinds: tuple[str, ...]):
-    """The model file at ``path``, read once and validated completely (:func:`weightsym.nn.read_model_file`: header,
-    metadata, checksum, finite values), as a :class:`weightsym.nn.ModelFile` to hand to the library.  A damaged file
+    """The model file at ``path``, read once and validated completely (:func:`weightsym.files.read_model_file`: header,
+    metadata, checksum, finite values), as a :class:`weightsym.files.ModelFile` to hand to the library.  A damaged file
     is a :class:`UsageError` naming it and its problem; a file of another kind (``ModelFile.role`` not in ``kinds``)
     one saying what it is, what the command needs and which command reads it."""
-    from weightsym.nn.modelfile import read_model_file
+    from weightsym.files import read_model_file
 
     existing_file(path, option)
     try:

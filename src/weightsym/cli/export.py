@@ -42,7 +42,7 @@ def run(args) -> int:
     if model_file.role == "weights" and model_file.architecture is None and not args.model:
         raise checks.UsageError(f"CHECKPOINT {args.checkpoint} is a weight file that does not record its "
                                 "architecture; pass --model NAME (`weightsym models` lists them)")
-    from weightsym.nn import load_model
+    from weightsym.files import load_model
 
     model, description = load_model(model_file, args.model)
     name = description.architecture["name"]

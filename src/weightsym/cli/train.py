@@ -10,12 +10,9 @@ from weightsym.cli import checks
 from weightsym.cli.options import add_init_option, add_model_arg, add_symmetry_options
 from weightsym.cli.parser import add_command
 
-PLACEMENT = ("On bottleneck models (wrn-*-bottleneck, resnet-50/101/152) the paper symmetrizes only the middle 3x3 "
-             "conv of each block: use --include '*conv2'.")
-
-
 def add_parser(sub) -> None:
-    from weightsym.train.config import FOLD_POLICIES as FOLD_CHOICES, TrainConfig
+    from weightsym.train.config import DATA_SOURCES, FOLD_POLICIES as FOLD_CHOICES, PRECISIONS, SCHEDULES, TrainConfig
+    from weightsym.train.describe import PLACEMENT_NOTE
     from weightsym.train.recipes import TRAIN_RECIPES
 
     d = TrainConfig()
@@ -25,7 +22,7 @@ def add_parser(sub) -> None:
         "log.jsonl, checkpoint.safetensors, best.safetensors and summary.json to --out, which is locked while the "
         "run is alive. Ctrl-C or SIGTERM stops the run; --resume continues it from its last checkpoint, bit for "
         "bit. Multi-process: torchrun --nproc_per_node=N -m weightsym train ... (DistributedDataParallel, gloo on "
-        "CPU, nccl on GPU; --batch-size is the global batch).\n\n" + PLACEMENT,
+        "CPU, nccl on GPU; --batch-size is the global batch).\n\n" + PLACEMENT_NOTE,
         ["weightsym train --model mnist1d-cnn --channel triangular --epochs 3 --lr 0.05 --out runs/mnist1d-tri",
          "weightsym train --resume --out runs/mnist1d-tri    # continue after Ctrl-C or SIGTERM",
          "weightsym train --model wrn-16-4-bottleneck --channel triangular --include '*conv2' --epochs 200 "
@@ -36,7 +33,10 @@ def add_parser(sub) -> None:
          "weightsym train --model wrn-16-4-bottleneck --channel block --spatial dihedral --compile "
          "--out runs/wrn-bd4    # trains through the folds: fewer multiplies per step",
          "weightsym train --recipe paper --model wrn-16-4-bottleneck --channel triangular --include '*conv2' "
-         "--epochs 30 --out runs/wrn-tri-paper    # the original code's recipe, milestones scaled to 30 epochs"],
+         "--epochs 30 --out runs/wrn-tri-paper    # the original code's recipe, milestones scaled to 30 epochs",
+         "weightsym train --recipe airbench --model airbench-64-128-128 --out runs/air93    # ~93% in 11 epochs",
+         "weightsym train --recipe airbench --model airbench-64-128-128 --channel triangular --out runs/air93-tri",
+         "weightsym train --recipe airbench --model airbench-64-128-128 --without tta,lookahead --out runs/ablate"],
         argument_default=argparse.SUPPRESS)  # left out: the config's default (or, with --resume, the checkpoint's)
     g = p.add_argument_group("model and data")
     g.add_argument("--model", type=checks.model_name("classification"),
@@ -48,20 +48,31 @@ def add_parser(sub) -> None:
     g.add_argument("--data-dir", metavar="DIR", help="dataset root, default $WEIGHTSYM_DATA, else ~/.cache/weightsym")
     g.add_argument("--train-subset", type=checks.integer(1), metavar="N",
                    help="train on a fixed seeded class-balanced subset of N samples (default: all)")
-    g.add_argument("--augment", choices=("default", "none", "crop-flip", "crop", "flip"),
-                   help="training augmentation, default: the dataset's (CIFAR: pad-4 crop + flip)")
+    g.add_argument("--augment", type=checks.augment, metavar="SPEC",
+                   help="training augmentation: default (the dataset's; CIFAR: pad-4 crop + flip), none, crop-flip, "
+                        "crop, flip, or '+'-joined parts flip (random mirror), altflip (alternating mirror), "
+                        "translate:P (reflect-pad P, random crop), e.g. altflip+translate:2")
+    g.add_argument("--data-source", choices=DATA_SOURCES,
+                   help="which copy of CIFAR: auto (the first found: official binary, python, lossless PNG, then the "
+                        "lossy JPEG), or one of them (jpeg: the old q75 copy, for comparisons); default auto")
+    g.add_argument("--drop-last", action="store_true",
+                   help="drop each epoch's last incomplete batch (default off)")
     g.add_argument("--image-size", type=checks.integer(1),
                    help=f"image folders only: crop size, default {d.image_size}")
     g.add_argument("--expand-input", type=checks.integer(1), metavar="K",
-                   help="weightsym.transforms.ExpandInput factor applied to every batch, default 1 (off)")
+                   help="weightsym.analysis.ExpandInput factor applied to every batch, default 1 (off)")
     g.add_argument("--expand-fill", type=checks.number(),
                    help="ExpandInput fill in normalised units, default 0 (the dataset mean)")
     add_init_option(add_symmetry_options(p, from_config=True), from_config=True)
     g = p.add_argument_group("recipe")
     g.add_argument("--recipe", choices=sorted(TRAIN_RECIPES),
-                   help="a named preset of the options below and the model's init, e.g. paper: "
-                        + TRAIN_RECIPES["paper"].summary + "; options given explicitly win; the run header says "
-                        "what it set (default: none, each option's own default)")
+                   help="a named preset of the options below and the model's init: "
+                        + "; ".join(f"{r.name}: {r.summary}" for r in TRAIN_RECIPES.values()).replace("%", "%%")
+                        + "; options given explicitly win; the run header says what it set (default: none, each "
+                          "option's own default)")
+    g.add_argument("--without", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                   metavar="T1,T2", help="turn off techniques of the recipe by name (airbench: "
+                   + ", ".join(TRAIN_RECIPES["airbench"].techniques) + "); default: none")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=("sgd", "adamw"), help=f"default {d.optimizer}")
     g.add_argument("--lr", type=checks.number(0, low_open=True), help=f"peak learning rate, default {d.lr}")
@@ -70,7 +81,33 @@ def add_parser(sub) -> None:
     g.add_argument("--weight-decay", type=checks.number(0), help=f"default {d.weight_decay}")
     g.add_argument("--betas", type=checks.float_list(0, 1, length=2),
                    help=f"AdamW betas, default {','.join(map(str, d.betas))}")
-    g.add_argument("--schedule", choices=("step", "cosine", "constant"), help=f"default {d.schedule}")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help=f"learning-rate schedule; warmup-linear: --lr-start -> 1 over --warmup of the steps, then "
+                        f"linearly to --lr-end; default {d.schedule}")
+    g.add_argument("--warmup", type=checks.number(0, 1, high_open=True),
+                   help=f"warmup-linear: fraction of the steps that warm up, default {d.warmup}")
+    g.add_argument("--lr-start", type=checks.number(0), help=f"warmup-linear: factor at step 0, default {d.lr_start}")
+    g.add_argument("--lr-end", type=checks.number(0), help=f"warmup-linear: factor at the end, default {d.lr_end}")
+    g.add_argument("--decoupled", action="store_true",
+                   help="--lr and --weight-decay are per 1,024 examples, decoupled from the batch size and "
+                        "momentum (SGD; the airbench recipe's convention; default off: PyTorch's own)")
+    g.add_argument("--bn-bias-lr-scale", type=checks.number(0, low_open=True),
+                   help=f"learning-rate multiplier of BatchNorm biases, default {d.bn_bias_lr_scale:g}")
+    g.add_argument("--lookahead", action=argparse.BooleanOptionalAction,
+                   help="every 5 steps the weights jump to an EMA of themselves, which they take at the end "
+                        "(default off)")
+    g.add_argument("--tta", type=int, choices=(0, 1, 2),
+                   help="test-time augmentation of the final evaluation: 0 none, 1 mirror, 2 mirror + translate "
+                        "(the summary also keeps the plain accuracy); default 0")
+    g.add_argument("--freeze-after", type=checks.freeze, action="append", metavar="PARAM=EPOCHS",
+                   help="a parameter trains for EPOCHS epochs, then is frozen (repeatable), e.g. whiten.bias=3; "
+                        "default: none")
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32, bf16 (autocast: convolutions and matrix products in bfloat16, weights and optimizer "
+                        "in float32) or auto (bf16 where the CPU/GPU runs it natively); default "
+                        f"{d.precision}")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="model and batches in channels-last memory format (faster convolutions on CPU); default off")
     g.add_argument("--milestones", type=checks.float_list(0),
                    help="step schedule: epochs (>= 1) or fractions of --epochs (< 1); default 0.3,0.6,0.8 "
                         "(the paper's 60,120,160 of 200)")
@@ -79,7 +116,8 @@ def add_parser(sub) -> None:
     g.add_argument("--momentum-reset-at-milestones", action="store_true",
                    help="step schedule: clear the optimizer state (momentum) when a milestone epoch starts, as the "
                         "paper's code does by building a new SGD there (default off)")
-    g.add_argument("--epochs", type=checks.integer(1), help=f"default {d.epochs}")
+    g.add_argument("--epochs", type=checks.epochs,
+                   help=f"epochs; a fraction ends the last one early (9.9: 90%% of the 10th), default {d.epochs}")
     g.add_argument("--batch-size", type=checks.integer(1),
                    help=f"global batch size (split over torchrun processes), default {d.batch_size}")
     g.add_argument("--label-smoothing", type=checks.number(0, 1, high_open=True), help="default 0")
@@ -134,6 +172,19 @@ def config_from_args(args: argparse.Namespace):
         given["model_args"] = dict(given["model_args"])
     if "plan" in given:
         given["plan"] = check_plan(args, given)
+    if "freeze_after" in given:
+        given["freeze_after"] = dict(given["freeze_after"])
+    techniques = getattr(args, "without", None)
+    if techniques:
+        if not given.get("recipe"):
+            raise checks.UsageError("--without turns off techniques of a recipe; give --recipe too, e.g. --recipe "
+                                    "airbench --without tta")
+        from weightsym.train.recipes import TRAIN_RECIPES, without
+
+        try:
+            given = without(TRAIN_RECIPES, given["recipe"], techniques, given)
+        except ValueError as exc:
+            raise checks.UsageError(f"--without: {exc}") from None
     if given.get("recipe") and not given.get("resume"):  # the recipe's values under the options given explicitly
         from weightsym.train.recipes import TRAIN_RECIPES, resolve
 

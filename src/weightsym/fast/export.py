@@ -6,7 +6,7 @@
   ``torch.onnx.export``.  The exporter needs the optional packages ``onnx`` and ``onnxscript``
   (``pip install onnx onnxscript`` or ``pip install 'weightsym[onnx]'``).
 
-Both read and write model files only through :mod:`weightsym.nn.modelfile` (a dense export is validated and
+Both read and write model files only through :mod:`weightsym.files` (a dense export is validated and
 checksummed like every weightsym file); to export a file, load it with :func:`weightsym.load_model` first (what the
 ``weightsym export`` command does).
 
@@ -57,7 +57,7 @@ def export_dense(model: nn.Module, path: str | os.PathLike, metadata: dict | Non
 
     Format ``weightsym-dense/2``: the plain state dict, ``user`` metadata, the registry ``architecture`` of the model
     (when it has one) and a checksum (``docs/file-format.md``); any safetensors reader loads it as a state dict."""
-    from weightsym.nn.modelfile import architecture_of, write_model_file
+    from weightsym.files import architecture_of, write_model_file
 
     tensors = dense_state_dict(model)
     return write_model_file(path, "dense", tensors, {"architecture": architecture_of(model), "user": metadata or {}})
@@ -67,7 +67,7 @@ def load_dense(path: str | os.PathLike, model: nn.Module, strict: bool = True):
     """Load a file written by :func:`export_dense` (validated: header, checksum, finite values) into a plain model;
     returns the ``load_state_dict`` result.  A tensor whose shape or dtype differs from the model's is a
     ``ValueError`` naming it."""
-    from weightsym.nn.modelfile import ModelFileError, read_model_file
+    from weightsym.files import ModelFileError, read_model_file
 
     mf = read_model_file(path)
     if mf.kind not in ("dense", "safetensors"):

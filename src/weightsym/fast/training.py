@@ -29,7 +29,6 @@ The layer's ``forward`` is overridden on the instance (the class is untouched) a
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from weightsym.fast import channel_fold as cf
+from weightsym.fast import timing
 from weightsym.fast.spatial_fold import orbit_representatives
 from weightsym.fast.structured import CONV_TYPES, StructuredKernel, build_kernel, layer_structure
 from weightsym.nn.parametrization import KERNEL, clear_kernel, set_kernel, symmetric_parametrization
@@ -226,9 +226,10 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
     times each such layer's training step on this machine, folded and gathered, on the input it receives from
     ``example_input`` (a batch shaped like the training batches; its values do not matter), compiled per layer when
     ``compiled``, and folds where the fold is at least ``margin`` faster (best of interleaved rounds of process CPU
-    time; a few seconds per layer, more when compiling); ``"always"`` folds every layer whose structure saves
-    multiplies; ``"never"`` removes every fold (same as :func:`unfold_training`).  Layers without such structure
-    (``triangular``, ``transpose``, the matrix maps, recurrent layers) keep the gather path.
+    time, :func:`weightsym.fast.timing.time_calls`; a few seconds per layer, more when compiling); ``"always"``
+    folds every layer whose structure saves multiplies; ``"never"`` removes every fold (same as
+    :func:`unfold_training`).  Layers without such structure (``triangular``, ``transpose``, the matrix maps,
+    recurrent layers) keep the gather path.
 
     ``layers`` replays a decision instead of making one: exactly the named layers fold (names as in
     :attr:`FoldReport.folded`; a name that is not a foldable layer raises ``ValueError``) — e.g. a resumed run, or
@@ -256,7 +257,7 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
     if policy == "measure" and chosen is None:
         unfold_training(model)  # record every layer's input on the gather path
         inputs = _layer_inputs(model, example_input)
-        report.note = busy_machine_note()
+        report.note = timing.busy_machine_note()
         if report.note:
             warnings.warn(f"fold_training(policy='measure'): {report.note}", stacklevel=2)
     for qualified, module, symmetry in symmetric_layers(model):
@@ -309,27 +310,6 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
     return report
 
 
-def busy_machine_note() -> str:
-    """A warning if other processes keep this machine's cores busy (so that timings are unreliable), else ``""``.
-
-    Busy: the 1-minute load average, less the one runnable thread of this process, exceeds half the CPUs this
-    process may use.  Measured on a 2-core machine beside a 2-thread training process: a 64-channel 3x3 conv's eager
-    training step took 98 ms with 2 threads against 14 ms with 1 (the threads wait for each other at every op), and
-    the fold path, more and smaller ops, suffered most (gather/fold 0.26 with 2 threads, 0.66 with 1) — numbers
-    that say nothing about the same machine when quiet.
-    """
-    try:
-        load = os.getloadavg()[0]
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    except OSError:  # no load average on this platform
-        return ""
-    if load - 1 <= cpus / 2:
-        return ""
-    return (f"measured while the machine was busy (1-minute load average {load:.1f} on {cpus} CPUs): timings taken "
-            f"while other processes compete for the cores are unreliable; measure on a quiet machine, or use "
-            f"policy 'auto'")
-
-
 def _layer_inputs(model: nn.Module, example_input) -> dict[str, torch.Tensor]:
     """The input each symmetric layer receives from ``example_input``, model in eval mode (BatchNorm statistics kept)."""
     from weightsym.fast.calibrate import record_inputs
@@ -351,8 +331,6 @@ def _measure(module: nn.Module, kernel: FoldKernel, x: torch.Tensor, compiled: b
     """Time a training step of ``module`` on ``x``, gathered and folded; fold if the fold is ``margin`` faster."""
     import copy
 
-    from weightsym.fast.calibrate import time_calls
-
     folded = copy.deepcopy(module)
     set_kernel(folded, kernel.to(device=x.device), _folded_forward)
     generator = torch.Generator(device=x.device).manual_seed(0)  # never the global RNG: training must not change
@@ -361,7 +339,7 @@ def _measure(module: nn.Module, kernel: FoldKernel, x: torch.Tensor, compiled: b
     steps = {path: _training_step(layer, x, grad, compiled) for path, layer in (("gather", module),
                                                                                  ("fold", folded))}
     try:
-        times = time_calls(steps, rounds=15, budget=4.0)
+        times = timing.time_calls(steps, rounds=15, budget=4.0)
     finally:
         for layer in (module, folded):
             for p in layer.parameters():

@@ -3,7 +3,7 @@
 See :mod:`weightsym.lm.train` for the recipe and ``docs/language_model.md`` for a walk-through.
 
 Example:
-    >>> from weightsym.lm import LMConfig, fit                                                  # doctest: +SKIP
+    >>> from weightsym.lm import LMConfig, fit
     >>> summary = fit(LMConfig(corpus="ptb", channel="average", hh_gates="1111", epochs=1,
     ...                        max_train_tokens=100_000, out="runs/quick"))                     # doctest: +SKIP
 """

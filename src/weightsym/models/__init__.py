@@ -2,6 +2,7 @@
 
 * :func:`wrn` — pre-activation Wide ResNet (basic or bottleneck blocks) for CIFAR; :func:`wrn_param_count`.
 * :func:`resnet` — ResNet-18/34/50/101/152 in the torchvision layout; :func:`resnet_param_count`.
+* :class:`AirbenchNet` — the fast CIFAR-10 network of Jordan (2024) (``airbench-W1-W2-W3``).
 * :class:`MLP`, :class:`MNIST1DCNN`, :class:`FashionCNN` — small models with square middle layers.
 * :class:`LSTMLanguageModel` — word-level LSTM/GRU language model (``lstm-lm``, ``gru-lm``, ``lstm-lm-small``).
 * :class:`TransformerLanguageModel` — small decoder-only causal transformer LM (``transformer-lm``).
@@ -14,6 +15,7 @@ Example:
     (3, 32, 32)
 """
 
+from .airbench import AirbenchNet, airbench_param_count
 from .registry import ModelSpec, create_model, list_models, model_info, register_model
 from .resnet import ResNet, resnet, resnet_param_count
 from .small import MLP, MNIST1DCNN, FashionCNN
@@ -22,6 +24,8 @@ from .language import LSTMLanguageModel, lm_param_count  # noqa: E402  (register
 from .transformer import TransformerLanguageModel, transformer_param_count  # noqa: E402  (registers transformer-lm)
 
 __all__ = [
+    "AirbenchNet",
+    "airbench_param_count",
     "MLP",
     "MNIST1DCNN",
     "FashionCNN",

@@ -6,6 +6,8 @@ Names:
   (3x32x32, 10 classes), e.g. ``wrn-16-4``, ``wrn-16-4-bottleneck``, ``wrn-28-10``. Any valid D and W are accepted.
 * ``resnet-N`` (N in 18, 34, 50, 101, 152): torchvision ImageNet layout (3x224x224, 1000 classes);
   ``resnet-N-small``: the same with a 3x3 stride-1 stem and no max-pool, for CIFAR (3x32x32, 10 classes).
+* ``airbench-W1-W2-W3``: the fast CIFAR-10 network of Jordan (2024) with conv-group widths W1, W2, W3
+  (:mod:`weightsym.models.airbench`): ``airbench-64-128-128`` (93% in 11 epochs), ``airbench-64-256-256`` (94% in 9.9).
 * ``mnist1d-cnn``, ``mnist1d-mlp``: MNIST-1D (1x40, 10 classes). ``fmnist-cnn``, ``fmnist-mlp``: Fashion-MNIST
   (1x28x28, 10 classes).
 
@@ -35,6 +37,7 @@ from torch import nn
 
 from weightsym.suggest import did_you_mean
 
+from .airbench import AirbenchNet
 from .resnet import RESNET_LAYOUTS, resnet
 from .small import MLP, MNIST1DCNN, FashionCNN
 from .wrn import wrn
@@ -67,6 +70,8 @@ _plugins_loaded = False
 
 _WRN_PATTERN = re.compile(r"^wrn-(\d+)-(\d+)(-bottleneck|-basic)?$")
 _RESNET_PATTERN = re.compile(r"^resnet-(\d+)(-small)?$")
+_AIRBENCH_PATTERN = re.compile(r"^airbench-(\d+)-(\d+)-(\d+)$")
+_LISTED_AIRBENCH = ("airbench-64-128-128", "airbench-64-256-256")
 # Names listed by list_models() for the parametric families (any other valid wrn-D-W is accepted too).
 _LISTED_WRN = ("wrn-16-4", "wrn-16-4-bottleneck", "wrn-16-8", "wrn-28-10", "wrn-28-10-bottleneck", "wrn-40-4")
 
@@ -115,6 +120,26 @@ def _parametric_spec(name: str) -> ModelSpec | None:
 
         return ModelSpec(name, build_wrn, CIFAR_SHAPE, 10, "cifar10",
                          f"pre-activation Wide ResNet {depth}-{width}, {block} blocks")
+    match = _AIRBENCH_PATTERN.match(name)
+    if match:
+        widths = tuple(int(g) for g in match.groups())
+        if min(widths) < 1:
+            raise ValueError(f"model {name!r}: widths must be positive (e.g. airbench-64-256-256)")
+
+        def build_airbench(num_classes: int = 10, width: float = 1.0, padding_mode: str = "zeros",
+                           stem: str = "whiten", dirac: bool = True) -> nn.Module:
+            # width: a multiplier of the three widths (dense baselines at equal parameters: weightsym describe
+            # --match-dense); padding_mode: of the 3x3 convs ("zeros" as published, or "reflect", ...); stem:
+            # "whiten" (published) or "random"; dirac: identity init of the 3x3 convs (published: True)
+            if not isinstance(width, (int, float)) or width <= 0:
+                raise ValueError(f"model {name!r}: width={width!r} must be a positive multiplier (e.g. 0.75)")
+            scaled = tuple(max(1, round(w * width)) for w in widths)
+            model = AirbenchNet(scaled, num_classes=num_classes, padding_mode=padding_mode, stem=stem, dirac=dirac)
+            model.width = float(width)
+            return model
+
+        return ModelSpec(name, build_airbench, CIFAR_SHAPE, 10, "cifar10",
+                         f"fast CIFAR-10 network (Jordan 2024), conv groups of {widths[0]}/{widths[1]}/{widths[2]}")
     match = _RESNET_PATTERN.match(name)
     if match:
         depth, small = int(match.group(1)), match.group(2) is not None
@@ -137,7 +162,7 @@ def list_models() -> list[str]:
     """Registered names, plus representative ``wrn-*`` and all ``resnet-*`` names (any valid wrn-D-W also works)."""
     _load_plugins()
     resnets = [f"resnet-{d}{s}" for d in sorted(RESNET_LAYOUTS) for s in ("", "-small")]
-    return list(_LISTED_WRN) + resnets + sorted(_REGISTRY)
+    return list(_LISTED_WRN) + resnets + list(_LISTED_AIRBENCH) + sorted(_REGISTRY)
 
 
 def _spec(name: str) -> ModelSpec:
@@ -150,7 +175,7 @@ def _spec(name: str) -> ModelSpec:
     spec = _parametric_spec(key)
     if spec is None:
         raise ValueError(f"unknown model {name!r}{did_you_mean(key, list_models())}; valid names: {', '.join(list_models())} "
-                         f"(and any wrn-D-W[-bottleneck] with D = 6n+4)")
+                         f"(and any wrn-D-W[-bottleneck] with D = 6n+4, any airbench-W1-W2-W3)")
     return spec
 
 

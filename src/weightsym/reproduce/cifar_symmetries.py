@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from weightsym.reproduce.common import header, write_outputs
+from weightsym.reproduce.common import PAPER_PLACEMENT, header, write_outputs
 from weightsym.reproduce.small_runs import (accuracy, fit, image_tensors, markdown_table, mean_std, note, one_thread,
                                             pyplot)
 
@@ -49,7 +49,6 @@ BUDGET = ("about 17 minutes per seed with --jobs 2 on 2 cores (22 training runs 
           "the committed 3-seed page took 50 minutes); about twice that one run at a time")
 
 MODEL = "wrn-16-4-bottleneck"
-PLACEMENT = ["*conv2"]
 CHANNEL = ["triangular", "centrosymmetric", "bisymmetric", "block", "eighth", "repeat", "average", "eigen", "lowrank"]
 SPATIAL = ["transpose", "hflip", "vflip", "rot180", "dihedral"]
 VARIANTS: dict[str, dict] = {"dense": {}}
@@ -119,7 +118,7 @@ def build(variant: str, settings: dict, seed: int | None = None, init: str = "va
     torch.manual_seed(settings["seed"] if seed is None else seed)
     model = wrn(16, width, block="bottleneck", num_classes=10)  # = create_model(MODEL) at width 4
     symmetric = options and "match" not in options
-    report = ws.symmetrize(model, include=PLACEMENT, strict=True, init=init, **options) if symmetric else None
+    report = ws.symmetrize(model, include=PAPER_PLACEMENT, strict=True, init=init, **options) if symmetric else None
     return model, report
 
 
@@ -419,7 +418,7 @@ def run(out_dir: Path, smoke: bool = False, data_dir=None, seeds: int = 1, init:
           "## Mean-kernel D4 score per 3x3 conv (network order)", "",
           markdown_table(["model"] + [layer["name"] for layer in first[0]["kernels"]], kernel_rows),
           "![kernel symmetry against depth](kernel_symmetry_depth.png)", ""]
-    payload = {"name": NAME, "smoke": smoke, "model": MODEL, "placement": PLACEMENT, "settings": settings,
+    payload = {"name": NAME, "smoke": smoke, "model": MODEL, "placement": PAPER_PLACEMENT, "settings": settings,
                "seeds": seed_list, "init": init, "variants": {v: variant_options(v) for v in variants}, "jobs": jobs,
                "runs": runs, "summary": summary,
                "figures": {"scatter": "accuracy_vs_params.png", "depth": "kernel_symmetry_depth.png"}}

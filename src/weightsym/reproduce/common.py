@@ -9,6 +9,11 @@ from pathlib import Path
 
 from weightsym.machine import machine
 
+# The paper's placement on ResNet-style networks (Hu et al., docs/science.md §1.2): only the middle 3x3 conv of every
+# (bottleneck or basic) block, the square one, is symmetric.  `weightsym train --include '*conv2'` (see
+# weightsym.train.describe.PLACEMENT_NOTE).
+PAPER_PLACEMENT = ["*conv2"]
+
 
 def command_line() -> str:
     """The command that is running, as a user would type it."""

@@ -3,7 +3,7 @@
 
 Zhang et al. (arXiv 2409.06402) enlarge an N×N image to NK×NK, the original pixels on an evenly spaced grid and a
 constant (0.5) everywhere else, and report consistent accuracy gains, explained as symmetry breaking; they measure
-the breaking with a replica distance on short runs. Here: ``weightsym.transforms.ExpandInput(K, fill)`` as the first
+the breaking with a replica distance on short runs. Here: ``weightsym.analysis.ExpandInput(K, fill)`` as the first
 layer of the registry's ``fmnist-cnn`` (width 16, BN, global average pool, so the same network takes 28², 56² and
 84² inputs), fill = 0.5 in [0, 1] pixel units, i.e. (0.5 − mean)/std in the normalised units the network sees.
 
@@ -54,7 +54,7 @@ SMOKE = {"subset": 100, "epochs": 1, "test": 100, "seeds": [0], "batch_size": 50
 def make_model(factor: int, settings: dict, fill: float) -> nn.Module:
     """``ExpandInput(factor, fill)`` followed by ``fmnist-cnn`` (a fresh random initialisation)."""
     from weightsym.models import create_model
-    from weightsym.transforms import ExpandInput
+    from weightsym.data.input_expansion import ExpandInput
 
     return nn.Sequential(ExpandInput(factor, fill=fill), create_model(MODEL, width=settings["width"]))
 

@@ -33,7 +33,7 @@ from torch import nn
 import weightsym as ws
 from weightsym.models import create_model
 from weightsym.nn.symmetrize import format_table
-from weightsym.reproduce.common import header, write_outputs
+from weightsym.reproduce.common import PAPER_PLACEMENT, header, write_outputs
 from weightsym.symmetry import Composite, Eigen, LowRank
 
 NAME = "params"
@@ -41,7 +41,6 @@ TITLE = "Stored parameters: dense vs every symmetry for WRN, ResNet-50/101 and t
 BUDGET = "about 5-10 minutes (building and symmetrizing ResNet-101, and the eigen projections, dominate)"
 
 SYMMETRIES = ws.available_symmetries() + ["tri+spa"]  # every registered symmetry (channel, then spatial), and tri+spa
-PAPER_PLACEMENT = ["*conv2"]  # the middle 3x3 conv of every (bottleneck or basic) block
 CNN_MODELS = {  # model -> placements to report
     "wrn-16-4-bottleneck": ("paper", "default"),
     "wrn-28-10": ("paper", "default"),

@@ -187,7 +187,8 @@ class ChannelMap(Symmetry):
 
     Subclasses implement the batched map ``expand_planes(params (B, p), n) -> planes (B, n, n)``, its nearest-point
     ``project_planes(planes (B, n, n)) -> params (B, p)``, ``params_per_plane(n)`` (stored) and ``dimension(n)`` (free).
-    Composed with a spatial tying, one plane is produced per spatial orbit.
+    Composed with a spatial tying, one plane is produced per spatial orbit.  These methods are the
+    :class:`~weightsym.symmetry.layout.PlaneMap` a layout asks for (layout.py does not import this module).
     """
 
     plane = "channel"

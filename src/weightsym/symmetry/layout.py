@@ -30,13 +30,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from weightsym.symmetry.base import ChannelMap
+
+class PlaneMap(Protocol):
+    """What a layout asks of a matrix parameterization of square channel planes (``average``, ``eigen``,
+    ``lowrank``: the :class:`weightsym.symmetry.base.ChannelMap` subclasses).  Defined here, by the layout that uses
+    it, so the mechanism does not import the symmetry classes built on top of it.
+
+    ``expand_planes(params (B, p), n) -> planes (B, n, n)``; ``project_planes(planes) -> params (B, p)`` (the nearest
+    point); ``variance_preserving_planes(planes) -> params`` (fresh initialisation); ``holds_planes(planes, atol)``;
+    ``params_per_plane(n)`` values stored per plane and ``dimension(n)`` of them free.
+    """
+
+    def expand_planes(self, params: torch.Tensor, n: int) -> torch.Tensor: ...
+
+    def project_planes(self, planes: torch.Tensor) -> torch.Tensor: ...
+
+    def variance_preserving_planes(self, planes: torch.Tensor) -> torch.Tensor: ...
+
+    def holds_planes(self, planes: torch.Tensor, atol: float) -> bool: ...
+
+    def params_per_plane(self, n: int) -> int: ...
+
+    def dimension(self, n: int) -> int: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,7 +81,7 @@ class Layout:
     counts: torch.Tensor
     free_count: int
     stored_count: int
-    map: "ChannelMap | None" = None
+    map: "PlaneMap | None" = None
     map_batch: int = 0
     map_size: int = 0
 
@@ -222,7 +242,7 @@ def build_layout(
     spatial_generators: tuple[str, ...] | None,
     row_blocks: int = 1,
     block_mask: tuple[bool, ...] | None = None,
-    channel_map: "ChannelMap | None" = None,
+    channel_map: "PlaneMap | None" = None,
 ) -> Layout:
     """Build (and cache) the layout of a weight of ``shape``.
 

@@ -8,7 +8,7 @@ What a checkpoint file holds:
 * tensors ``sched.<path>`` / ``state.<path>``: tensors inside the scheduler state or your ``state`` dict (if any);
 * tensors ``rng.torch`` (the CPU generator state, uint8) and ``rng.cuda.<i>`` (one per visible GPU, if any);
 * JSON metadata: ``format`` (``weightsym-checkpoint/2``), ``layers`` (the weightsym layer metadata,
-  ``weightsym.nn.modelfile.layer_metadata``), ``model_aliases`` (tied tensors stored once), ``architecture`` (the
+  ``weightsym.files.layer_metadata``), ``model_aliases`` (tied tensors stored once), ``architecture`` (the
   registry entry of the model, when it has one), ``optimizer`` and ``scheduler`` (their state dicts with tensors
   replaced by references; includes ``param_groups``), ``state`` (your dict: epoch, step, config, best metric, ...),
   ``rng`` (numpy and Python RNG states), ``checksum`` (of everything above and every tensor).
@@ -16,7 +16,7 @@ What a checkpoint file holds:
 Non-JSON values (tuples, ``collections.Counter`` with integer keys as in ``MultiStepLR.milestones``, dicts with
 integer keys as in ``optimizer.state``, tensors) are encoded with small tagged objects, so they round-trip exactly.
 
-The file is written and read by :mod:`weightsym.nn.modelfile` (the one reader of model files; the format is in
+The file is written and read by :mod:`weightsym.files` (the one reader of model files; the format is in
 ``docs/file-format.md``): written atomically (temporary file in the same folder, fsync, rename), so a crash while
 saving leaves the previous checkpoint intact; validated completely (header, metadata schema, checksum, finite values)
 before anything is loaded.  Loading then checks the weightsym layer metadata and raises ``ValueError`` naming the
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightsym.nn.modelfile import (
+from weightsym.files import (
     FORMATS,
     ModelFile,
     ModelFileError,
@@ -154,7 +154,7 @@ def load_checkpoint(path: str | os.PathLike | ModelFile, model: nn.Module | None
                     restore_rng: bool = False) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint`; returns the ``state`` dict that was saved.
 
-    The file is validated completely first (:func:`weightsym.nn.read_model_file`).  Each of ``model`` /
+    The file is validated completely first (:func:`weightsym.files.read_model_file`).  Each of ``model`` /
     ``optimizer`` / ``scheduler`` given is loaded in place (``model`` may be DDP-wrapped and must be symmetrized
     exactly as the saved one: otherwise ``ValueError`` names the first differing layer; a dense-layer shape mismatch
     also raises ``ValueError``).  ``restore_rng=True`` also restores the torch/CUDA/numpy/Python RNG states saved with

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "devi
                          "eval_batch_size", "threads", "workers", "compile", "fold"})
 
 FOLD_POLICIES = ("auto", "measure", "always", "never")  # weightsym.fast.fold_training(policy=...)
+PRECISIONS = ("fp32", "bf16", "auto")  # weightsym.train.precision
+SCHEDULES = ("step", "cosine", "constant", "warmup-linear")
+DATA_SOURCES = ("auto", "binary", "python", "png", "jpeg")  # weightsym.data.cifar (CIFAR-10 copies)
 PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (docs/science.md §1.3)
 
 
@@ -41,9 +45,11 @@ class TrainConfig:
     dataset: str | None = None  # default: the model's dataset (weightsym.models.model_info)
     train_subset: int | None = None  # fixed seeded class-balanced subset of the training set
     augment: str | None = "default"  # the dataset's default training augmentation ("none" to switch off)
-    expand_input: int = 1  # weightsym.transforms.ExpandInput factor applied to every batch (1 = off)
+    expand_input: int = 1  # weightsym.analysis.ExpandInput factor applied to every batch (1 = off)
     expand_fill: float = 0.0  # fill value of ExpandInput, in normalised units (0 = the dataset mean)
     image_size: int = 224  # image-folder datasets (imagenet, imagenette, imagefolder): crop size
+    data_source: str = "auto"  # which copy of CIFAR: "auto" (lossless first) or binary/python/png/jpeg
+    drop_last: bool = False  # drop the last incomplete training batch of every epoch
     # symmetry (weightsym.symmetrize)
     channel: str | None = None
     spatial: str | None = None
@@ -61,15 +67,25 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "step"  # "step", "cosine" or "constant"
+    schedule: str = "step"  # "step", "cosine", "constant" or "warmup-linear"
+    warmup: float = 0.23  # warmup-linear: the fraction of the steps over which the factor rises lr_start -> 1
+    lr_start: float = 0.2  # warmup-linear: the factor at step 0
+    lr_end: float = 0.07  # warmup-linear: the factor at the last step (falls linearly from 1 after the warmup)
+    decoupled: bool = False  # lr and weight_decay are per 1,024 examples, decoupled from batch size and momentum
+    # (weightsym.train.optim.torch_hyperparameters: Jordan 2024's parametrisation)
+    bn_bias_lr_scale: float = 1.0  # learning-rate multiplier of BatchNorm biases (their weight decay per step is kept)
     milestones: list[float] | None = None  # epochs (>= 1) or fractions of --epochs (< 1); default 0.3, 0.6, 0.8
     gamma: float = 0.2
     momentum_reset_at_milestones: bool = False  # clear the optimizer state at each milestone (the paper's code
     # re-creates SGD there); step schedule only
-    epochs: int = 200
+    epochs: int | float = 200  # a fraction ends the last epoch early (9.9: the 10th epoch stops at 90% of its steps)
     batch_size: int = 128  # global batch size (split across processes under torchrun)
     label_smoothing: float = 0.0
-    # start from trained weights (a dense file loads into a symmetric model by projecting), optionally distilling
+    lookahead: bool = False  # every 5 steps the weights move to an EMA of themselves (weightsym.train.lookahead)
+    tta: int = 0  # test-time augmentation of the final evaluation: 0 none, 1 mirror, 2 mirror + translate by 1
+    freeze_after: dict[str, int] | None = None  # {parameter name: epochs it trains}; frozen afterwards
+    precision: str = "fp32"  # "fp32", "bf16" (autocast) or "auto" (bf16 where the CPU/GPU runs it natively)
+    channels_last: bool = False  # model and batches in channels-last memory format (faster convs on CPU)    # start from trained weights (a dense file loads into a symmetric model by projecting), optionally distilling
     init_from: str | None = None  # model file (weightsym.load_model) whose weights the run starts from
     distill: dict[str, Any] | None = None  # {"teacher": model file, "temperature": T, "weight": alpha}
     seed: int = 0
@@ -96,12 +112,28 @@ class TrainConfig:
             raise ValueError(f"fold={self.fold!r}: use one of {', '.join(FOLD_POLICIES)}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer={self.optimizer!r}: use 'sgd' or 'adamw'")
-        if self.schedule not in ("step", "cosine", "constant"):
-            raise ValueError(f"schedule={self.schedule!r}: use 'step', 'cosine' or 'constant'")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}: use one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.data_source not in DATA_SOURCES:
+            raise ValueError(f"data_source={self.data_source!r}: use one of {', '.join(DATA_SOURCES)}")
+        if self.tta not in (0, 1, 2):
+            raise ValueError(f"tta={self.tta!r}: use 0 (none), 1 (mirror) or 2 (mirror + translate)")
+        if not 0.0 <= self.warmup < 1.0 or not 0.0 <= self.lr_start or not 0.0 <= self.lr_end:
+            raise ValueError(f"warmup={self.warmup}, lr_start={self.lr_start}, lr_end={self.lr_end}: the warmup is a "
+                             "fraction in [0, 1) and the factors are >= 0")
+        if not self.bn_bias_lr_scale > 0:
+            raise ValueError(f"bn_bias_lr_scale={self.bn_bias_lr_scale} must be > 0")
+        for name, epochs in (self.freeze_after or {}).items():
+            if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+                raise ValueError(f"freeze_after[{name!r}]={epochs!r}: give the whole number of epochs it trains")
         check_init(self.init)
         if self.momentum_reset_at_milestones and self.schedule != "step":
             raise ValueError(f"momentum_reset_at_milestones needs schedule='step' (milestones), not {self.schedule!r}")
-        if self.epochs < 1 or self.batch_size < 1:
+        if isinstance(self.epochs, float) and self.epochs.is_integer():
+            self.epochs = int(self.epochs)
+        if not self.epochs >= 1 or self.batch_size < 1:
             raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
         if self.expand_input < 1:
             raise ValueError(f"expand_input={self.expand_input} must be >= 1 (1 = off)")
@@ -137,6 +169,15 @@ class TrainConfig:
         values = PAPER_MILESTONES if self.milestones is None else self.milestones
         return [max(1, round(m * self.epochs)) if m < 1 else int(m) for m in values]
 
+    @property
+    def whole_epochs(self) -> int:
+        """Epochs the loader starts: ``ceil(epochs)`` (the last one may stop early)."""
+        return math.ceil(self.epochs)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: ``ceil(epochs * steps_per_epoch)``."""
+        return math.ceil(self.epochs * steps_per_epoch)
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["betas"] = list(self.betas)
@@ -146,7 +187,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """The config stored in a checkpoint.  A config written before ``init`` existed was trained with the
         projection (orbit means), so it reads as ``init="project"``: resuming it continues the same run."""
-        data = {"init": "project", **data}
+        data = {"init": "project", **data}  # (fields added later default to the behaviour before they existed)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

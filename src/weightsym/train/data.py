@@ -27,9 +27,11 @@ def make_train_loader(config, data: dict, ctx) -> TensorLoader:
                              seed=config.seed, train_subset=config.train_subset, rank=ctx.rank,
                              world_size=ctx.world_size, workers=config.workers, device=ctx.device)
     augment = "default" if config.augment in (None, "default") else config.augment
+    options = {"source": data["source"]} if data.get("source") else {}
     return get_loader(data["name"], "train", batch_size=config.batch_size // ctx.world_size,
                       data_dir=config.data_dir, train_subset=config.train_subset, augment=augment, seed=config.seed,
-                      shuffle=True, drop_last=False, rank=ctx.rank, world_size=ctx.world_size, device=ctx.device)
+                      shuffle=True, drop_last=config.drop_last, rank=ctx.rank, world_size=ctx.world_size,
+                      device=ctx.device, **options)
 
 
 def make_test_loader(config, data: dict, ctx) -> TensorLoader:

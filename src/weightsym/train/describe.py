@@ -107,9 +107,9 @@ def _fold_plan(model, info: dict, policy: str, compiled: bool, batch_size: int |
     return title + "\n\n" + str(report).split("\nnote: ")[0]
 
 
-def describe_file(path) -> tuple[str, "ws.ParameterCount", "ws.nn.ModelDescription"]:
+def describe_file(path) -> tuple[str, "ws.ParameterCount", "ws.files.ModelDescription"]:
     """``(text, ParameterCount, ModelDescription)`` of the model in a weight file or checkpoint (``path`` may be a
-    :class:`weightsym.nn.ModelFile` already read): what it is, its per-layer symmetry table and its totals."""
+    :class:`weightsym.files.ModelFile` already read): what it is, its per-layer symmetry table and its totals."""
     from weightsym.nn.counting import layer_report
 
     model, description = ws.load_model(path)

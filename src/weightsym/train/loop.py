@@ -34,7 +34,6 @@ import os
 import random
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,17 @@ import torch
 from torch import nn
 
 import weightsym as ws
-from weightsym.fast.training import fold_training
 from weightsym.machine import cpu_name, machine
 from weightsym.train import distributed
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, unwrap_model
 from weightsym.train.config import RUN_CONTROL, TrainConfig
 from weightsym.train.data import make_test_loader, make_train_loader, training_data_info
 from weightsym.train.distill import distillation_loss
+from weightsym.train.evaluate import evaluate
+from weightsym.train.folds import describe_folds, plan_folds
+from weightsym.train.lookahead import Lookahead
+from weightsym.train.optim import make_optimizer, make_scheduler, momentum_reset_steps
+from weightsym.train.precision import autocast, resolve_precision, to_channels_last
 from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -72,7 +75,8 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, "ws.SymmetrizeReport | 
     from weightsym.models import create_model, model_info
 
     info = model_info(config.model)
-    data = training_data_info(config.dataset or info["dataset"], config.data_dir, config.image_size)
+    data = training_data_info(config.dataset or info["dataset"], config.data_dir, config.image_size,
+                              source=config.data_source)
     model = create_model(config.model, num_classes=data["num_classes"], **config.model_args)
     report = ws.symmetrize(model, **config.symmetry_options()) if config.symmetric else None
     return model, report, data
@@ -92,50 +96,6 @@ def load_teacher(distill: dict | None, device) -> nn.Module | None:
     teacher, _ = ws.load_model(distill["teacher"])
     teacher.requires_grad_(False)
     return teacher.to(device).eval()
-
-
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov, weight decay) or AdamW, over all parameters (free values of symmetric layers)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                               weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-
-
-def lr_factor(config: TrainConfig, steps_per_epoch: int):
-    """``factor(step)``: the learning-rate multiplier after ``step`` optimizer steps (a pure function of the step).
-
-    ``step``: multiplied by ``gamma`` at each milestone epoch (changes exactly at the epoch boundary);
-    ``cosine``: ``0.5 (1 + cos(pi step / total_steps))``, per step; ``constant``: 1.
-    """
-    total = config.epochs * steps_per_epoch
-    milestones = config.resolved_milestones()
-    if config.schedule == "step":
-        def factor(step: int) -> float:
-            epoch = step // steps_per_epoch
-            return config.gamma ** sum(epoch >= m for m in milestones)
-    elif config.schedule == "cosine":
-        def factor(step: int) -> float:
-            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-    else:
-        def factor(step: int) -> float:
-            return 1.0
-    return factor
-
-
-def momentum_reset_steps(config: TrainConfig, steps_per_epoch: int) -> frozenset[int]:
-    """The step counts after which ``momentum_reset_at_milestones`` clears the optimizer state: the last step before
-    each milestone epoch, so the milestone's first step starts from zero momentum, as in the paper's code, which
-    builds a new SGD at each milestone.  A pure function of the step, so resuming anywhere reproduces it."""
-    if not config.momentum_reset_at_milestones:
-        return frozenset()
-    return frozenset(m * steps_per_epoch for m in config.resolved_milestones() if 0 < m < config.epochs)
-
-
-def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """A ``LambdaLR`` stepped once per optimizer step, following :func:`lr_factor`."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -161,34 +121,10 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, ctx: distributed.DistContext | None = None, expand=None,
-             criterion: nn.Module | None = None) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` over ``loader`` (summed over processes when distributed)."""
-    ctx = ctx or distributed.DistContext()
-    criterion = criterion or nn.CrossEntropyLoss()
-    module = unwrap_model(model)
-    ctx.broadcast_buffers(module)  # rank 0's BatchNorm statistics everywhere, so every shard uses the same model
-    was_training = module.training
-    module.eval()
-    loss_sum = correct = count = 0.0
-    for xb, yb in loader:
-        xb, yb = xb.to(ctx.device), yb.to(ctx.device)
-        if expand is not None:
-            xb = expand(xb)
-        logits = module(xb)
-        loss_sum += float(criterion(logits, yb)) * yb.shape[0]
-        correct += float((logits.argmax(1) == yb).sum())
-        count += yb.shape[0]
-    module.train(was_training)
-    loss_sum, correct, count = ctx.all_reduce_sum([loss_sum, correct, count])
-    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "samples": int(count)}
-
-
 def _expander(config: TrainConfig, data: dict):
     if config.expand_input == 1:
         return None
-    from weightsym.transforms import ExpandInput
+    from weightsym.data.input_expansion import ExpandInput
 
     return ExpandInput(config.expand_input, fill=config.expand_fill, spatial_dims=len(data["input_shape"]) - 1)
 
@@ -254,6 +190,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
+    segment_start = time.perf_counter()  # wall clock of this process's part of the run (data and evaluation too)
     if config.resume:
         config = resume_config(config)
     if config.threads:
@@ -271,22 +208,30 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
 
     _seed_everything(config.seed, config.deterministic)
     model, report, data = build_model(config)
+    precision = resolve_precision(config.precision, ctx.device)
+    train_loader = make_train_loader(config, data, ctx)
     if config.init_from and not config.resume:
         start_from(model, config.init_from)
+    elif not config.resume:
+        initialize_from_data(model, train_loader)
     teacher = load_teacher(config.distill, ctx.device)
     model.to(ctx.device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    frozen_after = freeze_schedule(config, model)
     counts = ws.count_parameters(model)
     optimizer = make_optimizer(config, model)
-    train_loader = make_train_loader(config, data, ctx)
     test_loader = make_test_loader(config, data, ctx)
     steps_per_epoch = len(train_loader)
+    total_steps = config.total_steps(steps_per_epoch)
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
     resets = momentum_reset_steps(config, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     expand = _expander(config, data)
+    lookahead = Lookahead(model, total_steps) if config.lookahead else None
 
     state = {"step": 0, "epoch_sums": [0.0, 0.0, 0.0, 0.0], "best_accuracy": None, "best_epoch": None,
-             "epoch_seconds": [], "fold_layers": None, "fold_note": ""}
+             "epoch_seconds": [], "fold_layers": None, "fold_note": "", "wall_seconds": 0.0, "evals": []}
     if config.resume:
         saved = load_checkpoint(ckpt_path, model, optimizer, scheduler, restore_rng=True)
         if saved.get("world_size", 1) != ctx.world_size:
@@ -294,14 +239,21 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                              f"{ctx.world_size}; exact resumption needs the same number")
         train_loader.load_state_dict(saved["loader"])
         state.update({k: saved[k] for k in state if k in saved})  # fold_layers: checkpoints since 2026-12-02
-    folds = plan_folds(config, model, data, ctx, state) if config.symmetric else None
+        if lookahead is not None:
+            lookahead.load_state_dict(saved["lookahead"])
+    wall_before = state["wall_seconds"]
+
+    def elapsed() -> float:
+        """Wall-clock seconds of the whole run so far, over every resumed segment."""
+        return wall_before + time.perf_counter() - segment_start
+
+    folds = plan_folds(config, model, data, ctx, state, expand) if config.symmetric else None
     dmodel = ctx.wrap(model)
     dmodel.train()
 
-    total_steps = config.epochs * steps_per_epoch
     stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
     if ctx.is_main:
-        _print_header(config, data, ctx, counts, steps_per_epoch, out, folds)
+        _print_header(config, data, ctx, counts, steps_per_epoch, out, folds, precision)
         if config.resume:
             done = train_loader.epoch
             truncate_log(out / LOG, lambda record: record["epoch"] <= done)  # a crash can leave a line too many
@@ -311,8 +263,10 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                   flush=True)
 
     def checkpoint_state() -> dict:
+        state["wall_seconds"] = elapsed()
+        extra = {"lookahead": lookahead.state_dict()} if lookahead is not None else {}
         return {"config": config.to_dict(), "loader": train_loader.state_dict(), "world_size": ctx.world_size,
-                "epochs_done": train_loader.epoch, **state}
+                "epochs_done": train_loader.epoch, **state, **extra}
 
     def kept() -> str:
         return last_checkpoint(ckpt_path)
@@ -329,6 +283,9 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                     save_checkpoint(path, model, optimizer, scheduler, snapshot)
         ctx.barrier()
 
+    def evaluate_now(tta: int = 0) -> dict:
+        return evaluate(dmodel, test_loader, ctx, expand, criterion, precision, config.channels_last, tta)
+
     # the eager module keeps the state dict; dynamic=False: the epoch's last, smaller batch gets its own static graph
     # instead of recompiling everything with a symbolic batch size (measured: 5-10% slower steps for the rest of the run)
     forward = torch.compile(dmodel, dynamic=False) if config.compile else dmodel
@@ -336,14 +293,19 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
     while state["step"] < stop_at:
         epoch = train_loader.epoch
         start_batch = train_loader.batch
+        frozen = [p for p, trained in frozen_after if epoch >= trained]
         bar = _progress(config, ctx, epoch, steps_per_epoch, start_batch)
         tic = time.perf_counter()
         seconds_before = state["epoch_sums"][3]
         for xb, yb in train_loader:
             if expand is not None:
                 xb = expand(xb)
+            if config.channels_last:
+                xb = to_channels_last(xb)
             try:
-                logits = forward(xb)
+                with autocast(precision, ctx.device):
+                    logits = forward(xb)
+                logits = logits.float()
             except RuntimeError as exc:
                 if state["step"] > 0:
                     raise
@@ -367,12 +329,18 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                     f"lr {optimizer.param_groups[0]['lr']:.3g}); training stopped; {kept()}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for p in frozen:  # past its freeze_after epochs: no gradient, so no update (nor momentum, nor decay)
+                p.grad = None
             optimizer.step()
-            step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used (logged per epoch: the last one)
+            step_lr = optimizer.param_groups[-1]["lr"]  # the rate this step used (logged per epoch: the last one)
             scheduler.step()
             state["step"] += 1
             if state["step"] in resets:  # the next step begins a milestone epoch: momentum starts again from zero
                 optimizer.state.clear()
+            if lookahead is not None:
+                lookahead.after_step(model, state["step"])
+                if state["step"] == total_steps:
+                    lookahead.finish(model)
             sums = state["epoch_sums"]
             for i in range(3):
                 sums[i] += batch_stats[i]
@@ -386,21 +354,24 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
                     and train_loader.batch < steps_per_epoch:
                 write_checkpoint(ckpt_path)
         bar.close()
-        if train_loader.epoch == epoch and train_loader.batch == steps_per_epoch:
-            train_loader.set_epoch(epoch + 1)  # stopped on the epoch's last batch: the epoch is complete
+        finished = state["step"] >= total_steps
+        if train_loader.epoch == epoch and (train_loader.batch == steps_per_epoch or finished):
+            train_loader.set_epoch(epoch + 1)  # the epoch is complete (or the run ends inside its last epoch)
         if train_loader.epoch == epoch:  # stopped mid-epoch by max_steps
             write_checkpoint(ckpt_path)
             break
         sums = state["epoch_sums"]
-        last_eval = evaluate(dmodel, test_loader, ctx, expand, criterion)
+        last_eval = evaluate_now()
         digest = weights_digest(model)
         digests = ctx.all_gather_int(int(digest[:15], 16))
         state["epoch_seconds"].append(sums[3])
+        state["evals"].append([epoch + 1, elapsed(), last_eval["accuracy"]])
         record = {"epoch": epoch + 1, "step": state["step"], "lr": step_lr,
                   "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2],
                   "test_loss": last_eval["loss"], "test_accuracy": last_eval["accuracy"], "seconds": sums[3],
+                  "elapsed_seconds": state["evals"][-1][1],
                   "images_per_second": sums[2] / max(sums[3], 1e-9), "weights_sha256": digest,
-                  "rank_digests": [f"{d:015x}" for d in digests], "compiled": config.compile,
+                  "rank_digests": [f"{d:015x}" for d in digests], "compiled": config.compile, "precision": precision,
                   "folded": folds.folded if folds is not None else [], "cpu": cpu_name()}
         improved = state["best_accuracy"] is None or last_eval["accuracy"] > state["best_accuracy"]
         if improved:
@@ -413,16 +384,22 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
         write_checkpoint(*([ckpt_path, best_path] if improved else [ckpt_path]))
 
     if last_eval is None:
-        last_eval = evaluate(dmodel, test_loader, ctx, expand, criterion)
+        last_eval = evaluate_now()
+    tta_eval = evaluate_now(config.tta) if config.tta and state["step"] >= total_steps else None
     seconds = state["epoch_seconds"]
     digests = ctx.all_gather_int(int(weights_digest(model)[:15], 16))
     summary = {
-        "model": config.model, "dataset": data["name"], "symmetry": _symmetry_summary(config),
+        "model": config.model, "dataset": data["name"], "data_source": data.get("source"),
+        "symmetry": _symmetry_summary(config),
         "params": counts.to_dict(), "symmetric_layers": len(report.symmetric) if report else 0,
         "test_accuracy": last_eval["accuracy"], "test_loss": last_eval["loss"],
+        "test_accuracy_tta": tta_eval["accuracy"] if tta_eval else None, "tta": config.tta if tta_eval else 0,
         "best_test_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"],
         "epochs_completed": train_loader.epoch, "steps": state["step"],
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+        "epoch_seconds": seconds, "total_seconds": elapsed(),
+        "seconds_to_accuracy": seconds_to_accuracy(state["evals"]),
+        "precision": precision, "channels_last": config.channels_last,
         "world_size": ctx.world_size, "device": str(ctx.device), "weights_sha256": weights_digest(model),
         "rank_digests": [f"{d:015x}" for d in digests], "checkpoint": str(ckpt_path), "compiled": config.compile,
         "fold_training": folds.to_dict()["rows"] if folds is not None else [],
@@ -435,6 +412,44 @@ def _train(config: TrainConfig, ctx: distributed.DistContext) -> dict[str, Any]:
             (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
         print(format_summary(summary), flush=True)
     return summary
+
+
+ACCURACY_MARKS = (0.90, 0.92, 0.93, 0.94)
+
+
+def seconds_to_accuracy(evals: list, marks=ACCURACY_MARKS) -> dict[str, float | None]:
+    """``{"0.93": seconds}``: the run's wall clock when an epoch's test accuracy (no TTA) first reached each mark
+    (None if never).  ``evals``: ``[epoch, elapsed seconds, accuracy]`` per evaluated epoch."""
+    return {f"{m:.2f}": next((t for _, t, acc in evals if acc >= m), None) for m in marks}
+
+
+def initialize_from_data(model: nn.Module, train_loader, count: int = 5000) -> None:
+    """Models that set layers from data (the fast network's whitening stem: ``model.initialize_from_data``) get the
+    first ``count`` training images, normalised as the loader normalises them, before the first step.  Not on
+    resume (the weights come from the checkpoint) nor with ``init_from``."""
+    init = getattr(model, "initialize_from_data", None)
+    if init is None:
+        return
+    if not hasattr(train_loader, "x"):
+        raise ValueError(f"{type(model).__name__} sets its first layer from the training images, which need an "
+                         "in-memory dataset (cifar10, cifar100, fashion-mnist, mnist1d)")
+    from weightsym.data.loader import normalize
+
+    init(normalize(train_loader.x[:count], train_loader.mean, train_loader.std))
+
+
+def freeze_schedule(config: TrainConfig, model: nn.Module) -> list[tuple[torch.nn.Parameter, int]]:
+    """``(parameter, epochs it trains)`` for every ``freeze_after`` entry; an unknown name is a ``ValueError``
+    listing the model's trainable parameters."""
+    named = dict(model.named_parameters())
+    pairs = []
+    for name, epochs in (config.freeze_after or {}).items():
+        if name not in named:
+            trainable = [n for n, p in named.items() if p.requires_grad]
+            raise ValueError(f"freeze_after: {config.model} has no parameter {name!r}; its trainable parameters "
+                             f"include {', '.join(trainable[:8])}")
+        pairs.append((named[name], int(epochs)))
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------------------------ output
@@ -466,12 +481,15 @@ def _symmetry_summary(config: TrainConfig) -> dict:
             if v not in (None, False) and not (k == "hh_gates" and v == "1111") and k != "init"}
 
 
-def _print_header(config, data, ctx, counts, steps_per_epoch, out, folds=None) -> None:
+def _print_header(config, data, ctx, counts, steps_per_epoch, out, folds=None, precision="fp32") -> None:
     sym = ", ".join(f"{k}={v}" for k, v in _symmetry_summary(config).items()) or "none (dense)"
     if config.symmetric:
         sym += f" (init {config.init})"
-    print(f"weightsym train: {config.model} on {data['name']}, symmetry {sym}; "
-          f"{ctx.world_size} process(es) on {ctx.device}; {steps_per_epoch} steps/epoch; out {out}", flush=True)
+    source = f" ({data['source_name']})" if data.get("source_name") else ""
+    print(f"weightsym train: {config.model} on {data['name']}{source}, symmetry {sym}; "
+          f"{ctx.world_size} process(es) on {ctx.device}, {precision}"
+          f"{', channels-last' if config.channels_last else ''}; {steps_per_epoch} steps/epoch; out {out}",
+          flush=True)
     if config.recipe:
         from weightsym.train.recipes import TRAIN_RECIPES, describe_recipe
 
@@ -487,54 +505,6 @@ def _print_header(config, data, ctx, counts, steps_per_epoch, out, folds=None) -
         print(f"fold training ({config.fold}): {describe_folds(folds)}", flush=True)
         if folds.note:
             print(f"fold training ({config.fold}): note: {folds.note}", flush=True)
-
-
-def plan_folds(config: TrainConfig, model: nn.Module, data: dict, ctx, state: dict):
-    """Decide which symmetric layers train through their folds (``weightsym.fast.fold_training``).
-
-    ``--fold measure`` times the layers on the first process, on a random batch of the training shape (never the
-    global RNG or the data order), and the other processes replay its choice; the choice is kept in the checkpoint,
-    so a resumed run replays it too and continues on the same kernels.
-    """
-    if config.fold != "measure":
-        return fold_training(model, policy=config.fold, compiled=config.compile)
-    layers = state.get("fold_layers")
-    if layers is None:
-        if ctx.is_main:
-            print(f"fold training (measure): timing each foldable layer's training step, gathered and folded"
-                  f"{' and compiled' if config.compile else ''} ...", flush=True)
-            generator = torch.Generator().manual_seed(0)
-            x = torch.randn(config.batch_size // ctx.world_size, *data["input_shape"], generator=generator)
-            expand = _expander(config, data)
-            x = (expand(x) if expand is not None else x).to(ctx.device)
-            with warnings.catch_warnings():  # the header prints the report's note instead
-                warnings.simplefilter("ignore", UserWarning)
-                report = fold_training(model, policy="measure", compiled=config.compile, example_input=x)
-            layers = report.folded
-        layers = ctx.broadcast_object(layers)
-        if not ctx.is_main:
-            report = fold_training(model, layers=layers)
-        state["fold_layers"], state["fold_note"] = layers, report.note
-        return report
-    report = fold_training(model, layers=layers)
-    report.note = state.get("fold_note") or ""  # the note of the measurement being replayed
-    return report
-
-
-def describe_folds(folds) -> str:
-    """One line: which symmetric layers train through their folds (``weightsym.fast.fold_training``)."""
-    folded = [r for r in folds.rows if r.path == "fold"]
-    measured = {r.name: r.why.split("measured ")[1].split(" ")[0] for r in folds.rows if "measured " in r.why}
-    if not folded:
-        if measured:
-            return "every symmetric layer on the gather path (folded, they measured " + ", ".join(
-                f"{name} {ratio}" for name, ratio in list(measured.items())[:6]) + " as fast)"
-        return f"every symmetric layer on the gather path ({folds.rows[0].why})" if len(folds.rows) == 1 else \
-            "every symmetric layer on the gather path"
-    names = ", ".join(f"{r.name} ({1 / r.multiply_fraction:.0f}x fewer multiplies"
-                      f"{f', measured {measured[r.name]} faster' if r.name in measured else ''})" for r in folded[:6])
-    more = f" and {len(folded) - 6} more" if len(folded) > 6 else ""
-    return f"{len(folded)} of {len(folds.rows)} symmetric layers fold: {names}{more}"
 
 
 def _write_epoch_line(config, record) -> None:
@@ -567,7 +537,7 @@ def format_summary(summary: dict) -> str:
 def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
                         batch_size: int = 500) -> dict[str, Any]:
     """Rebuild the model of checkpoint ``path`` with :func:`weightsym.load_model` (validated, checksum verified,
-    symmetry from the file; ``path`` may also be a :class:`weightsym.nn.ModelFile` already read) and evaluate it on
+    symmetry from the file; ``path`` may also be a :class:`weightsym.files.ModelFile` already read) and evaluate it on
     the test split of the dataset its stored config names.  Returns ``{"loss", "accuracy", "samples", "model",
     "dataset", "params", "step", "epochs_done", "checksum"}``."""
     model, description = ws.load_model(path)
@@ -577,7 +547,8 @@ def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
     config = _stored_config(description.path, {**saved, "eval_batch_size": batch_size, "device": device,
                                                "data_dir": data_dir if data_dir is not None else saved.get("data_dir")})
     ctx = distributed.DistContext(device=distributed.resolve_device(device))
-    data = training_data_info(config.dataset or _registry_dataset(config.model), config.data_dir, config.image_size)
+    data = training_data_info(config.dataset or _registry_dataset(config.model), config.data_dir, config.image_size,
+                              source=config.data_source)
     model.to(ctx.device)
     result = evaluate(model, make_test_loader(config, data, ctx), ctx, _expander(config, data))
     state = description.state
@@ -587,7 +558,7 @@ def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
 
 def _stored_config(path, data: dict) -> TrainConfig:
     """The :class:`TrainConfig` of a checkpoint; a bad stored value is an error naming the file."""
-    from weightsym.nn import ModelFileError
+    from weightsym.files import ModelFileError
 
     try:
         return TrainConfig.from_dict(data)

@@ -38,6 +38,10 @@ class Recipe:
     models: tuple[str, ...] = ()
     note: str = ""
     extra: dict[str, str] = field(default_factory=dict)  # facts about the original that are not options
+    by_model: tuple[tuple[str, dict[str, Any]], ...] = ()  # (fnmatch pattern, values): the first match overrides
+    # ``values`` for that model (e.g. the published epoch count of each width)
+    techniques: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> the options that turn it off
+    # (``--without NAME``; the ablation table in docs/training.md measures what each is worth)
 
 
 WRN_MAIN = "symmWideResNet/main.py"
@@ -70,6 +74,57 @@ TRAIN_RECIPES: dict[str, Recipe] = {
         note="applies to WRN models (wrn-*); the init_scheme model option exists only there",
     ),
 }
+
+AIRBENCH = "KellerJordan/cifar10-airbench (Jordan 2024, arXiv 2404.00498)"
+AIRBENCH94 = f"{AIRBENCH} legacy/airbench94.py"
+AIRBENCH93 = f"{AIRBENCH} airbench/lib_airbench93.py"
+TRAIN_RECIPES["airbench"] = Recipe(
+    name="airbench",
+    summary="Jordan's (2024) fast CIFAR-10 recipe for the airbench-* models: Nesterov SGD, lr 11.5 and wd 0.0153 "
+            "per 1,024 examples (decoupled), momentum 0.85, batch 1,024, BatchNorm biases at 64x lr, warmup to 23% "
+            "then linear decay, label smoothing 0.2, lookahead EMA, alternating flip + translate 2, test-time "
+            "augmentation, whitening-stem bias trained 3 epochs; 11 epochs (9.9 for airbench-64-256-256); bf16 "
+            "where the CPU has it, channels-last",
+    values={"optimizer": "sgd", "lr": 11.5, "momentum": 0.85, "nesterov": True, "weight_decay": 0.0153,
+            "decoupled": True, "bn_bias_lr_scale": 64.0, "schedule": "warmup-linear", "warmup": 0.23,
+            "lr_start": 0.2, "lr_end": 0.07, "epochs": 11, "batch_size": 1024, "drop_last": True,
+            "augment": "altflip+translate:2", "label_smoothing": 0.2, "lookahead": True, "tta": 2,
+            "freeze_after": {"whiten.bias": 3}, "precision": "auto", "channels_last": True,
+            "momentum_reset_at_milestones": False},
+    sources={"optimizer": f"{AIRBENCH94}: SGD(nesterov=True)", "lr": f"{AIRBENCH94}: hyp.opt.lr (per 1024 examples)",
+             "momentum": f"{AIRBENCH94}: hyp.opt.momentum", "nesterov": f"{AIRBENCH94}: SGD(nesterov=True)",
+             "weight_decay": f"{AIRBENCH94}: hyp.opt.weight_decay (per 1024 examples, decoupled from lr)",
+             "decoupled": f"{AIRBENCH94}: kilostep_scale = 1024 (1 + 1/(1 - momentum))",
+             "bn_bias_lr_scale": f"{AIRBENCH94}: hyp.opt.bias_scaler (BatchNorm biases)",
+             "schedule": f"{AIRBENCH94}: get_lr (0.2 -> 1 over 23% of the steps, then -> 0.07)",
+             "warmup": f"{AIRBENCH94}: get_lr", "lr_start": f"{AIRBENCH94}: get_lr", "lr_end": f"{AIRBENCH94}: get_lr",
+             "epochs": f"{AIRBENCH93}: train_epochs 11.0 at widths 64/128/128; {AIRBENCH94}: 9.9 at 64/256/256",
+             "batch_size": f"{AIRBENCH94}: hyp.opt.batch_size", "drop_last": f"{AIRBENCH94}: CifarLoader (train)",
+             "augment": f"{AIRBENCH} airbench/utils.py: CifarLoader(altflip=True), translate 2 (reflect)",
+             "label_smoothing": f"{AIRBENCH94}: hyp.opt.label_smoothing",
+             "lookahead": f"{AIRBENCH94}: LookaheadState, every 5 steps, decay 0.95^5 (step/total)^3",
+             "tta": f"{AIRBENCH94}: hyp.net.tta_level = 2 (mirror + translate)",
+             "freeze_after": f"{AIRBENCH94}: hyp.opt.whiten_bias_epochs = 3",
+             "precision": "this project: bf16 autocast on CPUs that run it natively (the original: fp16 on a GPU)",
+             "channels_last": f"{AIRBENCH94}: make_net (channels_last)",
+             "momentum_reset_at_milestones": "no milestones"},
+    models=("airbench-*",),
+    note="applies to the airbench-W1-W2-W3 models (the whitening stem and frozen BatchNorm scales are theirs)",
+    by_model=(("airbench-64-256-256", {"epochs": 9.9}),),
+    techniques={
+        "tta": {"tta": 0},
+        "lookahead": {"lookahead": False},
+        "label-smoothing": {"label_smoothing": 0.0},
+        "whitening": {"model_args": {"stem": "random"}, "freeze_after": None},
+        "altflip": {"augment": "flip+translate:2"},
+        "flip": {"augment": "translate:2"},
+        "translate": {"augment": "altflip"},
+        "bias-scaler": {"bn_bias_lr_scale": 1.0},
+        "bf16": {"precision": "fp32"},
+        "channels-last": {"channels_last": False},
+        "dirac": {"model_args": {"dirac": False}},
+    },
+)
 
 _LM_COMMON_VALUES = {"rnn_type": "lstm", "layers": 2, "tie": False, "epochs": 50, "lr": 20.0, "clip": 0.25,
                      "batch_size": 20, "eval_batch_size": 10, "bptt": 35, "anneal": 4.0, "seed": 1111,
@@ -118,20 +173,54 @@ def resolve(recipes: dict[str, Recipe], name: str | None, given: dict[str, Any],
     if name is None:
         return dict(given)
     recipe = get_recipe(recipes, name)
+    model = model or given.get("model")
     if model is not None and recipe.models and not any(fnmatch.fnmatch(model, p) for p in recipe.models):
         raise ValueError(f"recipe {name!r} is for {', '.join(recipe.models)} models ({recipe.note}); "
                          f"{model!r} is not one: choose such a model or leave the recipe out")
-    values = {**recipe.values, **given, "recipe": name}
-    if "model_args" in recipe.values:
-        values["model_args"] = {**recipe.values["model_args"], **given.get("model_args", {})}
+    base = dict(recipe.values)
+    if model is not None:
+        for pattern, overrides in recipe.by_model:
+            if fnmatch.fnmatch(model, pattern):
+                base.update(overrides)
+                break
+    values = {**base, **given, "recipe": name}
+    if "model_args" in base:
+        values["model_args"] = {**base["model_args"], **given.get("model_args", {})}
     return values
+
+
+def without(recipes: dict[str, Recipe], name: str, techniques: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` plus the options that turn off each of ``techniques`` of recipe ``name`` (``--without``); a
+    technique the recipe does not have, or one whose option is also given explicitly, is a ``ValueError``."""
+    recipe = get_recipe(recipes, name)
+    out = dict(given)
+    for technique in techniques:
+        if technique not in recipe.techniques:
+            raise ValueError(f"recipe {name!r} has no technique {technique!r}; it has: "
+                             f"{', '.join(recipe.techniques) or 'none'}")
+        for key, value in recipe.techniques[technique].items():
+            if key == "model_args":
+                clash = set(value) & set(given.get("model_args", {}))
+                if clash:
+                    raise ValueError(f"--without {technique} sets model_args {sorted(clash)}, given explicitly too")
+                out["model_args"] = {**out.get("model_args", {}), **value}
+            elif key in given:
+                raise ValueError(f"--without {technique} sets {key}, which is given explicitly too; give one")
+            else:
+                out[key] = value
+    return out
 
 
 def describe_recipe(recipes: dict[str, Recipe], name: str, config: dict[str, Any]) -> str:
     """One line for the run header: which recipe, what it set, and which of its values the run overrides."""
     recipe = get_recipe(recipes, name)
     kept, overridden = [], []
-    for key, value in recipe.values.items():
+    values = dict(recipe.values)
+    for pattern, overrides in recipe.by_model:
+        if config.get("model") and fnmatch.fnmatch(config["model"], pattern):
+            values.update(overrides)
+            break
+    for key, value in values.items():
         actual = config.get(key)
         if key == "model_args":
             for arg, wanted in value.items():
@@ -144,7 +233,8 @@ def describe_recipe(recipes: dict[str, Recipe], name: str, config: dict[str, Any
         else:
             same = actual == value
         (kept if same else overridden).append(f"{key}={actual!r}" + ("" if same else f" (recipe {value!r})"))
-    line = f"recipe {name} ({ORIGINAL}) set: {', '.join(kept)}"
+    line = f"recipe {name} ({recipe.sources.get('lr', ORIGINAL).split(':')[0] if name != 'paper' else ORIGINAL}) " \
+           f"set: {', '.join(kept)}"
     if overridden:
         line += f"; overridden by explicit options: {', '.join(overridden)}"
     return line

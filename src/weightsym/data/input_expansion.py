@@ -10,7 +10,7 @@ The expansion is one strided slice assignment (no loop over pixels) over the las
 works on single samples (C, H, W) and batches (B, C, H, W) alike.
 
 >>> import torch
->>> from weightsym.transforms import ExpandInput
+>>> from weightsym.data import ExpandInput
 >>> ExpandInput(3, fill=0.0, spatial_dims=1)(torch.tensor([[1.0, 2.0]]))
 tensor([[0., 1., 0., 0., 2., 0.]])
 >>> ExpandInput(2, fill=0.5)(torch.ones(1, 2, 2))

@@ -1,7 +1,8 @@
 """How noisy a timing benchmark was, and whether a missed speed goal is beyond that noise.
 
-``weightsym bench`` (:mod:`weightsym.fast.bench`) times the dense and the optimized model **interleaved**: round r
-times dense then optimized (the order flipped every round), so the two runs of one round saw the same machine load.
+``weightsym bench`` (:mod:`weightsym.bench.inference`) times the dense and the optimized model **interleaved**
+(:func:`weightsym.bench.timing.measure`): round r times dense then optimized (the order flipped every round), so the
+two runs of one round saw the same machine load.
 The per-round ratio ``dense_r / optimized_r`` therefore cancels slow drifts, and its spread over the rounds is the
 noise of the measured ratio (the median of the rounds).  A goal that is not met is called
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import math
 from statistics import median, pstdev
+
+from weightsym.bench.cases import GOALS
 
 
 def round_ratios(row: dict) -> list[float]:
@@ -56,8 +59,6 @@ def noise_floor(rows: list[dict], quantile: float = 0.9) -> float | None:
 def judge_goals(result: dict) -> list[dict]:
     """Every goal of ``result["goals"]`` with ``noise``: ``"within noise"`` / ``"beyond noise"`` for a missed goal
     (judged on its worst case, see the module docstring), ``""`` otherwise; and the worst case's per-round range."""
-    from weightsym.fast.bench import GOALS
-
     predicates = {key: (pred, need) for key, _, pred, need in GOALS}
     floor = noise_floor(result["rows"]) or 0.0
     judged = []

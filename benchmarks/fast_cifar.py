@@ -1,0 +1,231 @@
+"""Studies on the fast CIFAR-10 recipe (``weightsym train --recipe airbench``): the runs, resumable one at a time, and
+the results pages generated from their summaries.
+
+Studies (``plan STUDY`` prints every command):
+
+* ``recipe`` (issue 24): dense ``airbench-64-128-128`` x 5 seeds and ``airbench-64-256-256`` x 3 seeds at the
+  published schedules; an ablation of the recipe's techniques at 64-128-128 (``--without T``, 3 seeds each; the
+  accuracy without TTA comes free with every run); ``triangular`` and ``dihedral`` at the default placement as a
+  smoke of the symmetry study.
+* ``symmetry`` (issue 25): the symmetry study at 64-128-128 and its width sweep (see ``symmetry_runs``).
+
+Each run is one ``weightsym train`` command with ``--out ROOT/STUDY/NAME``.  ``run`` trains the runs not finished yet,
+**one at a time** (two threads; times are only comparable between runs alone on the machine), resuming a started one
+with ``--resume`` (checkpoints every ``--checkpoint-every`` steps, so a session that ends mid-run loses minutes);
+with ``--commit`` each finished run's summary and log are copied beside the page and committed at once (never a
+checkpoint).  ``page`` writes ``runs.json`` (one object per run) and the Markdown page from the copied files, so a
+page is regenerated from the committed data alone.  ``restore`` puts committed runs back into ``ROOT`` so ``run``
+trains only the missing ones.
+
+    python benchmarks/fast_cifar.py plan recipe
+    python benchmarks/fast_cifar.py run recipe --root runs/fast --commit [--only dense-64-128-128.s0 ...] [--max N]
+    python benchmarks/fast_cifar.py page recipe
+    python benchmarks/fast_cifar.py restore recipe --root runs/fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+PAGES = {"recipe": "fast-recipe", "symmetry": "fast-symmetry"}
+BASE = ["--recipe", "airbench", "--threads", "2", "--no-progress", "--checkpoint-every", "96"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a study: its name, model, seed and the extra options that make it what it is."""
+
+    name: str
+    model: str
+    seed: int
+    group: str  # the row of the page it belongs to
+    args: tuple[str, ...] = ()
+    symmetry: str | None = None  # the spec string (channel[+spatial]) for symmetric runs
+    placement: str | None = None
+    baseline_for: str | None = None  # a dense network narrowed to this symmetric row's stored count
+    without: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    def command(self, root: Path) -> list[str]:
+        return ["weightsym", "train", *BASE, "--model", self.model, "--seed", str(self.seed), *self.args,
+                *(["--without", ",".join(self.without)] if self.without else []),
+                "--out", str(root / self.name)]
+
+
+ABLATIONS = ("lookahead", "whitening", "label-smoothing", "altflip", "bf16")
+
+
+def recipe_runs() -> list[Run]:
+    """In the order they train: what the claims rest on first (the 93% width), then 94%, the smoke, the ablation."""
+    runs = [Run(f"dense-64-128-128.s{s}", "airbench-64-128-128", s, "dense 64-128-128") for s in range(5)]
+    runs += [Run(f"dense-64-256-256.s{s}", "airbench-64-256-256", s, "dense 64-256-256") for s in range(3)]
+    runs += [Run("triangular-64-128-128.s0", "airbench-64-128-128", 0, "triangular 64-128-128",
+                 ("--channel", "triangular"), symmetry="triangular", placement="every square conv"),
+             Run("dihedral-64-128-128.s0", "airbench-64-128-128", 0, "dihedral 64-128-128",
+                 ("--spatial", "dihedral"), symmetry="dihedral", placement="every 3x3 conv")]
+    for seed in range(3):
+        runs += [Run(f"no-{t}.s{seed}", "airbench-64-128-128", seed, f"without {t}", without=(t,))
+                 for t in ABLATIONS]
+    return runs
+
+
+STUDIES = {"recipe": recipe_runs}
+
+
+# ----------------------------------------------------------------------------------------------------- running
+def finished(folder: Path) -> dict | None:
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary["steps"] >= summary.get("total_steps", summary["steps"]) and \
+        summary["epochs_completed"] >= summary["config"]["epochs"] else None
+
+
+def selected(study: str, only: list[str] | None) -> list[Run]:
+    runs = STUDIES[study]()
+    names = {r.name: r for r in runs}
+    unknown = [n for n in only or [] if n not in names]
+    if unknown:
+        raise SystemExit(f"--only: unknown run {unknown[0]!r}; runs: {', '.join(names)}")
+    return [names[n] for n in only] if only else runs
+
+
+def commit(study: str, run: Run, summary: dict) -> None:
+    """Copy the finished run's summary and log beside the page and commit those two files alone."""
+    out = RESULTS / PAGES[study]
+    out.mkdir(parents=True, exist_ok=True)
+    acc = summary.get("test_accuracy_tta") or summary["test_accuracy"]
+    paths = []
+    for source, suffix in (("summary.json", "summary.json"), ("log.jsonl", "log.jsonl")):
+        target = out / f"{run.name}.{suffix}"
+        shutil.copy(ROOT_OF[run.name] / source, target)
+        paths.append(str(target.relative_to(REPO)))
+    subprocess.run(["git", "add", *paths], cwd=REPO, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", f"{PAGES[study]}: {run.name} ({100 * acc:.2f}%, "
+                    f"{summary['total_seconds']:.0f} s on {summary['machine'].get('cpu', '?')})", "--", *paths],
+                   cwd=REPO, check=True)
+
+
+ROOT_OF: dict[str, Path] = {}
+
+
+def run(study: str, root: Path, only: list[str] | None, do_commit: bool, limit: int | None) -> int:
+    root = root / study
+    root.mkdir(parents=True, exist_ok=True)
+    failed = done = 0
+    for r in selected(study, only):
+        folder = root / r.name
+        ROOT_OF[r.name] = folder
+        if finished(folder) or (RESULTS / PAGES[study] / f"{r.name}.summary.json").exists():
+            continue
+        if limit is not None and done >= limit:
+            break
+        if (folder / "checkpoint.safetensors").exists():
+            cmd = ["weightsym", "train", "--resume", "--no-progress", "--out", str(folder)]
+        else:
+            cmd = r.command(root)
+        print(f"[{time.strftime('%H:%M:%S')}] {shlex.join(cmd)}", flush=True)
+        with open(root / f"{r.name}.out", "a") as log:
+            code = subprocess.call([sys.executable, "-m", "weightsym", *cmd[1:]], stdout=log, stderr=subprocess.STDOUT)
+        summary = finished(folder)
+        print(f"[{time.strftime('%H:%M:%S')}] {r.name}: exit {code}"
+              + (f", {100 * (summary.get('test_accuracy_tta') or summary['test_accuracy']):.2f}%" if summary else ""),
+              flush=True)
+        if code != 0 or summary is None:
+            failed += 1
+            continue
+        done += 1
+        if do_commit:
+            commit(study, r, summary)
+    return 1 if failed else 0
+
+
+def restore(study: str, root: Path) -> int:
+    source = RESULTS / PAGES[study]
+    restored = []
+    for r in STUDIES[study]():
+        summary, log = source / f"{r.name}.summary.json", source / f"{r.name}.log.jsonl"
+        folder = root / study / r.name
+        if summary.exists() and log.exists() and not folder.exists():
+            folder.mkdir(parents=True)
+            shutil.copy(summary, folder / "summary.json")
+            shutil.copy(log, folder / "log.jsonl")
+            restored.append(r.name)
+    print(f"restored {len(restored)} finished run(s): {', '.join(restored) or 'none'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ records
+def record(r: Run, summary: dict, log: list[dict]) -> dict:
+    """The run's object in runs.json (the fields the issue names, then the rest the pages use)."""
+    config = summary["config"]
+    seconds = [e["seconds"] for e in log]
+    return {
+        "name": r.name, "group": r.group, "model": r.model, "recipe": config.get("recipe"),
+        "data": f"cifar10 ({summary.get('data_source')})", "symmetry": r.symmetry, "placement": r.placement,
+        "baseline_for": r.baseline_for, "seed": r.seed, "precision": summary.get("precision"),
+        "stored_params": summary["params"]["stored"], "dense_params": summary["params"]["dense"],
+        "test_acc": summary["test_accuracy"], "test_acc_tta": summary.get("test_accuracy_tta"),
+        "epochs": config["epochs"], "epoch_seconds": statistics.median(seconds),
+        "total_seconds": summary["total_seconds"], "cpu": summary["machine"].get("cpu"),
+        "without": list(r.without), "model_args": config.get("model_args", {}),
+        "seconds_to_accuracy": summary.get("seconds_to_accuracy", {}), "first_epoch_seconds": seconds[0],
+        "fold_training": [row["name"] for row in summary.get("fold_training", []) if row.get("path") == "fold"],
+        "command": shlex.join(r.command(Path("runs/fast") / "recipe")),
+        "cpus": sorted({e.get("cpu") for e in log if e.get("cpu")}),
+    }
+
+
+def load_records(study: str) -> tuple[list[dict], list[str]]:
+    source = RESULTS / PAGES[study]
+    records, missing = [], []
+    for r in STUDIES[study]():
+        path = source / f"{r.name}.summary.json"
+        if not path.exists():
+            missing.append(r.name)
+            continue
+        log = [json.loads(line) for line in (source / f"{r.name}.log.jsonl").read_text().splitlines() if line]
+        records.append(record(r, json.loads(path.read_text()), log))
+    return records, missing
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    for name in ("plan", "run", "page", "restore"):
+        p = sub.add_parser(name)
+        p.add_argument("study", choices=sorted(STUDIES))
+        p.add_argument("--root", type=Path, default=Path("runs/fast"))
+        if name == "run":
+            p.add_argument("--only", nargs="+", metavar="RUN")
+            p.add_argument("--commit", action="store_true", help="commit each finished run's summary and log")
+            p.add_argument("--max", type=int, help="stop after this many finished runs")
+    args = ap.parse_args(argv)
+    if args.what == "plan":
+        for r in STUDIES[args.study]():
+            print(shlex.join(r.command(args.root / args.study)))
+        return 0
+    if args.what == "run":
+        return run(args.study, args.root, args.only, args.commit, args.max)
+    if args.what == "restore":
+        return restore(args.study, args.root)
+    from fast_cifar_pages import write_page
+
+    records, missing = load_records(args.study)
+    return write_page(args.study, records, missing, RESULTS / PAGES[args.study])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
