@@ -11,7 +11,7 @@ Studies (``plan STUDY`` prints every command):
 
 Each run is one ``weightsym train`` command with ``--out ROOT/STUDY/NAME``.  ``run`` trains the runs not finished yet,
 **one at a time** (two threads; times are only comparable between runs alone on the machine), resuming a started one
-with ``--resume`` (checkpoints every ``--checkpoint-every`` steps, so a session that ends mid-run loses minutes);
+with ``--resume`` (a checkpoint ends every epoch, about half a minute, so a session that ends mid-run loses little);
 with ``--commit`` each finished run's summary and log are copied beside the page and committed at once (never a
 checkpoint).  ``page`` writes ``runs.json`` (one object per run) and the Markdown page from the copied files, so a
 page is regenerated from the committed data alone.  ``restore`` puts committed runs back into ``ROOT`` so ``run``
@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 PAGES = {"recipe": "fast-recipe", "symmetry": "fast-symmetry"}
-BASE = ["--recipe", "airbench", "--threads", "2", "--no-progress", "--checkpoint-every", "96"]
+BASE = ["--recipe", "airbench", "--threads", "2", "--no-progress"]
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ def recipe_page(records: list[dict], missing: list[str]) -> str:
                      f"{seconds(r['epoch_seconds'])} | {seconds(r['first_epoch_seconds'])} | "
                      f"{seconds(r['total_seconds'])} | {r['cpu']} |")
     lines += ["", "Commands: each run is `weightsym train --recipe airbench --threads 2 --no-progress "
-              "--checkpoint-every 96 --model MODEL --seed SEED [options] --out runs/fast/recipe/NAME`; "
+              "--model MODEL --seed SEED [options] --out runs/fast/recipe/NAME`; "
               "`python benchmarks/fast_cifar.py plan recipe` prints them all. Per-run summaries and logs are in "
               "[fast-recipe/](fast-recipe/) (never checkpoints); `runs.json` holds one object per run.", ""]
     if missing:
