@@ -112,10 +112,14 @@ def commit(study: str, run: Run, summary: dict) -> None:
         target = out / f"{run.name}.{suffix}"
         shutil.copy(ROOT_OF[run.name] / source, target)
         paths.append(str(target.relative_to(REPO)))
-    subprocess.run(["git", "add", *paths], cwd=REPO, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", f"{PAGES[study]}: {run.name} ({100 * acc:.2f}%, "
-                    f"{summary['total_seconds']:.0f} s on {summary['machine'].get('cpu', '?')})", "--", *paths],
-                   cwd=REPO, check=True)
+    message = (f"{PAGES[study]}: {run.name} ({100 * acc:.2f}%, {summary['total_seconds']:.0f} s on "
+               f"{summary['machine'].get('cpu', '?')})")
+    for attempt in range(10):  # another git command may hold the index for a moment
+        added = subprocess.run(["git", "add", *paths], cwd=REPO).returncode == 0
+        if added and subprocess.run(["git", "commit", "-q", "-m", message, "--", *paths], cwd=REPO).returncode == 0:
+            return
+        time.sleep(3)
+    print(f"could not commit {', '.join(paths)}: commit them by hand", flush=True)
 
 
 ROOT_OF: dict[str, Path] = {}
