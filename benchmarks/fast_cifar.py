@@ -15,7 +15,9 @@ with ``--resume`` (a checkpoint ends every epoch, about half a minute, so a sess
 with ``--commit`` each finished run's summary and log are copied beside the page and committed at once (never a
 checkpoint).  ``page`` writes ``runs.json`` (one object per run) and the Markdown page from the copied files, so a
 page is regenerated from the committed data alone.  ``restore`` puts committed runs back into ``ROOT`` so ``run``
-trains only the missing ones.
+trains only the missing ones.  To keep editing the library while a study trains, run the study on a frozen copy
+of the code: ``git worktree add --detach ../study HEAD``, then ``PYTHONPATH=../study/src python
+benchmarks/fast_cifar.py run ...`` (the runs use that copy; results still land in this checkout).
 
     python benchmarks/fast_cifar.py plan recipe
     python benchmarks/fast_cifar.py run recipe --root runs/fast --commit [--only dense-64-128-128.s0 ...] [--max N]
