@@ -15,7 +15,7 @@ with ``--resume`` (a checkpoint ends every epoch, about half a minute, so a sess
 with ``--commit`` each finished run's summary and log are copied beside the page and committed at once (never a
 checkpoint).  ``page`` writes ``runs.json`` (one object per run) and the Markdown page from the copied files, so a
 page is regenerated from the committed data alone.  ``restore`` puts committed runs back into ``ROOT`` so ``run``
-trains only the missing ones.  To keep editing the library while a study trains, run the study on a frozen copy
+trains only the missing ones.  ``touch ROOT/STUDY/PAUSE`` stops ``run`` before its next run (remove it to go on).  To keep editing the library while a study trains, run the study on a frozen copy
 of the code: ``git worktree add --detach ../study HEAD``, then ``PYTHONPATH=../study/src python
 benchmarks/fast_cifar.py run ...`` (the runs use that copy; results still land in this checkout).
 
@@ -82,7 +82,63 @@ def recipe_runs() -> list[Run]:
     return runs
 
 
-STUDIES = {"recipe": recipe_runs}
+SQUARE = ("--include", "*.conv2", "--include", "group3.conv1")  # the square 3x3 convs of airbench-W1-W2-W2
+SYMMETRIES = {  # name -> (options, placement in words); channel symmetries on the square convs, spatial on every conv
+    "triangular": (("--channel", "triangular", *SQUARE), "square convs"),
+    "bisymmetric": (("--channel", "bisymmetric", *SQUARE), "square convs"),
+    "block": (("--channel", "block", *SQUARE), "square convs"),
+    "eighth": (("--channel", "eighth", *SQUARE), "square convs"),
+    "dihedral": (("--spatial", "dihedral"), "every 3x3 conv"),
+    "tri+spa": (("--channel", "triangular", "--spatial", "transpose", *SQUARE), "square convs"),
+}
+SPECS = {"triangular": "triangular", "bisymmetric": "bisymmetric", "block": "block", "eighth": "eighth",
+         "dihedral": "dihedral", "tri+spa": "triangular+transpose"}
+SWEEP_WIDTHS = ("32-64-64", "64-256-256", "64-384-384")  # with 64-128-128 from the main table
+
+
+def matched_width(model: str, symmetry: str) -> float:
+    """The width multiplier of the dense ``model`` storing as many parameters as ``model`` with ``symmetry``
+    (``weightsym describe --model MODEL ... --match-dense``)."""
+    import weightsym as ws
+    from weightsym.models import create_model
+    from weightsym.train.dense_match import match_dense
+
+    options, _ = SYMMETRIES[symmetry]
+    channel = options[options.index("--channel") + 1] if "--channel" in options else None
+    spatial = options[options.index("--spatial") + 1] if "--spatial" in options else None
+    include = [options[i + 1] for i, o in enumerate(options) if o == "--include"] or None
+    net = create_model(model)
+    ws.symmetrize(net, channel=channel, spatial=spatial, include=include)
+    return match_dense(model, ws.count_parameters(net).stored).model_args["width"]
+
+
+def symmetry_runs() -> list[Run]:
+    """The main table at 64-128-128 (every symmetry and its dense network of equal stored parameters, seeds 0-2,
+    seed by seed so a partial study has every row), then the width sweep (dense, triangular, eighth; seeds 0-1)."""
+    runs = []
+    model = "airbench-64-128-128"
+    for seed in range(3):
+        for name, (options, placement) in SYMMETRIES.items():
+            tag = name.replace("+", "-")
+            runs.append(Run(f"{tag}-64-128-128.s{seed}", model, seed, f"{name} 64-128-128", options,
+                            symmetry=SPECS[name], placement=placement))
+            width = matched_width(model, name)
+            runs.append(Run(f"dense-at-{tag}-64-128-128.s{seed}", model, seed, f"dense at {name} 64-128-128",
+                            ("--model-arg", f"width={width:g}"), baseline_for=SPECS[name],
+                            extra={"width": width}))
+    for widths in SWEEP_WIDTHS:
+        model = f"airbench-{widths}"
+        for seed in range(2):
+            if widths != "64-256-256":  # dense 64-256-256 comes from the recipe study (3 seeds)
+                runs.append(Run(f"dense-{widths}.s{seed}", model, seed, f"dense {widths}"))
+            for name in ("triangular", "eighth"):
+                options, placement = SYMMETRIES[name]
+                runs.append(Run(f"{name}-{widths}.s{seed}", model, seed, f"{name} {widths}", options,
+                                symmetry=SPECS[name], placement=placement))
+    return runs
+
+
+STUDIES = {"recipe": recipe_runs, "symmetry": symmetry_runs}
 
 
 # ----------------------------------------------------------------------------------------------------- running
@@ -134,8 +190,15 @@ def run(study: str, root: Path, only: list[str] | None, do_commit: bool, limit: 
     for r in selected(study, only):
         folder = root / r.name
         ROOT_OF[r.name] = folder
-        if finished(folder) or (RESULTS / PAGES[study] / f"{r.name}.summary.json").exists():
+        committed = (RESULTS / PAGES[study] / f"{r.name}.summary.json").exists()
+        summary = finished(folder)
+        if summary and not committed and do_commit:  # finished while no driver was watching
+            commit(study, r, summary)
+        if summary or committed:
             continue
+        if (root / "PAUSE").exists():  # touch ROOT/STUDY/PAUSE to stop between runs (e.g. for a quiet test window)
+            print(f"[{time.strftime('%H:%M:%S')}] paused: {root / 'PAUSE'} exists; remove it and run again", flush=True)
+            break
         if limit is not None and done >= limit:
             break
         if (folder / "checkpoint.safetensors").exists():
@@ -189,15 +252,19 @@ def record(r: Run, summary: dict, log: list[dict]) -> dict:
         "without": list(r.without), "model_args": config.get("model_args", {}),
         "seconds_to_accuracy": summary.get("seconds_to_accuracy", {}), "first_epoch_seconds": seconds[0],
         "fold_training": [row["name"] for row in summary.get("fold_training", []) if row.get("path") == "fold"],
-        "command": shlex.join(r.command(Path("runs/fast") / "recipe")),
+        "command": shlex.join(r.command(Path("runs/fast") / STUDY_OF.get(r.name, "recipe"))),
         "cpus": sorted({e.get("cpu") for e in log if e.get("cpu")}),
     }
+
+
+STUDY_OF: dict[str, str] = {}
 
 
 def load_records(study: str) -> tuple[list[dict], list[str]]:
     source = RESULTS / PAGES[study]
     records, missing = [], []
     for r in STUDIES[study]():
+        STUDY_OF[r.name] = study
         path = source / f"{r.name}.summary.json"
         if not path.exists():
             missing.append(r.name)
@@ -230,6 +297,9 @@ def main(argv=None) -> int:
     from fast_cifar_pages import write_page
 
     records, missing = load_records(args.study)
+    if args.study == "symmetry":  # the dense rows at the published widths are the recipe study's runs
+        dense, _ = load_records("recipe")
+        records = [r for r in dense if r["group"] in ("dense 64-128-128", "dense 64-256-256")] + records
     return write_page(args.study, records, missing, RESULTS / PAGES[args.study])
 
 

@@ -165,13 +165,169 @@ def recipe_page(records: list[dict], missing: list[str]) -> str:
     return "\n".join(lines)
 
 
-PAGE_BUILDERS = {"recipe": recipe_page}
+# ---------------------------------------------------------------------------------------------------- symmetry
+def _time_ratio(rows: list[dict], dense: list[dict]) -> str:
+    """Median epoch seconds of dense over the row's, on the same CPU only (compare like with like)."""
+    cpus = {r["cpu"] for r in rows}
+    same = [d for d in dense if d["cpu"] in cpus]
+    if not same or not rows:
+        return "—"
+    return f"{median(d['epoch_seconds'] for d in same) / median(r['epoch_seconds'] for r in rows):.2f}x"
+
+
+def symmetry_page(records: list[dict], missing: list[str], folder: Path) -> str:
+    by = groups(records)
+    names = ("triangular", "bisymmetric", "block", "eighth", "dihedral", "tri+spa")
+    lines = ["# Symmetry at 93–94%: accuracy against stored parameters, width and time (fast recipe)", "",
+             "Every symmetry of the main table on `airbench-64-128-128` under `--recipe airbench` (11 epochs, "
+             "lossless CIFAR-10), each against dense and against the dense network narrowed to the same stored "
+             "parameters (`weightsym describe --match-dense`); then a width sweep for the over-parameterisation "
+             "claim. Channel symmetries act on the square 3x3 convs (`--include '*.conv2' --include group3.conv1`), "
+             "`dihedral` on every 3x3 conv; the whitening stem and the classifier stay dense.", "",
+             f"*Data: {', '.join(sorted({r['data'] for r in records})) or '—'}. Machine: {machines(records)}, "
+             f"2 torch threads, one run at a time. Regenerate: `{COMMAND.format(study='symmetry')}`; train the "
+             "missing runs: `python benchmarks/fast_cifar.py run symmetry --commit`. Accuracy: final model, full "
+             "test set, with TTA; mean ± std over seeds; differences in points with Welch's 95% interval.*", ""]
+    total = sum(r["total_seconds"] for r in records if r["group"] not in ("dense 64-128-128", "dense 64-256-256"))
+    lines += [f"Compute spent on this study: {total / 3600:.2f} hours of wall clock (its own runs; the dense runs "
+              "come from [fast-recipe.md](fast-recipe.md)).", ""]
+    dense = by.get("dense 64-128-128", [])
+    lines += ["## Main table (`airbench-64-128-128`)", "",
+              "| network | runs | stored params | test accuracy (%) | vs dense (points) [95% CI] | vs dense of equal "
+              "size (points) [95% CI] | s / epoch | dense / this epoch time |",
+              "|---|---|---:|---|---|---|---:|---:|"]
+    if dense:
+        lines.append(f"| dense | {len(dense)} | {dense[0]['stored_params']:,} | {acc_cell([tta(r) for r in dense])} "
+                     f"| — | — | {seconds(median(r['epoch_seconds'] for r in dense))} | 1.00x |")
+    verdicts = []
+    for name in names:
+        rows, equal = by.get(f"{name} 64-128-128", []), by.get(f"dense at {name} 64-128-128", [])
+        if not rows:
+            continue
+        accs = [tta(r) for r in rows]
+        vs_dense = diff_cell(accs, [tta(r) for r in dense]) if dense else "—"
+        vs_equal = diff_cell(accs, [tta(r) for r in equal]) if equal else "—"
+        lines.append(f"| `{name}` ({rows[0]['placement']}) | {len(rows)} | {rows[0]['stored_params']:,} "
+                     f"({100 * rows[0]['stored_params'] / rows[0]['dense_params']:.0f}%) | {acc_cell(accs)} | "
+                     f"{vs_dense} | {vs_equal} | {seconds(median(r['epoch_seconds'] for r in rows))} | "
+                     f"{_time_ratio(rows, dense)} |")
+        if equal:
+            lines.append(f"| dense at `{name}`'s size (width x{equal[0]['model_args'].get('width', 1):g}) | "
+                         f"{len(equal)} | {equal[0]['stored_params']:,} | {acc_cell([tta(r) for r in equal])} | "
+                         f"{diff_cell([tta(r) for r in equal], [tta(r) for r in dense]) if dense else '—'} | — | "
+                         f"{seconds(median(r['epoch_seconds'] for r in equal))} | {_time_ratio(equal, dense)} |")
+            verdicts.append(f"`{name}` against dense of equal size: "
+                            + welch(accs, [tta(r) for r in equal]).verdict(name, "the narrowed dense network"))
+    if verdicts:
+        lines += ["", "**Against dense of equal stored parameters** (the fair comparison):", ""]
+        lines += [f"* {v}" for v in verdicts]
+    lines += [""]
+    # ---- width sweep
+    widths = ("32-64-64", "64-128-128", "64-256-256", "64-384-384")
+    sweep = []
+    for width in widths:
+        base = by.get(f"dense {width}", [])
+        for name in ("triangular", "eighth"):
+            rows = by.get(f"{name} {width}", [])
+            if base and rows:
+                d = welch([tta(r) for r in rows], [tta(r) for r in base])
+                sweep.append((width, name, d, rows, base))
+    if sweep:
+        lines += ["## Width sweep: does the gap to dense shrink as the network grows?", "",
+                  "| widths | dense accuracy (%) | symmetry | its accuracy (%) | gap to dense (points) [95% CI] | "
+                  "stored params (of dense) | dense / this epoch time |", "|---|---|---|---|---|---:|---:|"]
+        for width, name, d, rows, base in sweep:
+            lines.append(f"| {width} | {acc_cell([tta(r) for r in base])} | `{name}` | "
+                         f"{acc_cell([tta(r) for r in rows])} | {diff_cell([tta(r) for r in rows], [tta(r) for r in base])}"
+                         f" | {rows[0]['stored_params']:,} ({100 * rows[0]['stored_params'] / rows[0]['dense_params']:.0f}%)"
+                         f" | {_time_ratio(rows, base)} |")
+        lines += [""]
+    figures = plot(by, folder)
+    lines += [f"![{title}]({folder.name}/{name})" for name, title in figures]
+    lines += ["", "## Every run", "", "| run | seed | stored params | test acc (%) | with TTA (%) | s / epoch | "
+              "wall clock (s) | CPU |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in records:
+        lines.append(f"| {r['name']} | {r['seed']} | {r['stored_params']:,} | {pct(r['test_acc'])} | "
+                     f"{pct(r['test_acc_tta']) if r['test_acc_tta'] is not None else '—'} | "
+                     f"{seconds(r['epoch_seconds'])} | {seconds(r['total_seconds'])} | {r['cpu']} |")
+    if missing:
+        lines += ["", f"Not finished yet ({len(missing)}): {', '.join(missing)}."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(by: dict[str, list[dict]], folder: Path) -> list[tuple[str, str]]:
+    """accuracy vs stored parameters (symmetric points against the dense curve) and the gap vs width; error bars
+    are the std over seeds (accuracy) and Welch's 95% interval (gap).  Returns [(file, title)]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    dense_groups = [g for g in by if g.startswith("dense at ") and g.endswith("64-128-128")] + \
+        (["dense 64-128-128"] if "dense 64-128-128" in by else [])
+    symmetric = [g for g in by if g.endswith("64-128-128") and not g.startswith("dense")]
+    if dense_groups and symmetric:
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        points = sorted((by[g][0]["stored_params"], statistics.mean(100 * tta(r) for r in by[g]),
+                         statistics.stdev([100 * tta(r) for r in by[g]]) if len(by[g]) > 1 else 0) for g in dense_groups)
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], fmt="o-",
+                    color="black", capsize=3, label="dense (full, and narrowed to each symmetric size)")
+        for i, g in enumerate(symmetric):
+            accs = [100 * tta(r) for r in by[g]]
+            ax.errorbar(by[g][0]["stored_params"], statistics.mean(accs),
+                        yerr=statistics.stdev(accs) if len(accs) > 1 else 0, fmt="s", capsize=3, color=f"C{i}",
+                        label=f"{g.removesuffix(' 64-128-128')} (n={len(accs)})")
+        ax.set_xlabel("stored parameters")
+        ax.set_ylabel("test accuracy with TTA (%)")
+        ax.set_title("airbench-64-128-128, fast recipe: symmetric vs dense of equal size\n(mean ± std over seeds)",
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        folder.mkdir(parents=True, exist_ok=True)
+        fig.savefig(folder / "accuracy-vs-params.png", dpi=120)
+        plt.close(fig)
+        out.append(("accuracy-vs-params.png", "Accuracy against stored parameters"))
+    widths = ("32-64-64", "64-128-128", "64-256-256", "64-384-384")
+    series = {}
+    for w in widths:
+        for name in ("triangular", "eighth"):
+            if by.get(f"dense {w}") and by.get(f"{name} {w}"):
+                d = welch([tta(r) for r in by[f"{name} {w}"]], [tta(r) for r in by[f"dense {w}"]])
+                series.setdefault(name, []).append((by[f"dense {w}"][0]["stored_params"], w, d))
+    if series:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        for i, (name, rows) in enumerate(series.items()):
+            xs = [r[0] for r in rows]
+            ys = [100 * r[2].diff for r in rows]
+            low = [100 * (r[2].diff - r[2].low) if r[2].low > -1e9 else 0 for r in rows]
+            high = [100 * (r[2].high - r[2].diff) if r[2].high < 1e9 else 0 for r in rows]
+            ax.errorbar(xs, ys, yerr=[low, high], fmt="o-", capsize=3, color=f"C{i}", label=name)
+            for x, w, _ in rows:
+                ax.annotate(w, (x, ys[xs.index(x)]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("dense network's parameters (width)")
+        ax.set_ylabel("symmetric minus dense accuracy (points)")
+        ax.set_title("Gap to dense against width (Welch 95% interval)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "gap-vs-width.png", dpi=120)
+        plt.close(fig)
+        out.append(("gap-vs-width.png", "Gap to dense against width"))
+    return out
+
+
+PAGE_BUILDERS = {"recipe": lambda records, missing, folder: recipe_page(records, missing),
+                 "symmetry": symmetry_page}
 
 
 def write_page(study: str, records: list[dict], missing: list[str], folder: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "runs.json").write_text(json.dumps(records, indent=1) + "\n")
-    text = PAGE_BUILDERS[study](records, missing)
+    text = PAGE_BUILDERS[study](records, missing, folder)
     (folder.parent / f"{folder.name}.md").write_text(text)
     print(text)
     return 0

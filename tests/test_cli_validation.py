@@ -27,8 +27,9 @@ def no_work(monkeypatch):
     import importlib
 
     for module_name, name in [
-        ("weightsym.train.data", "get_dataset"), ("weightsym.train.loop", "make_train_loader"),
-        ("weightsym.train.loop", "make_test_loader"), ("weightsym.train.loop", "evaluate_checkpoint"),
+        ("weightsym.train.data", "get_dataset"), ("weightsym.train.classification", "make_train_loader"),
+        ("weightsym.train.classification", "make_test_loader"),
+        ("weightsym.train.classification", "evaluate_checkpoint"),
         ("weightsym.lm.train", "load_corpus"), ("weightsym.lm.train", "load_language_model"),
         ("weightsym.demo", "load_mnist1d"), ("weightsym.demo", "train_and_test"), ("weightsym.bench.inference", "run"),
         ("weightsym.files", "load_model"), ("weightsym.files.rebuild", "load_model"),

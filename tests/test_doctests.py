@@ -46,7 +46,8 @@ SKIP_REASONS = {
     "weightsym.data.text": "reads the real PTB corpus",
     "weightsym.lm": "trains a language model on PTB (minutes)",
     "weightsym.lm.train": "trains a language model on PTB (minutes)",
-    "weightsym.train.loop": "trains MNIST-1D for an epoch (about 15 s on 2 busy cores) and writes a run directory",
+    "weightsym.train.classification": "trains MNIST-1D for an epoch (about 15 s on 2 busy cores) and writes a run "
+                                      "directory",
 }
 
 

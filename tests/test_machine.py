@@ -56,7 +56,7 @@ def test_machine_is_defined_once_and_everyone_records_it():
                if any(isinstance(node, ast.FunctionDef) and node.name == "machine"
                       for node in ast.walk(ast.parse(p.read_text())))]
     assert defined == ["src/weightsym/machine.py"]
-    for user in ("train/loop.py", "lm/train.py", "reproduce/common.py", "demo.py"):
+    for user in ("train/engine.py", "train/classification.py", "lm/train.py", "reproduce/common.py", "demo.py"):
         assert "from weightsym.machine import" in (SRC / user).read_text(), user
     for script in ("bench_train_step.py", "bench_lstm.py", "bench_orbit_sum.py", "calibrate_fold.py",
                    "bench_data_loading.py"):

@@ -179,7 +179,7 @@ def test_init_reaches_symmetrize_and_an_old_config_resumes_as_project(tmp_path):
     train(TrainConfig(**dict(base, max_steps=3), init="project", out=str(cut)))
     config = TrainConfig(**base, init="project", out=str(cut))
     model, _, _ = build_model(config)
-    from weightsym.train.loop import make_optimizer, make_scheduler
+    from weightsym.train.optim import make_optimizer, make_scheduler
 
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer, 5)
@@ -300,17 +300,22 @@ def test_lm_init_reaches_symmetrize_and_a_resume_without_epochs_keeps_the_runs_o
     assert first["config"]["recipe"] == "paper" and first["config"]["init"] == "project"
     assert (first["config"]["lr"], first["config"]["clip"], first["config"]["dropout"]) == (20.0, 0.25, 0.5)
     # the default --epochs (6) is not an instruction to a resumed 1-epoch run: it stays done; nor are the default
-    # --fold/--threads: the run keeps how it computed unless they are given again
+    # --fold/--threads: the run keeps how it computed unless they are given again (and the engine puts the process's
+    # thread count back when the run returns)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         assert main(["lm", "--resume", *common]) == 0
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
     resumed = json.loads(capsys.readouterr().out)
     assert resumed["epochs_done"] == 1 and resumed["config"]["epochs"] == 1
     assert resumed["config"]["fold"] == "never" and resumed["config"]["threads"] == 1
+    assert resumed["machine"]["torch_threads"] == 1
+    # a training option that differs from the run's is refused, as for weightsym train (one resume rule)
+    assert main(["lm", "--resume", "--lr", "5", *common]) == 2
+    assert "--lr 5.0 (checkpoint: 20.0)" in capsys.readouterr().err
     assert main(["lm", "--resume", "--fold", "auto", "--threads", str(threads), *common]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["fold"] == "auto"
 

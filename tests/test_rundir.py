@@ -39,9 +39,9 @@ def _log(out):
 
 # ------------------------------------------------------------------------------------------------------------- lock
 def test_a_second_run_on_a_locked_folder_is_refused_naming_the_holder(tmp_path, capsys, monkeypatch):
-    import weightsym.train.loop
+    import weightsym.train.classification
 
-    monkeypatch.setattr(weightsym.train.loop, "make_train_loader", lambda *a: pytest.fail("data loaded"))
+    monkeypatch.setattr(weightsym.train.classification, "make_train_loader", lambda *a: pytest.fail("data loaded"))
     out = tmp_path / "run"
     with RunLock(out):
         assert main(TINY + ["--epochs", "1", "--out", str(out)]) == 2

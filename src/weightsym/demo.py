@@ -23,6 +23,7 @@ import weightsym as ws
 from weightsym.data.mnist1d import load_mnist1d
 from weightsym.models.small import MNIST1DCNN
 from weightsym.nn.symmetrize import format_table
+from weightsym.train.step import CrossEntropyStep, train_steps
 
 
 def train_and_test(model: nn.Module, data, epochs: int, batch_size: int, seed: int, desc: str) -> dict:
@@ -36,14 +37,10 @@ def train_and_test(model: nn.Module, data, epochs: int, batch_size: int, seed: i
     for _ in bar:
         model.train()
         order = torch.randperm(len(x_train), generator=gen)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        batches = ((x_train[idx], y_train[idx]) for idx in order.split(batch_size))
+        for step in train_steps(CrossEntropyStep(), batches, opt, model, sched):  # the training engine's step
+            pass
+        bar.set_postfix(loss=f"{step.loss:.3f}")
     model.eval()
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()

@@ -51,7 +51,8 @@ import torch
 from torch import nn
 
 from weightsym.nn import symmetric_parametrization, symmetrize, weight_layers
-from weightsym.nn.symmetrize import WEIGHT_LAYERS, weight_tensors
+from weightsym.nn.layers import stem_order
+from weightsym.nn.symmetrize import weight_tensors
 from weightsym.symmetry import SymmetryError, available_symmetries, get_symmetry
 
 __all__ = ["BudgetError", "Candidate", "CompressionPlan", "candidates", "catalog_symmetries", "layer_residual",
@@ -148,7 +149,7 @@ def layer_residual(before: dict[str, torch.Tensor], after: dict[str, torch.Tenso
 def _considered_layers(model: nn.Module, keep_edges: bool, exclude) -> list[tuple[str, nn.Module]]:
     """The weight layers a plan may change: not already symmetric, not excluded, not stem/classifier if asked."""
     layers = weight_layers(model)
-    ordered = [n for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS + (nn.Embedding, nn.EmbeddingBag))]
+    ordered = stem_order(model)
     edges = {ordered[0], layers[-1][0]} if keep_edges and layers else set()
     out = []
     for name, module in layers:

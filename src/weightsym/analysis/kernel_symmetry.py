@@ -237,7 +237,7 @@ class LayerSymmetry:
 
 
 def _layer_record(
-    name: str, weight: torch.Tensor, module: nn.Conv2d | None, symmetry: str | None, residuals: bool
+    name: str, weight: torch.Tensor, module: nn.Module | None, symmetry: str | None, residuals: bool
 ) -> LayerSymmetry:
     K = mean_kernel(weight)
     per_kernel = kernel_scores(weight)
@@ -276,10 +276,11 @@ def kernel_symmetry(
 
     ``residuals=False`` leaves ``LayerSymmetry.residuals`` empty (skips one projection per symmetry and layer).
 
-    *Module*: every ``nn.Conv2d`` (subclasses included) in ``named_modules()`` order — registration order, which is
-    network order for sequentially defined models — using ``module.weight``, which for a symmetrized layer is the
-    dense expanded weight; stride, padding and padding mode come from the module. 1-D/3-D convs, transposed convs and
-    1 × 1 convs are skipped.
+    *Module*: every layer whose kind has 2-D conv kernels to analyse (the ``kernel_analysis`` column of the table of
+    layer kinds, :mod:`weightsym.nn.layers`: ``nn.Conv2d``, subclasses included) in ``named_modules()`` order —
+    registration order, which is network order for sequentially defined models — using ``module.weight``, which for a
+    symmetrized layer is the dense expanded weight; stride, padding and padding mode come from the module. 1-D/3-D
+    convs, transposed convs and 1 × 1 convs are skipped.
 
     *State dict* (e.g. ``safetensors.torch.load_file(path)``): every 4-D floating tensor with kh·kw > 1, in key order;
     stride/padding are unknown (None). Keys inside ``parametrizations.`` (the stored free parameters of symmetrized
@@ -294,12 +295,15 @@ def kernel_symmetry(
     ['0', '2']
     """
     if isinstance(model_or_state_dict, nn.Module):
+        from weightsym.nn.layers import layer_kind
+
         model = model_or_state_dict
         constrained = _constrained_layers(model)
         records = []
         with torch.no_grad():
             for name, module in model.named_modules():
-                if not isinstance(module, nn.Conv2d):
+                kind = layer_kind(module)
+                if kind is None or not kind.kernel_analysis:
                     continue
                 weight = module.weight
                 if isinstance(weight, nn.parameter.UninitializedParameter):

@@ -34,13 +34,17 @@ from weightsym.bench.timing import busy, measure
 
 
 def macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
-    """Multiply-accumulates of every Linear/Conv layer of a plain model on input ``x`` (by name)."""
+    """Multiply-accumulates on input ``x`` of every layer of a plain model that has fold kernels (the ``fold`` column
+    of :mod:`weightsym.nn.layers`: Linear, Conv1d, Conv2d), by name."""
+    from weightsym.nn.layers import layer_kind
+
     counts: dict[str, int] = {}
     handles = []
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            def hook(mod, inp, out, name=name):
-                if isinstance(mod, nn.Linear):
+        kind = layer_kind(module)
+        if kind is not None and kind.fold is not None:
+            def hook(mod, inp, out, name=name, fold=kind.fold):
+                if fold == "linear":
                     per = mod.in_features
                 else:
                     per = mod.in_channels // mod.groups * math.prod(mod.kernel_size)

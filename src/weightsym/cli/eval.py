@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     checks.existing_folder(args.data_dir, "--data-dir", "leave it out to use the run's data folder")
     model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT", ("classifier",))
-    from weightsym.train.loop import evaluate_checkpoint
+    from weightsym.train.classification import evaluate_checkpoint
 
     result = evaluate_checkpoint(model_file, args.data_dir, args.device, args.batch_size)
     if args.json:

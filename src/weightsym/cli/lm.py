@@ -10,12 +10,10 @@ from weightsym.cli.parser import add_command
 
 # options that are not LMConfig fields (always in the namespace)
 NOT_CONFIG = ("resume", "no_progress", "json", "func", "command")
-# What a resumed run keeps from its checkpoint unless given again: its length and how it computed.
-KEPT_ON_RESUME = ("epochs", "compile", "fold", "threads")
 
 
 def add_parser(sub) -> None:
-    from weightsym.lm.train import FOLD_POLICIES, MODEL_DEFAULTS, LMConfig
+    from weightsym.lm.config import FOLD_POLICIES, MODEL_DEFAULTS, LMConfig
     from weightsym.symmetry.layout import INIT_RULES
     from weightsym.train.recipes import LM_RECIPES
 
@@ -106,8 +104,8 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=checks.integer(1), help="torch threads (default: torch's choice)")
     p.add_argument("--out", metavar="DIR", help=f"run folder, default {d.out}")
     p.add_argument("--resume", action="store_true", default=False,
-                   help="continue the run in --out from last.safetensors (its saved options are used; only "
-                        "--epochs may be raised; default off)")
+                   help="continue the run in --out from last.safetensors (its options are used; --epochs, to train "
+                        "longer, and --compile/--fold/--threads/--data-dir may be given again; default off)")
     p.add_argument("--compile", action="store_true",
                    help="run the training forward through torch.compile (default off; evaluation and checkpoints "
                         "use the eager model)")
@@ -128,7 +126,7 @@ def resolve_options(args) -> None:
     model, such as ``--lr``, stay None and ``LMConfig`` picks the model's own)."""
     from dataclasses import asdict
 
-    from weightsym.lm.train import MODEL_DEFAULTS, LMConfig
+    from weightsym.lm.config import MODEL_DEFAULTS, LMConfig
     from weightsym.train.recipes import LM_RECIPES, resolve
 
     per_model = dict.fromkeys(MODEL_DEFAULTS[LMConfig().rnn_type])  # None: LMConfig takes the model's own default
@@ -140,8 +138,9 @@ def resolve_options(args) -> None:
         setattr(args, key, value)
 
 
-def check(args) -> None:
-    """Everything about the options that can be known before the corpus is read."""
+def check(args):
+    """Everything about the options that can be known before the corpus is read; with ``--resume`` returns the run's
+    ``last.safetensors``, read once and validated (a :class:`~weightsym.files.ModelFile`), else None."""
     from pathlib import Path
 
     if getattr(args, "recipe", None) and args.rnn_type == "transformer":
@@ -185,7 +184,7 @@ def check(args) -> None:
         if not last.exists():
             raise checks.UsageError(f"--resume: no {last}; start the run without --resume first, or name the folder "
                                     "of an existing run with --out")
-        checks.checkpoint(str(last), "--resume", ("language-model",))
+        return checks.checkpoint(str(last), "--resume", ("language-model",))
     else:
         if last.exists():
             raise checks.UsageError(f"--out {args.out} already holds a run (last.safetensors); pass --resume to "
@@ -197,25 +196,26 @@ def check(args) -> None:
 
 def run(args) -> int:
     resolve_options(args)
-    check(args)
+    checkpoint = check(args)
     from dataclasses import fields
 
-    from weightsym.lm.train import LMConfig, fit
+    from weightsym.lm.config import RESUME, LMConfig
+    from weightsym.lm.train import fit
 
     gates = 3 if args.rnn_type == "gru" else 4
     values = {f.name: getattr(args, f.name) for f in fields(LMConfig)}
     values["hh_gates"] = args.hh_gates or "1" * gates
     values["qkv"] = args.qkv or "111"
-    if args.resume:  # continue to the run's own end, computed as it was, unless the command line says otherwise
-        from pathlib import Path
-
-        from weightsym.train.checkpoint import checkpoint_info
-
-        stored = checkpoint_info(Path(args.out) / "last.safetensors")["state"]["config"]
-        values.update({k: stored[k] for k in KEPT_ON_RESUME if k not in args.given and k in stored})
     config = LMConfig(**values)
+    if args.resume:  # the one resume rule: the run's options, its length and how it computed unless given again
+        from weightsym.train.resume import ResumeConflict
+
+        try:
+            config = RESUME.resume(checkpoint, config, given=args.given)
+        except ResumeConflict as exc:
+            raise checks.UsageError(str(exc)) from None
     quiet = (lambda *a, **k: None) if args.json else print
-    summary = fit(config, resume=args.resume, progress=not args.no_progress, log=quiet)
+    summary = fit(config, resume=args.resume, progress=not args.no_progress, log=quiet, checkpoint=checkpoint)
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     return 0

@@ -153,18 +153,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-# Run-control options a resumed run keeps from its checkpoint unless given again: how it computed, not where it writes.
-KEPT_ON_RESUME = ("compile", "fold", "threads", "workers", "eval_batch_size", "checkpoint_every")
-
-
 def config_from_args(args: argparse.Namespace):
-    """A :class:`~weightsym.train.config.TrainConfig` from the options given (others keep their defaults).
+    """A :class:`~weightsym.train.config.TrainConfig` from the options given (others keep their defaults); see
+    :func:`options_from_args`."""
+    return options_from_args(args)[0]
 
-    With ``--resume`` the training options come from the checkpoint; giving one that differs is an error.
+
+def options_from_args(args: argparse.Namespace):
+    """``(config, checkpoint)``: the :class:`~weightsym.train.config.TrainConfig` of the options given (others keep
+    their defaults), and with ``--resume`` the run's checkpoint, read once and validated (a
+    :class:`~weightsym.files.ModelFile`; else None).
+
+    With ``--resume`` the options come from that checkpoint by the one resume rule,
+    :data:`weightsym.train.config.RESUME` (training options from the checkpoint, giving one that differs is an error;
+    run control from the command line, ``--compile``/``--fold``/``--threads``/... kept unless given again).
     """
-    from weightsym.train.config import RUN_CONTROL, TrainConfig
-
     from weightsym.cli.options import check_plan
+    from weightsym.train.config import RESUME, TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
@@ -193,26 +198,27 @@ def config_from_args(args: argparse.Namespace):
             given = resolve(TRAIN_RECIPES, args.recipe, given, model=given.get("model", TrainConfig.model))
         except ValueError as exc:
             raise checks.UsageError(f"--recipe {args.recipe}: {exc}") from None
-    config = TrainConfig(**given)
+    config, checkpoint = TrainConfig(**given), None
     if config.resume:
-        from weightsym.train.loop import CHECKPOINT, checkpoint_info, resume_config
+        checkpoint = resume_checkpoint(config.out)
+        from weightsym.train.resume import ResumeConflict
 
-        path = Path(config.out) / CHECKPOINT
-        if not path.exists():
-            raise checks.UsageError(f"--resume: no checkpoint at {path}; start the run without --resume first, "
-                                    "or name the folder of an existing run with --out")
-        checks.checkpoint(str(path), "--resume", ("classifier",))
-        saved = resume_config(config)
-        stored = checkpoint_info(path)["state"]["config"]
-        kept = {k: stored[k] for k in KEPT_ON_RESUME if k not in given and k in stored}
-        if kept:  # how the run computed (compiled, folded, threads, ...) carries over unless given again
-            config = dataclasses.replace(config, **kept)
-        changed = [f"--{k.replace('_', '-')} {given[k]!r} (checkpoint: {getattr(saved, k)!r})"
-                   for k in given if k not in RUN_CONTROL and getattr(config, k) != getattr(saved, k)]
-        if changed:
-            raise checks.UsageError(f"--resume continues the same run, but {', '.join(changed)} differ; "
-                                    "use a new --out to change them")
-    return config
+        try:
+            config = RESUME.resume(checkpoint, config, given=set(given))
+        except ResumeConflict as exc:
+            raise checks.UsageError(str(exc)) from None
+    return config, checkpoint
+
+
+def resume_checkpoint(out: str):
+    """The checkpoint ``--resume`` continues from, read once and validated (a :class:`~weightsym.files.ModelFile`)."""
+    from weightsym.train.classification import CHECKPOINT
+
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        raise checks.UsageError(f"--resume: no checkpoint at {path}; start the run without --resume first, "
+                                "or name the folder of an existing run with --out")
+    return checks.checkpoint(str(path), "--resume", ("classifier",))
 
 
 def check(args) -> None:
@@ -231,8 +237,8 @@ def check(args) -> None:
 
 def run(args) -> int:
     check(args)
-    config = config_from_args(args)
-    from weightsym.train.loop import train
+    config, checkpoint = options_from_args(args)
+    from weightsym.train.classification import train
 
-    train(config)
+    train(config, checkpoint)  # the checkpoint read once: the config above and the weights come from it
     return 0

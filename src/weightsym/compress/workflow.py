@@ -154,7 +154,7 @@ class _Classifier:
         self.last_lr = None
 
     def evaluate_file(self, path) -> dict:
-        from weightsym.train.loop import evaluate_checkpoint
+        from weightsym.train.classification import evaluate_checkpoint
 
         result = evaluate_checkpoint(path, self.data_dir)
         return {"accuracy": result["accuracy"], "loss": result["loss"]}
@@ -178,7 +178,7 @@ class _Classifier:
                  progress, log):
         from weightsym.train.data import make_train_loader, training_data_info
         from weightsym.train.distributed import DistContext
-        from weightsym.train.loop import train
+        from weightsym.train.classification import train
 
         probe = self._config(plan, hh_gates, ih_gates)
         from weightsym.models import model_info
@@ -208,7 +208,7 @@ class _LanguageModel:
 
     def __init__(self, description, data_dir, qkv="111"):
         from weightsym.data.text import batchify, load_corpus
-        from weightsym.lm.train import LMConfig
+        from weightsym.lm.config import LMConfig
 
         self.config = LMConfig.from_dict(description.config)
         self.qkv = qkv

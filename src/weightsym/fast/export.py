@@ -97,9 +97,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example_input, optimi
                           "pip install onnx onnxscript (or pip install 'weightsym[onnx]')")
     from weightsym.fast.optimize import CompiledModel, optimize
     from weightsym.nn import symmetric_layers
+    from weightsym.nn.layers import KINDS, layer_kind
 
     if isinstance(model, CompiledModel):
         model = model.model
+    for qualified, module, _ in symmetric_layers(model):
+        kind = layer_kind(module)
+        if kind is not None and not kind.onnx:  # the table of layer kinds says the exporter does not cover it
+            shape = tuple(getattr(module, qualified.rsplit(".", 1)[-1]).shape)
+            covered = ", ".join(k.name for k in KINDS if k.onnx)
+            raise ValueError(f"export_onnx: {kind.name} `{qualified}` {shape} cannot be exported to ONNX; layers that "
+                             f"can: {covered} (or use export_dense)")
     if optimize_first and symmetric_layers(model):
         model = optimize(model, example_input=example_input)
     model = model.eval()

@@ -16,14 +16,20 @@ import torch
 from torch import fx, nn
 
 from weightsym.fast.materialize import plain_copy
+from weightsym.nn.layers import layer_kind
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
-_CONV = (nn.Conv1d, nn.Conv2d)
+
+
+def _folds_bn(module: nn.Module) -> bool:
+    """The table of layer kinds lets a BatchNorm fold into ``module`` (Conv1d, Conv2d: its ``bn_fold`` column)."""
+    kind = layer_kind(module)
+    return kind is not None and kind.bn_fold
 
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (*_CONV, *_BN)) or super().is_leaf_module(m, qualname)
+        return _folds_bn(m) or isinstance(m, _BN) or super().is_leaf_module(m, qualname)
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -48,7 +54,7 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         src = node.args[0]
         if not isinstance(src, fx.Node) or src.op != "call_module" or calls[src.target] != 1 or len(src.users) != 1:
             continue
-        if isinstance(model.get_submodule(src.target), _CONV):
+        if _folds_bn(model.get_submodule(src.target)):
             pairs.append((src.target, node.target))
     return pairs
 

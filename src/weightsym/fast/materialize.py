@@ -27,22 +27,18 @@ from torch.nn.utils import parametrize
 
 
 def read_directly(model: nn.Module) -> dict[str, str]:
-    """``{layer name: owner name}`` of the Linear layers whose weight a fused kernel of their owner reads directly,
-    without calling the layer: the ``out_proj`` of every ``nn.MultiheadAttention`` (``F.multi_head_attention_forward``
-    and its fast path) and ``linear1`` / ``linear2`` of every ``nn.TransformerEncoderLayer`` (its inference fast
-    path).  Such a layer keeps its class and a ``.weight``: materialised, never swapped for a structured kernel."""
-    out = {}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        if isinstance(module, nn.MultiheadAttention):
-            out[prefix + "out_proj"] = name
-        elif isinstance(module, nn.TransformerEncoderLayer):
-            out[prefix + "linear1"] = out[prefix + "linear2"] = name
-    return out
+    """``{layer name: owner name}`` of the layers whose weight a fused kernel of their owner reads directly, without
+    calling the layer, at inference (:func:`weightsym.nn.layers.read_directly`: the ``out_proj`` of every
+    ``nn.MultiheadAttention``, ``linear1`` / ``linear2`` of every ``nn.TransformerEncoderLayer``).  Such a layer keeps
+    its class and a ``.weight``: materialised, never swapped for a structured kernel."""
+    from weightsym.nn.layers import read_directly as readers
+
+    return readers(model, inference=True)
 
 
 def _strip(module: nn.Module, values: dict[str, torch.Tensor], requires_grad: dict[str, bool]) -> None:
     """Turn the parametrized ``module`` (a private copy) into its plain class holding ``values``."""
+    from weightsym.nn.layers import refresh
     from weightsym.nn.parametrization import clear_kernel
 
     clear_kernel(module)  # a fold-training kernel reads the free values, which a plain module no longer has
@@ -54,8 +50,7 @@ def _strip(module: nn.Module, values: dict[str, torch.Tensor], requires_grad: di
     for key in [k for k, h in hooks.items() if isinstance(getattr(h, "hook", None), functools.partial)
                 and getattr(h.hook.func, "__name__", "") == "_load_dense_hook"]:
         del hooks[key]
-    if isinstance(module, nn.RNNBase):
-        module._init_flat_weights()
+    refresh(module)  # what the layer's kind needs once its tensors are plain again (recurrent: flat weights)
 
 
 def plain_copy(model: nn.Module) -> nn.Module:

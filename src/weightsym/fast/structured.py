@@ -1,4 +1,5 @@
-"""``StructuredLayer``: one symmetric Linear/Conv1d/Conv2d replaced by its structure-exploiting inference kernel.
+"""``StructuredLayer``: one symmetric layer with fold kernels (Linear/Conv1d/Conv2d: the ``fold`` column of
+:mod:`weightsym.nn.layers`) replaced by its structure-exploiting inference kernel.
 
 The pipeline is ``channel fold of the input -> product(s) -> channel unfold of the output -> + bias``, where each
 product is either a plain conv/linear with the *reduced* weight, or (for spatial symmetries) the orbit fold of
@@ -24,9 +25,15 @@ from torch import nn
 
 from weightsym.fast import channel_fold as cf
 from weightsym.fast.spatial_fold import SpatialFold, fold_weight
+from weightsym.nn.layers import layer_kind
 from weightsym.symmetry import ChannelMap, Composite, SpatialTying, plane_orbits
 
-CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+
+def fold_of(module: nn.Module) -> str | None:
+    """Which fold kernels the table of layer kinds gives ``module``: ``"linear"``, ``"conv"`` or None (gather path
+    only, or not a layer of the table)."""
+    kind = layer_kind(module)
+    return None if kind is None else kind.fold
 
 
 def _compiling() -> bool:
@@ -62,7 +69,7 @@ def layer_structure(module: nn.Module, use_channel: bool = True, use_spatial: bo
     from weightsym.nn import symmetric_parametrization
 
     param = symmetric_parametrization(module, "weight")
-    if param is None or not isinstance(module, (nn.Linear, *CONV_TYPES)):
+    if param is None or fold_of(module) is None:
         return None
     channel, spatial = split_symmetry(param.symmetry)
     R, C = param.shape[:2]
@@ -73,7 +80,7 @@ def layer_structure(module: nn.Module, use_channel: bool = True, use_spatial: bo
         if found is not None:
             plan, copies = found
     ids = None
-    if use_spatial and spatial is not None and isinstance(module, CONV_TYPES):
+    if use_spatial and spatial is not None and fold_of(module) == "conv":
         kh, kw = (1, *module.kernel_size) if len(module.kernel_size) == 1 else module.kernel_size
         orbit_ids = plane_orbits(spatial.generators, kh, kw)
         if int(orbit_ids.max()) + 1 < kh * kw:
@@ -85,7 +92,7 @@ def layer_structure(module: nn.Module, use_channel: bool = True, use_spatial: bo
 
 def conv_options(module: nn.Module) -> dict | None:
     """The convolution settings a structured product needs (None for a Linear)."""
-    if not isinstance(module, CONV_TYPES):
+    if fold_of(module) != "conv":
         return None
     zeros = module.padding_mode == "zeros"
     return {
@@ -231,7 +238,7 @@ def build_kernel(module: nn.Module, cls=StructuredKernel, use_channel: bool = Tr
     reduced = rows * cols * (fold.orbits if fold is not None else taps) * (2 if plan == "centro" else 1)
     if plan == "centro":  # two half-size products: ⌈n/2⌉² + ⌊n/2⌋·⌈n/2⌉ entries
         reduced = ((R + 1) // 2 * ((C + 1) // 2) + (R // 2) * ((C + 1) // 2)) * (fold.orbits if fold else taps)
-    kind = "linear" if isinstance(module, nn.Linear) else "conv"
+    kind = fold_of(module)
     return cls(kind, plan, copies, C * groups if kind == "conv" else C, R, conv_options(module), fold, product,
                reduced / (R * C * taps), taps, **extra)
 

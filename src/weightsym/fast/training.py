@@ -39,7 +39,8 @@ from torch import nn
 from weightsym.fast import channel_fold as cf
 from weightsym.fast import timing
 from weightsym.fast.spatial_fold import orbit_representatives
-from weightsym.fast.structured import CONV_TYPES, StructuredKernel, build_kernel, layer_structure
+from weightsym.fast.structured import StructuredKernel, build_kernel, fold_of, layer_structure
+from weightsym.nn.layers import read_directly
 from weightsym.nn.parametrization import KERNEL, clear_kernel, set_kernel, symmetric_parametrization
 
 # When does a fold pay?  It saves multiplies, but it moves memory: the input fold, the spatial orbit maps, the output
@@ -218,7 +219,8 @@ def _decide(kernel: FoldKernel, policy: str, compiled: bool) -> tuple[bool, str]
 
 def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True, *, example_input=None,
                   layers: Iterable[str] | None = None, margin: float = MEASURE_MARGIN) -> FoldReport:
-    """Let the symmetric Linear/Conv1d/Conv2d layers of ``model`` train through their folds (in place).
+    """Let the symmetric layers of ``model`` that have fold kernels (the ``fold`` column of the table of layer kinds,
+    :mod:`weightsym.nn.layers`: Linear, Conv1d, Conv2d) train through their folds (in place).
 
     ``policy``: ``"auto"`` folds a layer when its structure saves enough multiplies and its product is large enough
     for the saving to outweigh the folds' memory passes (:func:`estimated_speedup`, a cost model measured on one CPU;
@@ -229,7 +231,8 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
     time, :func:`weightsym.fast.timing.time_calls`; a few seconds per layer, more when compiling); ``"always"``
     folds every layer whose structure saves multiplies; ``"never"`` removes every fold (same as
     :func:`unfold_training`).  Layers without such structure (``triangular``, ``transpose``, the matrix maps,
-    recurrent layers) keep the gather path.
+    recurrent layers) keep the gather path, and so do kinds the table marks gather-path only (a row each in the
+    report).
 
     ``layers`` replays a decision instead of making one: exactly the named layers fold (names as in
     :attr:`FoldReport.folded`; a name that is not a foldable layer raises ``ValueError``) — e.g. a resumed run, or
@@ -246,11 +249,11 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
     if policy == "measure" and chosen is None and example_input is None:
         raise ValueError("policy='measure' needs example_input=: a batch shaped like the training batches (the "
                          "values do not matter), to time each layer on the input it receives")
+    from torch.nn.utils import parametrize
+
     from weightsym.nn import symmetric_layers
 
-    from weightsym.nn.symmetrize import attention_layers
-
-    attention = attention_layers(model)  # an attention out_proj is never called: its owner reads its weight
+    owners = read_directly(model)  # an attention out_proj is never called: its owner reads its weight
     report = FoldReport()
     seen: set[int] = set()
     inputs, foldable, measured = None, [], {}
@@ -267,11 +270,14 @@ def fold_training(model: nn.Module, policy: str = "auto", compiled: bool = True,
         clear_kernel(module)
         name = qualified.rsplit(".", 1)[0] if "." in qualified else ""  # "" : the model is the layer
         param = symmetric_parametrization(module, "weight")
-        if param is None or not isinstance(module, (nn.Linear, *CONV_TYPES)):
+        if param is None:  # recurrent and attention weights: gathered into the fused kernel
             continue
-        kind = type(module).__mro__[1].__name__ if type(module).__name__.startswith("Parametrized") else \
-            type(module).__name__
-        if name in attention and isinstance(module, nn.Linear):
+        kind = parametrize.type_before_parametrizations(module).__name__
+        if fold_of(module) is None:  # the table of layer kinds has no fold kernels for it
+            report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "gather", "dense op", 1.0,
+                                          f"{kind}: gather path only (no fold kernels)"))
+            continue
+        if name in owners:
             report.rows.append(FoldChoice(name, kind, symmetry.spec, param.shape, "gather", "dense op", 1.0,
                                           "attention out_proj: the attention kernel reads its weight"))
             continue

@@ -1,7 +1,8 @@
 """What a model file records about a model, both ways: reading the records of a validated file, and making them.
 
 A weightsym file records, besides the tensors: the symmetry of every symmetric layer (``layers``: symmetry, dense
-shape, row blocks, gate mask, stored count per tensor), tied tensors stored once (``aliases``), the registry entry the
+shape, row blocks, gate mask, stored count per tensor, and the layer kind when the tensor's axes are not
+``(out, in, *kernel)``: :mod:`weightsym.nn.layers`), tied tensors stored once (``aliases``), the registry entry the
 model was built from (``architecture``) and, in a checkpoint, the run state.  This module owns those records:
 
 * :class:`ModelFile`, a file :func:`weightsym.files.read_model_file` has validated, with the records as properties
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from weightsym.nn.layers import record_planes
 from weightsym.nn.parametrization import attach, symmetric_parametrization
 from weightsym.nn.symmetrize import symmetric_layers
 from weightsym.symmetry import get_symmetry
@@ -123,9 +125,9 @@ class ModelFile:
             module, _, tensor = qualified.rpartition(".")
             stored = f"{module}.parametrizations.{tensor}.original" if module else f"parametrizations.{tensor}.original"
             mask = info.get("block_mask")
-            state[qualified] = get_symmetry(info["symmetry"]).expand(
-                state.pop(stored), tuple(info["shape"]), row_blocks=info.get("row_blocks", 1),
-                block_mask=None if mask is None else [c == "1" for c in mask])
+            planes = record_planes(info.get("kind"), info["shape"], info.get("row_blocks", 1))  # the layer's axes
+            state[qualified] = planes.expand(get_symmetry(info["symmetry"]), state.pop(stored),
+                                             None if mask is None else [c == "1" for c in mask])
         return {key: state[key] for key in sorted(state, key=_natural_key)}
 
     def require_tensors(self) -> None:
@@ -197,7 +199,7 @@ def check_layer_metadata(file_layers: dict, model: nn.Module, source: str, hint:
     for name in list(model_layers) + [k for k in file_layers if k not in model_layers]:  # network order
         f, m = file_layers.get(name), model_layers.get(name)
         if f is None or m is None or f["symmetry"] != m["symmetry"] or f["shape"] != m["shape"] \
-                or f.get("block_mask") != m.get("block_mask"):
-            fs = f"{f['symmetry']} {tuple(f['shape'])}" if f else "dense"
-            ms = f"{m['symmetry']} {tuple(m['shape'])}" if m else "dense"
+                or f.get("block_mask") != m.get("block_mask") or f.get("kind") != m.get("kind"):
+            fs = f"{f['symmetry']} {tuple(f['shape'])}{' ' + f['kind'] if f.get('kind') else ''}" if f else "dense"
+            ms = f"{m['symmetry']} {tuple(m['shape'])}{' ' + m['kind'] if m.get('kind') else ''}" if m else "dense"
             raise ValueError(f"layer `{name}`: {source} holds {fs} but the model has {ms}; {hint}")

@@ -31,6 +31,7 @@ import torch
 
 from weightsym.files.errors import ModelFileError, metadata_error
 from weightsym.files.records import ModelFile
+from weightsym.nn.layers import MAX_WEIGHT_DIMS, kind_names, record_planes
 from weightsym.symmetry import Composite, combine, get_symmetry
 
 FLOATING = ("F64", "F32", "F16", "BF16")  # the floating dtype names of the safetensors header
@@ -59,8 +60,12 @@ def check_schema(path: Path, kind: str, meta: dict) -> None:
             shape, rows, mask, stored = info["shape"], info["row_blocks"], info["block_mask"], info["stored"]
             if not isinstance(info["symmetry"], str) or not info["symmetry"]:
                 raise metadata_error(path, key, f"symmetry {info['symmetry']!r} is not a symmetry name")
-            if not isinstance(shape, list) or not 2 <= len(shape) <= 4 or not all(is_int(d) and d >= 1 for d in shape):
-                raise metadata_error(path, key, f"shape {shape!r} is not a list of 2 to 4 sizes >= 1")
+            if not isinstance(shape, list) or not 2 <= len(shape) <= MAX_WEIGHT_DIMS \
+                    or not all(is_int(d) and d >= 1 for d in shape):
+                raise metadata_error(path, key, f"shape {shape!r} is not a list of 2 to {MAX_WEIGHT_DIMS} sizes >= 1")
+            if "kind" in info and info["kind"] not in kind_names():
+                raise metadata_error(path, key, f"kind {info['kind']!r} is not a layer kind (one of "
+                                                f"{', '.join(kind_names())})")
             if not is_int(rows) or rows < 1 or shape[0] % rows:
                 raise metadata_error(path, key, f"row_blocks {rows!r} must be an integer >= 1 dividing the "
                                                 f"{shape[0]} rows")
@@ -169,10 +174,14 @@ def _check_layers(mf: ModelFile, max_expansion: float) -> None:
             raise ModelFileError(mf.path, f"layer `{qualified}`: {exc}") from None
         shape, rows = tuple(info["shape"]), info["row_blocks"]
         mask = None if info["block_mask"] is None else tuple(c == "1" for c in info["block_mask"])
-        ok, why = symmetry.applies_to(shape, rows)
+        try:
+            planes = record_planes(info.get("kind"), shape, rows)  # where the layer kind keeps its planes
+        except ValueError as exc:
+            raise ModelFileError(mf.path, f"layer `{qualified}`: {exc}") from None
+        ok, why = planes.applies(symmetry)
         if not ok:
             raise ModelFileError(mf.path, f"layer `{qualified}`: {symmetry.spec} cannot act on shape {shape}: {why}")
-        expected = symmetry.stored_count(shape, rows, mask)
+        expected = planes.layout(symmetry, mask).stored_count
         if expected != info["stored"]:
             raise ModelFileError(mf.path, f"layer `{qualified}`: {symmetry.spec} on shape {shape} stores "
                                           f"{expected:,} values but the file holds {info['stored']:,}")

@@ -1,12 +1,13 @@
 """Train and evaluate a word-level LSTM/GRU or transformer language model, dense or with symmetric gate blocks
-or attention projections.
+or attention projections: the language-modelling task on the training engine (:mod:`weightsym.train.engine`).
 
 The recipe is the pytorch/examples ``word_language_model`` one the paper's code (hushell/deep-symmetry, ``symmRNN``)
 started from:
 
 * truncated BPTT: the training stream is cut into ``batch_size`` columns (:func:`~weightsym.data.text.batchify`)
-  and walked in windows of ``bptt`` steps; the hidden state is carried from one window to the next, detached
-  (:func:`~weightsym.models.language.repackage_hidden`), and reset to zero at the start of every epoch;
+  and walked in windows of ``bptt`` steps (:class:`Windows`: the task's batches); the hidden state is carried from
+  one window to the next, detached (:func:`~weightsym.models.language.repackage_hidden`), and reset to zero at the
+  start of every epoch (:class:`NextWordStep`: the task's step);
 * plain SGD (``lr`` 20), gradient-norm clipping (0.25);
 * after each epoch the validation loss is computed; if it did not improve on the best so far, the learning rate is
   divided by ``anneal`` (4); the best model is kept (``best.safetensors``) and the test perplexity is computed with it.
@@ -22,10 +23,10 @@ lr 1e-3, clip 1, dropout 0.1, tied embeddings).  ``channel`` then goes on the q/
 ``in_proj_weight`` chosen by ``qkv`` (order q k v) and on ``out_proj``; ``include`` (module globs) chooses other
 layers, e.g. the feed-forward ``*.ff.*`` (d -> 4d: ``block`` or ``repeat:c``).
 
-Files written to ``out``: ``log.jsonl`` (one JSON object per epoch), ``last.safetensors`` (model, optimizer, RNG and
-run state after the last finished epoch: ``resume=True`` continues from it and gives the same result as an
-uninterrupted run), ``best.safetensors`` (best validation model; its state holds the config and the vocabulary, so
-:func:`load_language_model` / ``weightsym lm-sample`` need nothing else), ``summary.json``.
+Files written to ``out`` (by the engine): ``log.jsonl`` (one JSON object per epoch), ``last.safetensors`` (model,
+optimizer, RNG and run state after the last finished epoch: ``resume=True`` continues from it and gives the same
+result as an uninterrupted run), ``best.safetensors`` (best validation model; its state holds the config and the
+vocabulary, so :func:`load_language_model` / ``weightsym lm-sample`` need nothing else), ``summary.json``.
 
 Example (the run needs the PTB corpus under ``data_dir`` and takes minutes on a CPU, so it is not run as a test):
     >>> config = LMConfig(corpus="ptb", data_dir="/work/shared/data", hidden=128, emb=128, tie=True,
@@ -37,11 +38,8 @@ Example (the run needs the PTB corpus under ``data_dir`` and takes minutes on a 
 
 from __future__ import annotations
 
-import json
 import math
 import time
-import warnings
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -49,153 +47,35 @@ from torch import nn
 
 import weightsym as ws
 from weightsym.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
-from weightsym.fast.training import POLICIES as FOLD_POLICIES
-from weightsym.machine import cpu_name, machine
+from weightsym.lm.config import FOLD_POLICIES, MODEL_DEFAULTS, RESUME, LMConfig, build_model
+from weightsym.machine import machine
 from weightsym.models.language import repackage_hidden
-from weightsym.symmetry import check_init
-from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
-from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
+from weightsym.train import engine
+from weightsym.train.checkpoint import load_checkpoint
+from weightsym.train.distill import check_distill, distillation_loss
+from weightsym.train.step import Step, train_steps
+
+__all__ = ["Corpus", "FOLD_POLICIES", "LMConfig", "LanguageModelling", "MODEL_DEFAULTS", "NextWordStep", "Windows",
+           "build_model", "evaluate", "fit", "format_summary", "format_text", "generate", "load_language_model",
+           "train_epoch"]
 
 
-# Options whose default depends on the model (None in LMConfig means: this table's value for ``rnn_type``).
-MODEL_DEFAULTS = {
-    "lstm": {"optimizer": "sgd", "lr": 20.0, "clip": 0.25, "dropout": 0.5, "tie": False},
-    "gru": {"optimizer": "sgd", "lr": 20.0, "clip": 0.25, "dropout": 0.5, "tie": False},
-    "transformer": {"optimizer": "adamw", "lr": 1e-3, "clip": 1.0, "dropout": 0.1, "tie": True},
-}
-# where --channel goes when no include is given: the recurrent layer, or every attention layer and its out_proj
-DEFAULT_INCLUDE = {"lstm": ["rnn"], "gru": ["rnn"], "transformer": ["*.attn", "*.attn.out_proj"]}
+def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print, checkpoint=None) -> dict:
+    """Run (or with ``resume=True`` continue) the training described by ``config``; return the summary dict.
 
+    Through the engine (:func:`weightsym.train.engine.run`): ``config.out`` is locked for the run; Ctrl-C raises
+    :class:`~weightsym.train.rundir.TrainingInterrupted` naming the checkpoint ``resume=True`` continues from; a failed
+    write (full disk) raises :class:`~weightsym.train.rundir.RunWriteError` naming the last good checkpoint.  A
+    resumed run takes its options from ``last.safetensors`` (``checkpoint``: that file already read, else it is read
+    once) and ``out``, ``epochs``, ``compile``, ``fold``, ``threads``, ``data_dir`` from ``config``
+    (:data:`weightsym.lm.config.RESUME`).
 
-@dataclass
-class LMConfig:
-    """Every option of a language-model run (the ``weightsym lm`` flags map one to one).  ``rnn_type`` names the
-    model: ``lstm``, ``gru`` or ``transformer`` (the field keeps its first name so older checkpoints load)."""
-
-    corpus: str = "ptb"
-    data_dir: str | None = None
-    rnn_type: str = "lstm"
-    emb: int = 256
-    hidden: int = 256
-    layers: int = 2
-    dropout: float | None = None  # None: MODEL_DEFAULTS
-    tie: bool | None = None  # None: MODEL_DEFAULTS
-    heads: int = 4  # transformer only
-    channel: str | None = None  # None: dense model
-    plan: dict[str, str] | None = None  # per-layer symmetries {module glob: symmetry} instead of channel
-    hh_gates: str = "1111"
-    ih_gates: str | None = None  # None or all zeros: weight_ih stays dense
-    init: str = "variance"  # how symmetric gate blocks start (weightsym.symmetrize init=); "project" before it existed
-    recipe: str | None = None  # the named preset the options came from (weightsym.train.recipes.LM_RECIPES)
-    qkv: str = "111"  # transformer: which of the q, k, v blocks of in_proj_weight take the channel symmetry
-    include: list[str] | None = None  # module globs --channel goes on (None: DEFAULT_INCLUDE)
-    epochs: int = 6
-    bptt: int = 35
-    batch_size: int = 20
-    eval_batch_size: int = 10
-    optimizer: str | None = None  # sgd or adamw; None: MODEL_DEFAULTS
-    lr: float | None = None  # None: MODEL_DEFAULTS
-    anneal: float = 4.0
-    clip: float | None = None  # None: MODEL_DEFAULTS
-    seed: int = 1111
-    max_train_tokens: int | None = None  # first N training tokens only (quick runs)
-    max_eval_tokens: int | None = None  # first N valid/test tokens only (quick runs; None: the full sets)
-    threads: int | None = None
-    out: str = "runs/lm"
-    compile: bool = False  # training forward through torch.compile (run control: may change on resume)
-    fold: str = "auto"  # symmetric Linear/Conv layers train through their folds (weightsym.fast.fold_training):
-    # auto, measure (timed on this machine; the choice is kept in the checkpoint), always, never
-
-    def __post_init__(self):
-        if self.rnn_type not in MODEL_DEFAULTS:
-            raise ValueError(f"LMConfig: rnn_type={self.rnn_type!r}; use {', '.join(map(repr, MODEL_DEFAULTS))}")
-        for key, value in MODEL_DEFAULTS[self.rnn_type].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"LMConfig: optimizer={self.optimizer!r}; use 'sgd' or 'adamw'")
-        if self.rnn_type == "transformer" and (self.emb != self.hidden or self.hidden % self.heads):
-            raise ValueError(f"LMConfig: a transformer needs emb == hidden (its width; got {self.emb} and "
-                             f"{self.hidden}) divisible by heads ({self.heads})")
-        positive = {k: getattr(self, k) for k in ("emb", "hidden", "layers", "epochs", "bptt", "batch_size",
-                                                   "eval_batch_size", "heads")}
-        bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
-        if bad or not 0 <= self.dropout < 1 or self.lr <= 0 or self.clip < 0 or self.anneal < 1:
-            raise ValueError(f"LMConfig: {', '.join(bad) or 'dropout/lr/clip/anneal'} out of range (sizes, epochs, "
-                             "bptt and batch sizes >= 1; 0 <= dropout < 1; lr > 0; clip >= 0; anneal >= 1)")
-        if self.fold not in FOLD_POLICIES:
-            raise ValueError(f"LMConfig: fold={self.fold!r}; use one of {', '.join(map(repr, FOLD_POLICIES))}")
-        check_init(self.init)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LMConfig":
-        """The config stored in a checkpoint (unknown keys ignored; a value of the wrong type is a ``ValueError``).
-        A config written before ``init`` existed was trained with the projection, so it reads as ``init="project"``."""
-        from weightsym.train.config import check_types
-
-        known = {f.name for f in fields(cls)}
-        data = {"init": "project", **{k: v for k, v in data.items() if k in known}}
-        check_types(cls, data, "language-model option")
-        return cls(**data)
-
-    def symmetry_options(self) -> dict | None:
-        """Keyword arguments for :func:`weightsym.symmetrize`, or None for a dense model.  ``channel`` goes on the
-        layers ``include`` names (default: the gate blocks of ``rnn``; a transformer's attention layers, q/k/v
-        blocks chosen by ``qkv``, and their ``out_proj``); a ``plan`` names the layers itself
-        (``{"rnn": "average"}``), gates and projections as chosen."""
-        include = list(self.include) if self.include else DEFAULT_INCLUDE[self.rnn_type]
-        if self.rnn_type == "transformer":
-            if self.plan:
-                return {"plan": dict(self.plan), "qkv": self.qkv, "init": self.init}
-            if not self.channel or self.channel == "none":
-                return None
-            return {"channel": self.channel, "qkv": self.qkv, "include": include, "init": self.init}
-        ih = self.ih_gates if self.ih_gates and "1" in self.ih_gates else None
-        hh = self.hh_gates if self.hh_gates and "1" in self.hh_gates else None
-        gates = 4 if self.rnn_type == "lstm" else 3
-        if self.plan:
-            return {"plan": dict(self.plan), "hh_gates": hh or "0" * gates, "ih_gates": ih, "init": self.init}
-        if not self.channel or self.channel == "none":
-            return None
-        if hh is None and ih is None:
-            return None
-        return {"channel": self.channel, "hh_gates": hh or "0" * gates, "ih_gates": ih, "include": include,
-                "init": self.init}
-
-    def model_args(self) -> dict:
-        """Registry arguments of ``<rnn_type>-lm`` (besides the vocabulary size)."""
-        args = {"emb_size": self.emb, "hidden_size": self.hidden, "num_layers": self.layers, "dropout": self.dropout,
-                "tie_weights": self.tie}
-        if self.rnn_type == "transformer":
-            args.update(heads=self.heads, context=self.bptt)
-        return args
-
-    def make_optimizer(self, parameters) -> torch.optim.Optimizer:
-        """Plain SGD (the LSTM recipe) or AdamW (torch's defaults besides ``lr``)."""
-        if self.optimizer == "adamw":
-            return torch.optim.AdamW(parameters, lr=self.lr)
-        return torch.optim.SGD(parameters, lr=self.lr)
-
-
-def build_model(config: LMConfig, vocab_size: int) -> tuple[nn.Module, "ws.SymmetrizeReport | None"]:
-    """The (possibly symmetric) model of ``config`` and the symmetrize report (None if dense)."""
-    from weightsym.models import create_model
-
-    model = create_model(f"{config.rnn_type}-lm", num_classes=vocab_size, **config.model_args())
-    options = config.symmetry_options()
-    if options is not None and options.get("ih_gates") and config.emb != config.hidden:
-        raise ValueError(f"--ih-gates {options['ih_gates']}: symmetric weight_ih blocks need --emb == --hidden "
-                         f"(layer 0 maps {config.emb} -> {config.hidden}); use equal sizes or --ih-gates 0000")
-    report = ws.symmetrize(model, **options) if options is not None else None
-    if report is not None:
-        skipped = ("no gate selected", "no projection selected (qkv)", "no plan entry", "not in include")
-        refused = [r for r in report.skipped if r.note and r.note not in skipped]
-        if refused or not report.symmetric:
-            row = refused[0] if refused else report.rows[0]
-            what = f"--channel {config.channel}" if not config.plan else "--plan"
-            raise ValueError(f"{what}: cannot be applied to `{row.name}` {row.tensor} {tuple(row.shape)}: "
-                             f"{row.note or 'no gate selected'}")
-    return model, report
+    Summary keys: ``config``, ``corpus``, ``params`` (dense-equivalent / stored / free), ``epochs_done``,
+    ``best_epoch``, ``valid_ppl`` (best), ``test_ppl`` (of the best model), ``seconds_per_epoch`` (training only,
+    wall clock, mean), ``cpu_seconds_per_epoch`` (process CPU time, meaningful on a shared machine),
+    ``tokens_per_second``, ``history``.
+    """
+    return engine.run(LanguageModelling(config, resume, progress), checkpoint, log)
 
 
 def evaluate(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
@@ -213,10 +93,80 @@ def evaluate(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
     return total / max(count, 1)
 
 
+class Windows:
+    """The batchified training stream in BPTT windows of ``bptt`` tokens (the last one shorter), as a resumable loader
+    like :class:`weightsym.data.TensorLoader`: ``len()`` windows per epoch, ``epoch`` and ``batch`` (the next window),
+    ``set_epoch``, ``state_dict``/``load_state_dict``."""
+
+    def __init__(self, data: torch.Tensor, bptt: int):
+        self.data, self.bptt = data, bptt
+        self.epoch, self.batch = 0, 0
+
+    def __len__(self) -> int:
+        return (self.data.size(0) - 1 + self.bptt - 1) // self.bptt
+
+    def set_epoch(self, epoch: int, batch: int = 0) -> None:
+        self.epoch, self.batch = int(epoch), int(batch)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.set_epoch(state["epoch"], state["batch"])
+
+    def __iter__(self):
+        epoch = self.epoch
+        for b in range(self.batch, len(self)):
+            self.batch = b + 1
+            yield get_batch(self.data, b * self.bptt, self.bptt)
+        self.epoch, self.batch = epoch + 1, 0
+
+
+class NextWordStep(Step):
+    """One BPTT window: the hidden state carried from the previous window (detached; reset at every epoch start),
+    cross-entropy per token (or, with ``teacher`` and ``distill=(temperature, weight)``,
+    :func:`weightsym.train.distill.distillation_loss` against the teacher's next-token distribution, its hidden state
+    carried the same way), ``[loss * tokens, tokens]``, the gradient norm clipped to ``clip`` (0: off)."""
+
+    def __init__(self, model: nn.Module, batch_size: int, clip: float, teacher: nn.Module | None = None,
+                 distill: tuple[float, float] | None = None):
+        self.model, self.batch_size, self.clip, self.teacher, self.distill = model, batch_size, clip, teacher, distill
+        self.criterion = nn.CrossEntropyLoss()
+        self.hidden = self.teacher_hidden = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self.hidden = self.model.init_hidden(self.batch_size)
+        if self.teacher is not None:
+            self.teacher_hidden = self.teacher.init_hidden(self.batch_size)
+
+    def forward(self, forward, batch):
+        self.hidden = repackage_hidden(self.hidden)
+        logits, self.hidden = forward(batch[0], self.hidden)
+        return logits
+
+    def loss(self, logits, batch):
+        x, y = batch
+        logits = logits.view(-1, logits.size(-1))
+        if self.teacher is None:
+            return self.criterion(logits, y.reshape(-1))
+        with torch.no_grad():
+            teacher_logits, self.teacher_hidden = self.teacher(x, self.teacher_hidden)
+        return distillation_loss(logits, teacher_logits.view(-1, logits.size(-1)), y.reshape(-1), *self.distill)
+
+    def stats(self, value, logits, batch):
+        tokens = batch[1].numel()
+        return [value * tokens, tokens]
+
+    def before_update(self) -> None:
+        if self.clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+
+
 def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Optimizer, bptt: int, clip: float,
                 progress=None, forward=None, teacher: nn.Module | None = None,
                 distill: tuple[float, float] | None = None) -> dict:
-    """One pass of truncated BPTT over the batchified ``data``; returns ``{"loss", "tokens", "seconds"}``.
+    """One pass of truncated BPTT over the batchified ``data`` without a run folder (the engine's step,
+    :func:`weightsym.train.step.train_steps`); returns ``{"loss", "tokens", "seconds", "cpu_seconds"}``.
 
     ``forward`` (default ``model``) computes the logits, e.g. ``torch.compile(model)``; ``model`` is used for the rest.
     ``teacher`` with ``distill=(temperature, weight)``: every token's loss is
@@ -224,236 +174,159 @@ def train_epoch(model: nn.Module, data: torch.Tensor, optimizer: torch.optim.Opt
     in eval mode over the same windows, its hidden state carried the same way, without gradients); the returned loss is
     then that mixed loss.
     """
-    forward = model if forward is None else forward
     if (teacher is None) != (distill is None):
         raise ValueError("train_epoch: give both teacher and distill=(temperature, weight), or neither")
-    model.train()
-    criterion = nn.CrossEntropyLoss()
-    hidden = model.init_hidden(data.size(1))
     if teacher is not None:
-        from weightsym.train.distill import check_distill, distillation_loss
-
         check_distill(*distill)
         teacher.eval()
-        teacher_hidden = teacher.init_hidden(data.size(1))
-    total, tokens, start, cpu_start = 0.0, 0, time.perf_counter(), time.process_time()
-    for i in range(0, data.size(0) - 1, bptt):
-        x, y = get_batch(data, i, bptt)
-        hidden = repackage_hidden(hidden)
-        optimizer.zero_grad(set_to_none=True)
-        logits, hidden = forward(x, hidden)
-        if teacher is None:
-            loss = criterion(logits.view(-1, logits.size(-1)), y.reshape(-1))
-        else:
-            with torch.no_grad():
-                teacher_logits, teacher_hidden = teacher(x, teacher_hidden)
-            loss = distillation_loss(logits.view(-1, logits.size(-1)), teacher_logits.view(-1, logits.size(-1)),
-                                     y.reshape(-1), *distill)
-        loss.backward()
-        if clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise RuntimeError(f"training loss became {value} at window {i // bptt}; lower --lr or --clip")
-        total += value * y.numel()
-        tokens += y.numel()
+    model.train()
+    step = NextWordStep(model, data.size(1), clip, teacher, distill)
+    step.start_epoch(0)
+    total, tokens, start, cpu_start = 0.0, 0.0, time.perf_counter(), time.process_time()
+    for result in train_steps(step, Windows(data, bptt), optimizer, model if forward is None else forward):
+        total += result.sums[0]
+        tokens += result.sums[1]
         if progress is not None:
-            elapsed = time.perf_counter() - start
             progress.update(1)
-            progress.set_postfix(loss=f"{total / tokens:.3f}", ppl=f"{math.exp(min(total / tokens, 50)):.1f}",
-                                 tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
-    return {"loss": total / max(tokens, 1), "tokens": tokens, "seconds": time.perf_counter() - start,
+            progress.set_postfix(**_postfix(total, tokens, time.perf_counter() - start), refresh=False)
+    return {"loss": total / max(tokens, 1), "tokens": int(tokens), "seconds": time.perf_counter() - start,
             "cpu_seconds": time.process_time() - cpu_start}
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+def _postfix(total: float, tokens: float, seconds: float) -> dict[str, str]:
+    return {"loss": f"{total / tokens:.3f}", "ppl": f"{math.exp(min(total / tokens, 50)):.1f}",
+            "tok_s": f"{tokens / max(seconds, 1e-9):,.0f}"}
 
 
 def _ppl(loss: float) -> float:
     return math.exp(min(loss, 700.0))
 
 
-def fit(config: LMConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
-    """Run (or with ``resume=True`` continue) the training described by ``config``; return the summary dict.
+class LanguageModelling(engine.Task):
+    """The ``weightsym lm`` task (see the module): :class:`~weightsym.lm.config.LMConfig` in, the run's files and
+    summary out, through :func:`weightsym.train.engine.run` (one process, on the CPU)."""
 
-    ``config.out`` is locked for the run (:class:`~weightsym.train.rundir.RunLock`); Ctrl-C raises
-    :class:`~weightsym.train.rundir.TrainingInterrupted` naming the checkpoint ``resume=True`` continues from; a failed
-    write (full disk) raises :class:`~weightsym.train.rundir.RunWriteError` naming the last good checkpoint.
+    policy = RESUME
+    command = "lm"
+    checkpoint_file = "last.safetensors"
+    best_key = "best_val"
+    maximize = False
+    hint = "lower --lr or --clip"
 
-    Summary keys: ``config``, ``vocab``, ``params`` (dense-equivalent / stored / free), ``epochs_done``,
-    ``best_epoch``, ``valid_ppl`` (best), ``test_ppl`` (of the best model), ``seconds_per_epoch`` (training only,
-    wall clock, mean), ``cpu_seconds_per_epoch`` (process CPU time, meaningful on a shared machine),
-    ``tokens_per_second``, ``history``.
-    """
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    out = Path(config.out)
-    last_path = out / "last.safetensors"
-    with RunLock(out, note=log):
-        try:
-            return _fit(config, resume, progress, log)
-        except KeyboardInterrupt:
-            where = (f"the last checkpoint {last_path} (epoch {checkpoint_info(last_path)['state']['epoch']}) was kept"
-                     if last_path.exists() else "no epoch had finished yet")
-            raise TrainingInterrupted(f"{where}; continue with: weightsym lm --resume --out {out}") from None
+    def __init__(self, config: LMConfig, resume: bool = False, progress: bool = True):
+        self.config, self.resume, self.progress = config, resume, progress
 
+    def build(self, run) -> None:
+        config = self.config
+        corpus = self.corpus = load_corpus(config.corpus, config.data_dir)
+        train_ids = corpus.train[: config.max_train_tokens] if config.max_train_tokens else corpus.train
+        valid_ids = corpus.valid[: config.max_eval_tokens] if config.max_eval_tokens else corpus.valid
+        test_ids = corpus.test[: config.max_eval_tokens] if config.max_eval_tokens else corpus.test
+        self.sizes = (int(train_ids.numel()), int(valid_ids.numel()), int(test_ids.numel()))
+        self.batches = Windows(batchify(train_ids, config.batch_size), config.bptt)
+        self.valid = batchify(valid_ids, config.eval_batch_size)
+        self.test = batchify(test_ids, config.eval_batch_size)
+        self.model, self.report = build_model(config, len(corpus.dictionary))
+        self.symmetric = self.report is not None  # recurrent layers keep the gather; Linear/Conv layers may fold
+        self.optimizer = config.make_optimizer(self.model.parameters())
+        self.counts = ws.count_parameters(self.model)
+        self.total_steps = config.epochs * len(self.batches)
+        self.step = NextWordStep(self.model, config.batch_size, config.clip)
 
-def _fit(config: LMConfig, resume: bool, progress: bool, log) -> dict:
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "log.jsonl"
-    if resume:
-        if not last_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint {last_path} (run without --resume first)")
-        stored = checkpoint_info(last_path)["state"].get("config")
-        try:
-            saved = LMConfig.from_dict(stored)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"{last_path}: its run config cannot be used: {exc}") from None
-        saved.epochs = config.epochs  # may change on resume: train for longer
-        saved.compile = config.compile  # run control
-        saved.fold = config.fold
-        config = saved
-    elif last_path.exists():
-        raise FileExistsError(f"{out} already holds a run (last.safetensors); pass --resume to continue it or choose "
-                              "another --out")
+    def initial_state(self) -> dict:
+        return {"epoch": 0, "history": []}
 
-    def kept() -> str:
-        if not last_path.exists():
-            return "no epoch had been saved yet"
-        return f"the last good checkpoint {last_path} (epoch {checkpoint_info(last_path)['state']['epoch']}) was kept"
+    def restore(self, run, saved: dict) -> None:
+        if "loader" not in saved:  # written before the engine: at the end of epoch ``epoch``
+            self.batches.set_epoch(saved["epoch"])
+            run.state["step"] = saved["epoch"] * len(self.batches)
 
-    torch.manual_seed(config.seed)
-    corpus = load_corpus(config.corpus, config.data_dir)
-    train_ids = corpus.train[: config.max_train_tokens] if config.max_train_tokens else corpus.train
-    valid_ids = corpus.valid[: config.max_eval_tokens] if config.max_eval_tokens else corpus.valid
-    test_ids = corpus.test[: config.max_eval_tokens] if config.max_eval_tokens else corpus.test
-    train_data = batchify(train_ids, config.batch_size)
-    valid_data = batchify(valid_ids, config.eval_batch_size)
-    test_data = batchify(test_ids, config.eval_batch_size)
+    def example_input(self, run):
+        generator = torch.Generator().manual_seed(0)  # never the global RNG: the run stays the same
+        x = torch.randint(len(self.corpus.dictionary), (self.config.bptt, self.config.batch_size), generator=generator)
+        return x, self.model.init_hidden(self.config.batch_size)
 
-    model, report = build_model(config, len(corpus.dictionary))
-    optimizer = config.make_optimizer(model.parameters())
-    counts = ws.count_parameters(model)
-    state = {"epoch": 0, "best_val": None, "best_epoch": None, "history": [], "config": asdict(config)}
-    if resume:
-        state = load_checkpoint(last_path, model, optimizer, restore_rng=True)
-        done = state["epoch"]
-        truncate_log(log_path, lambda record: record["epoch"] <= done, note=log)
-        log(f"resumed {last_path} after epoch {state['epoch']} (lr {optimizer.param_groups[0]['lr']:g})")
-    else:
-        log_path.write_text("")
+    def header(self, run) -> list[str]:
+        config, counts = self.config, self.counts
+        lines = []
         if config.recipe:
             from weightsym.train.recipes import LM_RECIPES, describe_recipe
 
-            log(describe_recipe(LM_RECIPES, config.recipe, asdict(config)))
-        log(f"{corpus.name}: vocab {len(corpus.dictionary):,}, train {train_ids.numel():,} tokens, "
-            f"valid {valid_ids.numel():,}, test {test_ids.numel():,}")
-        if report is not None:
-            log(str(report))
-            log(f"symmetric blocks start with init={config.init}")
-        log(f"parameters: dense-equivalent {counts.dense:,}, stored {counts.stored:,}, free {counts.free:,} "
-            f"({100 * counts.saved:.2f}% saved)")
+            lines.append(describe_recipe(LM_RECIPES, config.recipe, config.to_dict()))
+        lines.append(f"{self.corpus.name}: vocab {len(self.corpus.dictionary):,}, train {self.sizes[0]:,} tokens, "
+                     f"valid {self.sizes[1]:,}, test {self.sizes[2]:,}")
+        if self.report is not None:
+            lines += [str(self.report), f"symmetric blocks start with init={config.init}"]
+        lines.append(f"parameters: dense-equivalent {counts.dense:,}, stored {counts.stored:,}, free {counts.free:,} "
+                     f"({100 * counts.saved:.2f}% saved)")
+        return lines
 
-    steps = (train_data.size(0) - 1 + config.bptt - 1) // config.bptt
-    folds = None
-    if report is not None:  # recurrent layers keep the gather into the fused kernel; Linear/Conv layers may fold
-        from weightsym.fast.training import fold_training
+    def postfix(self, sums):
+        return _postfix(sums[0], sums[1], sums[2])
 
-        if config.fold == "measure" and state.get("fold_layers") is None:  # resumed runs replay the choice
-            log("fold training (measure): timing each foldable layer's training step, gathered and folded"
-                f"{' and compiled' if config.compile else ''} ...")
-            generator = torch.Generator().manual_seed(0)  # never the global RNG: the run stays the same
-            x = torch.randint(len(corpus.dictionary), (config.bptt, config.batch_size), generator=generator)
-            with warnings.catch_warnings():  # logged below instead
-                warnings.simplefilter("ignore", UserWarning)
-                folds = fold_training(model, policy="measure", compiled=config.compile,
-                                      example_input=(x, model.init_hidden(config.batch_size)))
-            state["fold_layers"], state["fold_note"] = folds.folded, folds.note
-            if folds.note:
-                log(f"fold training (measure): note: {folds.note}")
-        elif config.fold == "measure":
-            folds = fold_training(model, layers=state["fold_layers"])
-            folds.note = state.get("fold_note") or ""  # the note of the measurement being replayed
-        else:
-            folds = fold_training(model, policy=config.fold, compiled=config.compile)
-        if folds.folded:
-            log(f"fold training ({config.fold}): {', '.join(folds.folded)} train through their folds")
-    # the eager module keeps the state dict; dynamic=False: a shorter last window gets its own static graph
-    forward = torch.compile(model, dynamic=False) if config.compile else model
-    if config.compile:
-        log("training forward compiled with torch.compile (the first windows include the compilation)")
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        bar = _progress(steps, f"epoch {epoch}/{config.epochs}", progress)
-        try:
-            stats = train_epoch(model, train_data, optimizer, config.bptt, config.clip, bar, forward)
-        finally:
-            if bar is not None:
-                bar.close()
-        eval_start = time.perf_counter()
-        val_loss = evaluate(model, valid_data, config.bptt)
-        lr = optimizer.param_groups[0]["lr"]
-        improved = state["best_val"] is None or val_loss < state["best_val"]
-        record = {"epoch": epoch, "lr": lr, "train_loss": stats["loss"], "train_ppl": _ppl(stats["loss"]),
-                  "valid_loss": val_loss, "valid_ppl": _ppl(val_loss), "train_seconds": stats["seconds"],
-                  "train_cpu_seconds": stats["cpu_seconds"],
-                  "eval_seconds": time.perf_counter() - eval_start,
-                  "tokens_per_second": stats["tokens"] / max(stats["seconds"], 1e-9), "improved": improved,
-                  "compiled": config.compile, "cpu": cpu_name()}
-        if improved:
-            state["best_val"], state["best_epoch"] = val_loss, epoch
-            with write_guard(best_path, kept):
-                save_checkpoint(best_path, model, state={"config": asdict(config), "epoch": epoch,
-                                                         "valid_loss": val_loss, "vocab": corpus.dictionary.idx2word})
-        else:
-            for group in optimizer.param_groups:
-                group["lr"] = group["lr"] / config.anneal
-        state["epoch"] = epoch
-        state["history"].append(record)
-        # log first: a crash before the checkpoint leaves a line too many, which resuming drops and redoes
-        with write_guard(log_path, kept), open(log_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        with write_guard(last_path, kept):
-            save_checkpoint(last_path, model, optimizer, state=state)
-        log(f"epoch {epoch:3d} | lr {lr:g} | {stats['seconds']:.1f} s | {record['tokens_per_second']:,.0f} tok/s | "
-            f"train ppl {record['train_ppl']:.2f} | valid ppl {record['valid_ppl']:.2f}"
-            + ("" if improved else f" | lr -> {optimizer.param_groups[0]['lr']:g}"))
+    def evaluate(self, run) -> dict:
+        start = time.perf_counter()
+        loss = evaluate(self.model, self.valid, self.config.bptt)
+        return {"loss": loss, "seconds": time.perf_counter() - start}
 
-    if state["best_epoch"] is None:
-        raise RuntimeError("no epoch was trained (--epochs must be >= 1)")
-    best_model, _ = build_model(config, len(corpus.dictionary))
-    load_checkpoint(best_path, best_model)
-    test_loss = evaluate(best_model, test_data, config.bptt)
-    history = state["history"]
-    summary = {
-        "config": asdict(config),
-        "corpus": corpus.summary(),
-        "params": counts.to_dict(),
-        "epochs_done": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "valid_ppl": _ppl(state["best_val"]),
-        "test_ppl": _ppl(test_loss),
-        "seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
-        # CPU time of the process (all threads): the cost of an epoch when the machine is shared with other jobs
-        "cpu_seconds_per_epoch": sum(h.get("train_cpu_seconds", 0.0) for h in history) / len(history),
-        "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
-        "train_tokens": int(train_ids.numel()),
-        "compiled": config.compile,
-        "fold_training": folds.to_dict()["rows"] if folds is not None else [],
-        "fold_note": folds.note if folds is not None else "",  # e.g. --fold measure ran on a busy machine  # which layers folded, and why
-        "machine": machine(),       # where the run finished; each epoch of ``history`` names its own ``cpu``
-        "history": history,
-    }
-    with write_guard(out / "summary.json", kept):
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log(format_summary(summary))
-    return summary
+    def score(self, evaluation: dict) -> float:
+        return evaluation["loss"]
+
+    def epoch_record(self, run, epoch, sums, evaluation, lr, improved, cpu_seconds) -> dict:
+        train_loss, valid_loss = sums[0] / max(sums[1], 1), evaluation["loss"]
+        return {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_ppl": _ppl(train_loss),
+                "valid_loss": valid_loss, "valid_ppl": _ppl(valid_loss), "train_seconds": sums[2],
+                "train_cpu_seconds": cpu_seconds, "eval_seconds": evaluation["seconds"],
+                "tokens_per_second": sums[1] / max(sums[2], 1e-9), "improved": improved,
+                "compiled": self.config.compile}
+
+    def end_epoch(self, run, record: dict, improved: bool) -> None:
+        if not improved:  # a plateau: anneal (the rate is in the optimizer state, saved with it)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["lr"] / self.config.anneal
+        run.state["epoch"] = record["epoch"]
+        run.state["history"].append(record)
+
+    def epoch_line(self, record: dict) -> str:
+        return (f"epoch {record['epoch']:3d} | lr {record['lr']:g} | {record['train_seconds']:.1f} s | "
+                f"{record['tokens_per_second']:,.0f} tok/s | train ppl {record['train_ppl']:.2f} | valid ppl "
+                f"{record['valid_ppl']:.2f}" + ("" if record["improved"] else
+                                                f" | lr -> {self.optimizer.param_groups[0]['lr']:g}"))
+
+    def best_state(self, run, record: dict) -> dict:
+        return {"config": self.config.to_dict(), "epoch": record["epoch"], "valid_loss": record["valid_loss"],
+                "vocab": self.corpus.dictionary.idx2word}
+
+    def summary(self, run, evaluation) -> dict:
+        config, state, folds = self.config, run.state, run.folds
+        if state["best_epoch"] is None:
+            raise RuntimeError("no epoch was trained (--epochs must be >= 1)")
+        best_model, _ = build_model(config, len(self.corpus.dictionary))
+        load_checkpoint(run.best_path, best_model)
+        test_loss = evaluate(best_model, self.test, config.bptt)
+        history = state["history"]
+        return {
+            "config": config.to_dict(),
+            "corpus": self.corpus.summary(),
+            "params": self.counts.to_dict(),
+            "epochs_done": state["epoch"],
+            "best_epoch": state["best_epoch"],
+            "valid_ppl": _ppl(state["best_val"]),
+            "test_ppl": _ppl(test_loss),
+            "seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
+            # CPU time of the process (all threads): the cost of an epoch when the machine is shared with other jobs
+            "cpu_seconds_per_epoch": sum(h.get("train_cpu_seconds", 0.0) for h in history) / len(history),
+            "tokens_per_second": sum(h["tokens_per_second"] for h in history) / len(history),
+            "train_tokens": self.sizes[0],
+            "compiled": config.compile,
+            "fold_training": folds.to_dict()["rows"] if folds is not None else [],
+            "fold_note": folds.note if folds is not None else "",  # e.g. --fold measure ran on a busy machine
+            "machine": machine(),       # where the run finished; each epoch of ``history`` names its own ``cpu``
+            "history": history,
+        }
+
+    def format_summary(self, summary: dict) -> str:
+        return format_summary(summary)
 
 
 def format_summary(summary: dict) -> str:
@@ -548,7 +421,3 @@ def generate(model: nn.Module, dictionary: Dictionary, words: int = 50, temperat
 def format_text(words: list[str]) -> str:
     """Words joined by spaces, a newline for every ``<eos>``."""
     return " ".join(words).replace(" <eos> ", "\n").replace("<eos> ", "\n").replace(" <eos>", "\n").strip("\n")
-
-
-__all__ = ["Corpus", "LMConfig", "build_model", "evaluate", "fit", "format_summary", "format_text", "generate",
-           "load_language_model", "train_epoch"]

@@ -1,4 +1,5 @@
-"""How symmetries attach to torch modules: parametrization, symmetrize/unsymmetrize, counting.  (Model files, which
+"""How symmetries attach to torch modules: the one table of layer kinds (:mod:`weightsym.nn.layers`),
+parametrization, symmetrize/unsymmetrize, counting.  (Model files, which
 record these symmetries, are one layer up: :mod:`weightsym.files`.)"""
 
 from weightsym.nn.counting import ParameterCount, count_parameters

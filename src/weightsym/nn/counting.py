@@ -69,8 +69,8 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 
 def layer_report(model: nn.Module):
     """A :class:`~weightsym.nn.symmetrize.SymmetrizeReport` of a model as it is now (symmetric or not): one row per
-    weight tensor of every Linear / Conv / recurrent layer, with its symmetry and dense, stored and free counts.
-    What ``weightsym describe FILE`` prints for a model rebuilt from a file (a model may mix symmetries per layer)."""
+    weight tensor of every layer of the table of layer kinds (:mod:`weightsym.nn.layers`), with its symmetry and
+    dense, stored and free counts.  What ``weightsym describe FILE`` prints for a model rebuilt from a file (a model may mix symmetries per layer)."""
     from weightsym.nn.symmetrize import LayerReport, SymmetrizeReport, weight_layers, weight_tensors
 
     report = SymmetrizeReport()

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from weightsym.nn.layers import Planes, layer_kind, planes_of, refresh
 from weightsym.symmetry import Symmetry, check_init, get_symmetry
 
 
@@ -34,46 +35,66 @@ class SymmetricParametrization(nn.Module):
 
     The gather index lives in a non-persistent buffer: it follows ``.to(device)``, survives ``deepcopy`` and
     never lands in ``state_dict()``.
+
+    ``planes`` (from the table of layer kinds, :func:`weightsym.nn.layers.planes_of`) says where the channel plane and
+    the kernel sit in the tensor; the layout is built on those axes and the gather index permuted back to the tensor's
+    own layout once, here (for most kinds the map is the identity).
     """
 
-    def __init__(self, symmetry: Symmetry, shape, row_blocks: int = 1, block_mask=None, init: str = "project"):
+    def __init__(self, symmetry: Symmetry, shape, row_blocks: int = 1, block_mask=None, init: str = "project",
+                 planes: Planes | None = None):
         super().__init__()
         self.pending_init = check_init(init)  # consumed by the first right_inverse (registration)
         self.symmetry = symmetry
         self.shape = tuple(int(s) for s in shape)
         self.row_blocks = int(row_blocks)
         self.block_mask = None if block_mask is None else tuple(bool(b) for b in block_mask)
-        self.layout = symmetry.layout(self.shape, self.row_blocks, self.block_mask)
-        self.register_buffer("index", self.layout.index.clone(), persistent=False)
+        self.planes = planes or Planes("", self.shape, self.shape, self.row_blocks, self.row_blocks)
+        if self.planes.shape != self.shape or self.planes.groups != self.row_blocks:
+            raise ValueError(f"planes of {self.planes.shape} x {self.planes.groups} blocks given for a weight of "
+                             f"shape {self.shape} x {self.row_blocks} blocks")
+        self.layout = self.planes.layout(symmetry, self.block_mask)
+        self.permuted = not self.planes.identity
+        index = self.planes.index(self.layout)
+        self.register_buffer("index", index.clone(), persistent=False)
         # e.g. ``average`` on every gate: the core already is the dense weight in row-major order; skip the gather
-        self.identity = bool(torch.equal(self.layout.index, torch.arange(self.layout.index.numel())))
+        self.identity = bool(torch.equal(index, torch.arange(index.numel())))
 
     def forward(self, free: torch.Tensor) -> torch.Tensor:
         if self.identity and free.dim() == 1 and free.numel() == self.layout.stored_count:
             return self.layout.core(free).view(self.shape)
-        return self.layout.expand(free, self.index)
+        dense = self.layout.expand(free, self.index)
+        return dense.view(self.shape) if self.permuted else dense
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         init, self.pending_init = self.pending_init, "project"
-        return self.layout.initial(weight, init).to(weight.dtype)
+        return self.layout.initial(self.planes.to_canonical(weight), init).to(weight.dtype)
 
     def project(self, weight: torch.Tensor) -> torch.Tensor:
         """Free values of the symmetric weight nearest to ``weight`` (least squares), in ``weight``'s dtype."""
-        return self.layout.project(weight).to(weight.dtype)
+        return self.layout.project(self.planes.to_canonical(weight)).to(weight.dtype)
+
+    def holds(self, weight: torch.Tensor, atol: float = 0.0) -> bool:
+        """True if ``weight`` (in the tensor's own layout) obeys the symmetry (bit for bit when ``atol=0``)."""
+        return tuple(weight.shape) == self.shape and self.layout.holds(self.planes.to_canonical(weight), atol)
 
     def extra_repr(self) -> str:
         mask = "" if self.block_mask is None else f", gates={''.join('1' if b else '0' for b in self.block_mask)}"
         return f"{self.symmetry.spec}, shape={self.shape}{mask}, stored={self.layout.stored_count}"
 
     def describe(self) -> dict:
-        """Metadata that identifies this parametrization (written into weight files)."""
-        return {
+        """Metadata that identifies this parametrization (written into weight files; ``kind``, the layer kind, only
+        when its planes are not the identity: the tensor's axes are not already ``(out, in, *kernel)``)."""
+        out = {
             "symmetry": self.symmetry.spec,
             "shape": list(self.shape),
             "row_blocks": self.row_blocks,
             "block_mask": None if self.block_mask is None else "".join("1" if b else "0" for b in self.block_mask),
             "stored": self.layout.stored_count,
         }
+        if self.permuted:
+            out["kind"] = self.planes.kind
+        return out
 
 
 def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_blocks: int = 1,
@@ -82,7 +103,8 @@ def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_bl
     symmetry, used by :func:`weightsym.symmetrize`, BatchNorm folding and models rebuilt from files.
 
     It registers the parametrization, a state-dict hook that lets the layer load a *dense* state dict (projected),
-    and, on ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, the forward that expands each symmetric weight once per call.  The
+    and, on layers whose kind has a cached ``forward`` (recurrent, attention: :mod:`weightsym.nn.layers`), the forward
+    that expands each symmetric weight once per call.  The
     module gets a class of its own first (:func:`own_class`), so attaching to a deep copy never touches the original.
 
     ``init="project"`` (the default here: ``attach`` is also how trained layers are made symmetric, e.g. by BatchNorm
@@ -104,13 +126,15 @@ def attach(module: nn.Module, tensor_name: str, symmetry: Symmetry | str, row_bl
     """
     symmetry = get_symmetry(symmetry)
     tensor = getattr(module, tensor_name)
-    param = SymmetricParametrization(symmetry, tensor.shape, row_blocks, block_mask, init)
+    planes = planes_of(module, tensor_name, row_blocks)  # where the layer kind keeps its channel plane and kernel
+    param = SymmetricParametrization(symmetry, tensor.shape, row_blocks, block_mask, init, planes)
     own_class(module)  # a deep copy shares its parametrized class with the original: never change a shared one
     parametrize.register_parametrization(module, tensor_name, param, unsafe=True)
     module._register_load_state_dict_pre_hook(functools.partial(_load_dense_hook, tensor=tensor_name),
                                               with_module=True)
-    if isinstance(module, (nn.RNNBase, nn.MultiheadAttention)):
-        _expand_once_per_call(module)  # the stock forward reads the weights several times per call
+    kind = layer_kind(module)
+    if kind is not None and kind.forward is not None:
+        _expand_once_per_call(module, kind.forward)  # the stock forward reads the weights several times per call
     return param
 
 
@@ -164,11 +188,14 @@ def _cached_attention_forward(self, *args, **kwargs):
         return super(type(self), self).forward(*args, **kwargs)
 
 
-def _expand_once_per_call(module: nn.Module) -> None:
+_CACHED_FORWARDS = {"rnn": _cached_rnn_forward, "attention": _cached_attention_forward}  # LayerKind.forward
+
+
+def _expand_once_per_call(module: nn.Module, forward_name: str) -> None:
     # ``parametrize`` gave this module its own subclass (``ParametrizedLSTM``); override forward there only.  Removing
     # the last parametrization (``unsymmetrize``) restores the original class and with it the stock forward.
     cls = type(module)
-    forward = _cached_rnn_forward if isinstance(module, nn.RNNBase) else _cached_attention_forward
+    forward = _CACHED_FORWARDS[forward_name]
     if cls.__dict__.get("forward") is not forward:
         cls.forward = forward
 
@@ -221,5 +248,4 @@ def detach(module: nn.Module, tensor_name: str) -> None:
     for key in [k for k, h in hooks.items() if isinstance(getattr(h, "hook", None), functools.partial)
                 and h.hook.func is _load_dense_hook and h.hook.keywords.get("tensor") == tensor_name]:
         del hooks[key]
-    if isinstance(module, nn.RNNBase):
-        module._init_flat_weights()
+    refresh(module)  # e.g. a recurrent layer's list of flat weights

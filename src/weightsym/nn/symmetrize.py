@@ -19,10 +19,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from weightsym.nn import layers as kinds
 from weightsym.nn.parametrization import attach, detach, symmetric_parametrization
 from weightsym.symmetry import Composite, Symmetry, SymmetryError, check_init, combine, get_symmetry
-
-WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN, nn.MultiheadAttention)
 
 
 @dataclass
@@ -97,33 +96,23 @@ def format_table(header, rows, footer=None, numeric=None) -> str:
     return "\n".join(lines)
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The Linear / Conv1d / Conv2d / LSTM / GRU / RNN / MultiheadAttention layers of ``model`` in ``named_modules()``
-    order (an attention layer's ``out_proj`` is a Linear of its own, listed after it)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+weight_layers = kinds.weight_layers
 
 
 def weight_tensors(module: nn.Module) -> list[str]:
-    """Names of the weight tensors of one weight layer: ``weight``; ``weight_hh_l0``, ``weight_ih_l0``, ... of a
-    recurrent layer; ``in_proj_weight`` of a ``MultiheadAttention`` (or ``q_proj_weight``, ``k_proj_weight``,
-    ``v_proj_weight`` when its keys/values have other sizes; its ``out_proj`` is a Linear of its own)."""
-    if isinstance(module, nn.RNNBase):
-        return [t for t in module._flat_weights_names if t.startswith("weight")]
-    if isinstance(module, nn.MultiheadAttention):
-        return ["in_proj_weight"] if module._qkv_same_embed_dim else ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
-    return ["weight"]
+    """Names of the weight tensors of one weight layer (its row of :mod:`weightsym.nn.layers`): ``weight``;
+    ``weight_hh_l0``, ``weight_ih_l0``, ... of a recurrent layer; ``in_proj_weight`` of a ``MultiheadAttention`` (or
+    ``q_proj_weight``, ``k_proj_weight``, ``v_proj_weight`` when its keys/values have other sizes; its ``out_proj`` is
+    a Linear of its own).  ``[]`` for a module outside the table."""
+    kind = kinds.layer_kind(module)
+    return kind.tensors(module) if kind is not None else []
 
 
-def attention_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """``{name: module}`` of every ``MultiheadAttention`` of ``model`` and of its ``out_proj``.  The attention kernel
-    (``F.multi_head_attention_forward``, the fused fast path) reads ``out_proj.weight`` directly and never calls
-    ``out_proj.forward``: such an out_proj may be symmetric, but is never replaced by a structured kernel."""
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.MultiheadAttention):
-            out[name] = module
-            out[f"{name}.out_proj" if name else "out_proj"] = module.out_proj
-    return out
+def never_edges(model: nn.Module) -> set[str]:
+    """Names of the layers symmetrize's default placement never takes for the stem or the classifier: layers whose
+    kind says so (attention) and the children whose weights such a layer reads directly (its ``out_proj``)."""
+    own = {name for name, module in kinds.weight_layers(model) if not kinds.layer_kind(module).edge}
+    return own | set(kinds.read_directly(model))
 
 
 GATE_ORDER = {4: "i f g o", 3: "r z n"}
@@ -144,25 +133,26 @@ def _mask(text: str | None, blocks: int, option: str, layer: str) -> tuple[bool,
     return mask if any(mask) else None
 
 
-def _tensor_plan(module: nn.Module, name: str, hh_gates, ih_gates, qkv):
+def _tensor_plan(module: nn.Module, kind: kinds.LayerKind, name: str, hh_gates, ih_gates, qkv):
     """Yield ``(tensor_name, row_blocks, block_mask, blocked)`` for each weight tensor of a layer; ``blocked``: the
     tensor is made of gate/projection blocks chosen by a mask (None: no block selected, the tensor stays dense)."""
-    if isinstance(module, nn.RNNBase):
-        gates = 4 if isinstance(module, nn.LSTM) else 3 if isinstance(module, nn.GRU) else 1
-        hh = _mask(hh_gates, gates, "hh_gates", name)
-        ih = _mask(ih_gates, gates, "ih_gates", name)
-        for tensor in weight_tensors(module):
-            yield tensor, gates, hh if tensor.startswith("weight_hh") else ih, True
+    if kind.blocks == "gates":
+        hh = _mask(hh_gates, kind.gates, "hh_gates", name)
+        ih = _mask(ih_gates, kind.gates, "ih_gates", name)
+        for tensor in kind.tensors(module):
+            yield tensor, kind.gates, hh if tensor.startswith("weight_hh") else ih, True
         return
-    if isinstance(module, nn.MultiheadAttention):
-        mask = _mask(qkv, 3, "qkv", name)
-        if module._qkv_same_embed_dim:  # (3d, d): the q, k and v blocks, like the gate blocks of an LSTM
-            yield "in_proj_weight", 3, mask, True
+    if kind.blocks == "qkv":
+        mask = _mask(qkv, kind.gates, "qkv", name)
+        tensors = kind.tensors(module)
+        if len(tensors) == 1:  # (3d, d): the q, k and v blocks, like the gate blocks of an LSTM
+            yield tensors[0], kind.gates, mask, True
         else:  # three tensors of their own: each is one block, selected by its bit
-            for bit, tensor in enumerate(weight_tensors(module)):
+            for bit, tensor in enumerate(tensors):
                 yield tensor, 1, (True,) if mask is not None and mask[bit] else None, True
         return
-    yield "weight", getattr(module, "groups", 1), None, False
+    for tensor in kind.tensors(module):
+        yield tensor, getattr(module, "groups", 1), None, False
 
 
 def _kind(module: nn.Module) -> str:
@@ -192,8 +182,9 @@ def symmetrize(
     """Impose ``channel`` and/or ``spatial`` symmetry on the weight layers of ``model`` (in place), or a per-layer
     ``plan``.
 
-    Which layers: every Linear / Conv1d / Conv2d / LSTM / GRU layer the symmetries apply to, **except the first and
-    the last weight layer** (input stem and classifier), as in the paper; an ``nn.Embedding`` registered before them
+    Which layers: every layer of a kind in the table of layer kinds (:mod:`weightsym.nn.layers`, which also says
+    where each kind keeps its channel plane and kernel) the symmetries apply to, **except the first and the last
+    weight layer** (input stem and classifier), as in the paper; an ``nn.Embedding`` registered before them
     counts as the stem (so in embedding -> LSTM -> decoder language models the LSTM is symmetrized).  ``include``
     (module-name globs, fnmatch on ``named_modules()`` names) replaces that rule: exactly the matching layers are
     considered.  ``exclude`` globs remove layers.  A layer the requested symmetry cannot act on is left dense (or
@@ -266,8 +257,8 @@ def symmetrize(
                          "per-layer plan, e.g. plan={'*conv2': 'tri+spa'}")
     layers = weight_layers(model)
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no Linear/Conv1d/Conv2d/LSTM/GRU/MultiheadAttention layers to "
-                         "symmetrize")
+        raise ValueError(f"{type(model).__name__} has no layers to symmetrize; the supported kinds: "
+                         f"{', '.join(kinds.kind_names())}")
     patterns = [g for g, _ in entries] if entries is not None else (include or [])
     unmatched = [g for g in patterns + exclude if not any(fnmatch.fnmatchcase(n, g) for n, _ in layers)]
     if unmatched:  # a typo here would silently leave the model dense (include) or untouched by the exclusion
@@ -280,11 +271,12 @@ def symmetrize(
         warnings.warn(message, stacklevel=2)
     # the stem / classifier rule: an embedding in front (language models) is the stem, so a recurrent layer after it
     # is not mistaken for one
-    ordered = [n for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS + (nn.Embedding, nn.EmbeddingBag))]
-    edge = {ordered[0], layers[-1][0]} - set(attention_layers(model))  # attention is never the stem or classifier
+    ordered = kinds.stem_order(model)
+    edge = {ordered[0], layers[-1][0]} - never_edges(model)  # attention is never the stem or classifier
 
     report = SymmetrizeReport()
     for name, module in layers:
+        kind = kinds.layer_kind(module)
         label = name or _kind(module)
         layer_c, layer_s = channel_sym, spatial_sym
         if entries is not None:
@@ -297,7 +289,7 @@ def symmetrize(
                                                     else "last weight layer (classifier)")
         if any(fnmatch.fnmatchcase(name, g) for g in exclude):
             considered, why = False, "excluded"
-        for tensor, row_blocks, mask, blocked in _tensor_plan(module, label, hh_gates, ih_gates, qkv):
+        for tensor, row_blocks, mask, blocked in _tensor_plan(module, kind, label, hh_gates, ih_gates, qkv):
             existing = symmetric_parametrization(module, tensor)
             if existing is not None:
                 if considered:
@@ -313,20 +305,20 @@ def symmetrize(
                 report.rows.append(_dense_row(label, tensor, module, why))
                 continue
             shape = tuple(getattr(module, tensor).shape)
+            planes = kind.planes(shape, row_blocks)  # where this kind keeps the channel plane and the kernel
             notes, use_c, use_s = [], layer_c, layer_s
-            if blocked:
-                attention = isinstance(module, nn.MultiheadAttention)
-                if use_s is not None:
-                    notes.append(f"spatial symmetries do not apply to {'attention' if attention else 'recurrent'} "
-                                 "weights")
-                    use_s = None
-                if use_c is not None and mask is None:
-                    use_c = None
-                    notes.append("no projection selected (qkv)" if attention else "no gate selected")
+            if kind.no_spatial and use_s is not None:
+                notes.append(kind.no_spatial)
+                use_s = None
+            if blocked and use_c is not None and mask is None:
+                use_c = None
+                notes.append("no projection selected (qkv)" if kind.blocks == "qkv" else "no gate selected")
             for sym, slot in ((use_c, "c"), (use_s, "s")):
                 if sym is None:
                     continue
-                ok, why_not = sym.applies_to(shape, row_blocks)
+                ok, why_not = planes.applies(sym)
+                if not ok and slot == "s" and kind.spatial_note:
+                    why_not = f"{why_not} ({kind.spatial_note})"
                 if not ok:
                     msg = (f"{_kind(module)} `{label}` {tensor} {tuple(shape)}: {why_not}; "
                            f"use another symmetry or exclude this layer")

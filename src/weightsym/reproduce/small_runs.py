@@ -1,8 +1,9 @@
 """Pieces shared by the analysis studies (kernel-symmetry, consistency, input-expansion, replica-breakers).
 
 Short, seeded CPU training runs on in-memory tensors: the studies need dozens of small runs with full control of the
-model (padding mode, dropout, which layers are symmetric, an ``ExpandInput`` in front), which ``weightsym.train``
-builds from a registry name only. Everything here is deterministic given the seed (same machine, same threads).
+model (padding mode, dropout, which layers are symmetric, an ``ExpandInput`` in front), which ``weightsym train``
+builds from a registry name only; each step is the training engine's own (:func:`weightsym.train.step.train_steps`),
+without a run folder. Everything here is deterministic given the seed (same machine, same threads).
 
 >>> import torch
 >>> from torch import nn
@@ -72,10 +73,13 @@ def set_padding_mode(model: nn.Module, mode: str) -> list[str]:
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
         momentum: float = 0.9, weight_decay: float = 5e-4, augment: str | None = None) -> dict:
     """SGD with momentum and a per-step cosine schedule, cross-entropy, seeded batch order (``seed``) and dropout
-    (``torch.manual_seed(seed)`` before the first step). ``augment`` (e.g. ``"crop-flip"``, see
-    :func:`weightsym.data.make_augment`) is applied to every batch, drawn from the same seeded generator. Returns
-    ``{"steps", "seconds", "final_loss"}`` (mean loss of the last 10 steps)."""
+    (``torch.manual_seed(seed)`` before the first step), through the training engine's step
+    (:func:`weightsym.train.step.train_steps`: no run folder).  ``augment`` (e.g. ``"crop-flip"``, see
+    :func:`weightsym.data.make_augment`) is applied to every batch, drawn from the same seeded generator.  Returns
+    ``{"steps", "seconds", "final_loss"}`` (mean loss of the last 10 steps); a non-finite loss raises
+    :class:`weightsym.train.step.TrainingDiverged`."""
     from weightsym.data.loader import make_augment
+    from weightsym.train.step import CrossEntropyStep, train_steps
 
     augmentation = make_augment(augment)
     generator = torch.Generator().manual_seed(seed)
@@ -83,22 +87,18 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_s
     steps_per_epoch = math.ceil(x.shape[0] / batch_size)
     total = epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+
+    def batches():
+        for _ in range(epochs):
+            order = torch.randperm(x.shape[0], generator=generator)
+            for start in range(0, x.shape[0], batch_size):
+                index = order[start:start + batch_size]
+                yield (x[index] if augmentation is None else augmentation(x[index], generator)), y[index]
+
     torch.manual_seed(seed)
     model.train()
-    losses, tic = [], time.perf_counter()
-    for _ in range(epochs):
-        order = torch.randperm(x.shape[0], generator=generator)
-        for start in range(0, x.shape[0], batch_size):
-            index = order[start:start + batch_size]
-            batch = x[index] if augmentation is None else augmentation(x[index], generator)
-            loss = nn.functional.cross_entropy(model(batch), y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-    if not all(math.isfinite(v) for v in losses):
-        raise RuntimeError(f"training diverged (loss {losses[-1]}); lower lr={lr}")
+    tic = time.perf_counter()
+    losses = [step.loss for step in train_steps(CrossEntropyStep(), batches(), optimizer, model, schedule)]
     return {"steps": total, "seconds": time.perf_counter() - tic, "final_loss": sum(losses[-10:]) / len(losses[-10:])}
 
 

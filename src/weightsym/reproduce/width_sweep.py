@@ -40,6 +40,7 @@ from weightsym.data import data_root, dataset_info, get_dataset
 from weightsym.models import create_model
 from weightsym.nn.symmetrize import format_table
 from weightsym.reproduce.common import header, write_outputs
+from weightsym.train.step import CrossEntropyStep, train_steps
 
 NAME = "width-sweep"
 TITLE = "Width sweep: accuracy gap of triangular / block / eighth to dense vs width (MNIST-1D CNN, Fashion-MNIST MLP)"
@@ -139,20 +140,21 @@ def sweep_point(dataset: str, width: int, symmetry: str, seed: int, epochs: int 
     steps_per_epoch = math.ceil(len(x_train) / BATCH_SIZE)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(seed)
+
+    def batches():
+        for _ in range(epochs):
+            perm = torch.randperm(len(x_train), generator=order)
+            for i in range(0, len(x_train), BATCH_SIZE):
+                idx = perm[i:i + BATCH_SIZE]
+                yield x_train[idx], y_train[idx]
+
     start = time.time()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x_train), generator=order)
-        for i in range(0, len(x_train), BATCH_SIZE):
-            idx = perm[i:i + BATCH_SIZE]
-            loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    for step in train_steps(CrossEntropyStep(), batches(), optimizer, model, schedule):  # the engine's step
+        pass
     return {"dataset": dataset, "model": setup["model"], "width": width, "symmetry": symmetry, "seed": seed,
             "epochs": epochs, "lr": lr, "train_size": len(x_train), "test_size": len(x_test),
             "train_acc": _accuracy(model, x_train, y_train), "test_acc": _accuracy(model, x_test, y_test),
-            "final_loss": loss.item(), "dense": count.dense, "stored": count.stored,
+            "final_loss": step.loss, "dense": count.dense, "stored": count.stored,
             "symmetric_layers": [r.name for r in report.symmetric] if report else [],
             "seconds": round(time.time() - start, 2)}
 

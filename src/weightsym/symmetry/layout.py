@@ -231,8 +231,9 @@ def _as_4d(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         return shape[0], shape[1], 1, shape[2]
     if len(shape) == 4:
         return tuple(shape)  # type: ignore[return-value]
-    raise ValueError(f"weights of shape {tuple(shape)} are not supported: expected 2-D (Linear/RNN), 3-D (Conv1d) "
-                     "or 4-D (Conv2d) weights")
+    raise ValueError(f"weights of shape {tuple(shape)} are not supported: a symmetry acts on (out, in), "
+                     "(out, in, k) or (out, in, kh, kw) axes (weightsym.nn.layers maps each layer kind's weights "
+                     "onto them)")
 
 
 @lru_cache(maxsize=1024)

@@ -1,12 +1,16 @@
-"""Training: checkpoints (one safetensors file, exact resume), the image-classification loop, distributed launch.
+"""Training: ONE engine (loop, precision, compile, folds, checkpoint/resume, log, distributed) and the task objects.
 
+* :func:`weightsym.train.engine.run` — the engine; a task (:class:`weightsym.train.engine.Task`) says what differs:
+  batches and loss (a :class:`weightsym.train.step.Step`), metrics, evaluation, records, hooks.
+* :class:`TrainConfig`, :func:`train`, :func:`evaluate_checkpoint`, :func:`build_model` — image classification
+  (:mod:`weightsym.train.classification`); language modelling is :mod:`weightsym.lm`, on the same engine.
+* :mod:`weightsym.train.resume` — which options a resumed run keeps from its checkpoint (defined once).
 * :func:`save_checkpoint` / :func:`load_checkpoint` — see :mod:`weightsym.train.checkpoint` for the file format.
-* :class:`TrainConfig`, :func:`train`, :func:`evaluate_checkpoint` — see :mod:`weightsym.train.loop`.
 * :func:`describe_model` — the per-layer symmetry table and totals of a registry model, without training.
 * ``torchrun --nproc_per_node=N -m weightsym train ...`` — DistributedDataParallel, see
   :mod:`weightsym.train.distributed`.
 
-The loop is imported lazily, so ``from weightsym.train import save_checkpoint`` stays light.
+The engine and the tasks are imported lazily, so ``from weightsym.train import save_checkpoint`` stays light.
 """
 
 from weightsym.train.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
@@ -17,10 +21,14 @@ __all__ = ["TrainConfig", "TrainingDiverged", "build_model", "checkpoint_info", 
 
 
 def __getattr__(name):
-    if name in ("train", "evaluate_checkpoint", "build_model", "TrainingDiverged"):
-        from weightsym.train import loop
+    if name in ("train", "evaluate_checkpoint", "build_model"):
+        from weightsym.train import classification
 
-        return getattr(loop, name)
+        return getattr(classification, name)
+    if name == "TrainingDiverged":
+        from weightsym.train.step import TrainingDiverged
+
+        return TrainingDiverged
     if name == "describe_model":
         from weightsym.train.describe import describe_model
 

@@ -5,7 +5,10 @@ Fields fall in two groups:
 * **training options** (model, data, symmetry, optimizer, schedule, seed, ...): they define the run.  ``--resume``
   takes them from the checkpoint; changing them on resume is an error (start a new ``--out`` instead).
 * **run-control options** (:data:`RUN_CONTROL`: where to write, how often to checkpoint, when to stop early, which
-  device, where the data is, progress bar): they may change between an interrupted run and its resumption.
+  device, where the data is, progress bar): they may change between an interrupted run and its resumption; those in
+  :data:`KEPT_ON_RESUME` (how the run computed) keep the checkpoint's value unless given again.
+
+:data:`RESUME` is the resume policy (:mod:`weightsym.train.resume` applies it, for the command line and the library).
 
 Example:
     >>> cfg = TrainConfig(model="mnist1d-cnn", epochs=2, lr=0.05)
@@ -23,10 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weightsym.symmetry import check_init
+from weightsym.train.resume import ResumePolicy
 
 # Options that may differ between an interrupted run and its resumption.
 RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
                          "eval_batch_size", "threads", "workers", "compile", "fold"})
+# Run control a resumed run keeps from its checkpoint unless given again: how it computed, not where it writes.
+KEPT_ON_RESUME = frozenset({"compile", "fold", "threads", "workers", "eval_batch_size", "checkpoint_every"})
 
 FOLD_POLICIES = ("auto", "measure", "always", "never")  # weightsym.fast.fold_training(policy=...)
 PRECISIONS = ("fp32", "bf16", "auto")  # weightsym.train.precision
@@ -222,3 +228,6 @@ def check_types(cls, data: dict[str, Any], what: str) -> None:
             ok = isinstance(value, kinds)
         if not ok:
             raise ValueError(f"{what} {f.name}={value!r} should be {f.type}")
+
+
+RESUME = ResumePolicy(TrainConfig, RUN_CONTROL, KEPT_ON_RESUME)

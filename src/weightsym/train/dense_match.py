@@ -50,10 +50,17 @@ def _integer_widths(args: dict) -> list[int]:
     return list(range(1, int(args["width"]) * 2 + 1))
 
 
+def _multipliers(args: dict) -> list[float]:
+    """airbench-W1-W2-W3: a multiplier of all three widths, in steps of 1/256 from 1/8 to 2 (so the widest group moves
+    about half a channel per step at W3 = 128)."""
+    return [c / 256 for c in range(32, 2 * 256 + 1)]
+
+
 WIDTH_KNOBS: dict[str, WidthKnob] = {
     r"wrn-\d+-\d+(-bottleneck|-basic)?": WidthKnob("width", _wrn_widths,
                                                    "groups of int(16w), int(32w), int(64w) channels"),
     r"(mnist1d|fmnist)-(cnn|mlp)": WidthKnob("width", _integer_widths, "channels / units of the square layers"),
+    r"airbench-\d+-\d+-\d+": WidthKnob("width", _multipliers, "the three group widths times w, rounded"),
 }
 
 
@@ -88,7 +95,8 @@ def width_knob(name: str) -> WidthKnob:
         if re.fullmatch(pattern, name.strip().lower()):
             return knob
     raise ValueError(f"model {name!r} has no width knob to match a dense baseline with; models that have one: "
-                     "wrn-D-W[-bottleneck] (width, fractional), mnist1d-cnn/mlp and fmnist-cnn/mlp (width)")
+                     "wrn-D-W[-bottleneck] (width, fractional), mnist1d-cnn/mlp and fmnist-cnn/mlp (width), "
+                     "airbench-W1-W2-W3 (width, a multiplier)")
 
 
 def dense_count(name: str, model_args: dict | None = None) -> int:

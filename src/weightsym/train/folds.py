@@ -1,37 +1,35 @@
 """Which symmetric layers of a run train through their folds (``--fold auto|measure|always|never``), decided once
-per run and kept in its checkpoint (see :func:`weightsym.fast.fold_training`)."""
+per run and kept in its checkpoint (see :func:`weightsym.fast.fold_training`); the same for every task."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from weightsym.fast.training import fold_training
-from weightsym.train.config import TrainConfig
 
 
-def plan_folds(config: TrainConfig, model: nn.Module, data: dict, ctx, state: dict, expand=None):
+def plan_folds(policy: str, compiled: bool, model: nn.Module, ctx, state: dict, example_input: Callable[[], object],
+               log=print):
     """Decide which symmetric layers train through their folds (``weightsym.fast.fold_training``).
 
-    ``--fold measure`` times the layers on the first process, on a random batch of the training shape (never the
-    global RNG or the data order), and the other processes replay its choice; the choice is kept in the checkpoint,
-    so a resumed run replays it too and continues on the same kernels.
+    ``--fold measure`` times the layers on the first process, on ``example_input()`` (a batch of the training shape
+    made from its own generator: never the global RNG or the data order), and the other processes replay its choice;
+    the choice is kept in the run state (``fold_layers``, ``fold_note``: the checkpoint), so a resumed run replays it
+    too and continues on the same kernels.
     """
-    if config.fold != "measure":
-        return fold_training(model, policy=config.fold, compiled=config.compile)
+    if policy != "measure":
+        return fold_training(model, policy=policy, compiled=compiled)
     layers = state.get("fold_layers")
     if layers is None:
         if ctx.is_main:
-            print(f"fold training (measure): timing each foldable layer's training step, gathered and folded"
-                  f"{' and compiled' if config.compile else ''} ...", flush=True)
-            generator = torch.Generator().manual_seed(0)
-            x = torch.randn(config.batch_size // ctx.world_size, *data["input_shape"], generator=generator)
-            x = (expand(x) if expand is not None else x).to(ctx.device)
+            log(f"fold training (measure): timing each foldable layer's training step, gathered and folded"
+                f"{' and compiled' if compiled else ''} ...")
             with warnings.catch_warnings():  # the header prints the report's note instead
                 warnings.simplefilter("ignore", UserWarning)
-                report = fold_training(model, policy="measure", compiled=config.compile, example_input=x)
+                report = fold_training(model, policy="measure", compiled=compiled, example_input=example_input())
             layers = report.folded
         layers = ctx.broadcast_object(layers)
         if not ctx.is_main:
