@@ -80,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--profile-steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compare-compile", action="store_true",
+                    help="also time the same step with the model under torch.compile (after its compilation)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -88,11 +90,12 @@ def main(argv=None) -> int:
     config, net, loader, optimizer, scheduler, lookahead, criterion, precision = build(args.model, args.precision)
     device = torch.device("cpu")
     phases = defaultdict(list)
+    forward = net
     batches = iter(loader)
     step = 0
 
     def one_step(record: bool):
-        nonlocal step, batches
+        nonlocal step, batches, forward
         t0 = time.perf_counter()
         try:
             xb, yb = next(batches)
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
         xb = to_channels_last(xb)
         t1 = time.perf_counter()
         with autocast(precision, device):
-            logits = net(xb)
+            logits = forward(xb)
         loss = criterion(logits.float(), yb)
         t2 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
@@ -144,6 +147,20 @@ def main(argv=None) -> int:
             one_step(False)
     for event in prof.key_averages():
         ops[group_of(event.key)] += event.self_cpu_time_total / 1e6 / args.profile_steps
+    compiled = None
+    if args.compare_compile:  # the same steps through torch.compile (dynamic=False, as --compile trains)
+        forward = torch.compile(net, dynamic=False)
+        tic = time.perf_counter()
+        one_step(False)
+        one_step(False)
+        compile_seconds = time.perf_counter() - tic
+        times = []
+        for _ in range(args.steps // 2):
+            tic = time.perf_counter()
+            one_step(False)
+            times.append(time.perf_counter() - tic)
+        forward = net
+        compiled = {"first_two_steps_seconds": compile_seconds, "step_seconds": statistics.median(times)}
     step_median = {k: statistics.median(v) for k, v in phases.items()}
     total = sum(step_median.values())
     steps_per_epoch = len(loader)
@@ -162,13 +179,16 @@ def main(argv=None) -> int:
     print("|---|---:|---:|")
     for name, value in sorted(ops.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {value:.3f} | {100 * value / op_total:.0f}% |")
+    if compiled:
+        print(f"\ntorch.compile: {compiled['step_seconds']:.3f} s / step (median of {args.steps // 2}) against "
+              f"{total:.3f} eager; the first two compiled steps took {compiled['first_two_steps_seconds']:.0f} s")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"model": args.model, "precision": precision, "threads": args.threads, "batch": config.batch_size,
                        "steps_per_epoch": steps_per_epoch, "phases_seconds_per_step": step_median,
                        "loader_parts": {"index_augment": statistics.median(augment_times),
                                         "normalize": statistics.median(normalize_times)},
-                       "operator_groups_seconds_per_step": dict(ops), "machine": machine(),
+                       "operator_groups_seconds_per_step": dict(ops), "compiled": compiled, "machine": machine(),
                        "command": "python benchmarks/profile_fast_epoch.py " + " ".join(argv or sys.argv[1:])},
                       handle, indent=1)
     return 0
