@@ -257,6 +257,8 @@ def record(r: Run, summary: dict, log: list[dict]) -> dict:
         "fold_training": [row["name"] for row in summary.get("fold_training", []) if row.get("path") == "fold"],
         "command": shlex.join(r.command(Path("runs/fast") / STUDY_OF.get(r.name, "recipe"))),
         "cpus": sorted({e.get("cpu") for e in log if e.get("cpu")}),
+        # epochs (after the first) over 1.3x the run's median: the cores were shared for a while (timing suspect)
+        "slow_epochs": [e["epoch"] for e in log[1:] if e["seconds"] > 1.3 * statistics.median(seconds[1:] or seconds)],
     }
 
 
