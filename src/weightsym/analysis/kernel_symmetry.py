@@ -206,6 +206,8 @@ class LayerSymmetry:
         stride, padding, padding_mode: from the module; None when only a state dict was given.
         residuals: symmetry name → ‖W − expand(project(W))‖ / ‖W‖ (see ``symmetry_residuals``).
         symmetry: name of the symmetry the layer is constrained with (``ws.symmetric_layers``), else None.
+        chance: S(K)'s chance level, when asked for (:func:`weightsym.analysis.chance.attach_chance`): ``{"score",
+            "mean", "std", "z", "percentile", "draws"}`` over random tap orders of the same kernels.
     """
 
     name: str
@@ -219,6 +221,7 @@ class LayerSymmetry:
     padding_mode: str | None = None
     residuals: dict[str, float] = field(default_factory=dict)
     symmetry: str | None = None
+    chance: dict[str, float] | None = None
 
     @property
     def strided(self) -> bool | None:

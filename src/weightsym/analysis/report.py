@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .chance import attach_chance
 from .consistency import flip_consistency, shift_consistency
 from .kernel_symmetry import LayerSymmetry, kernel_symmetry
 
@@ -140,9 +141,13 @@ def _summary(layers: list[LayerSymmetry]) -> dict[str, Any]:
     strided = [l.score for l in layers if l.strided and not math.isnan(l.score)]
     unstrided = [l.score for l in layers if l.strided is False and not math.isnan(l.score)]
     mean = lambda values: sum(values) / len(values) if values else None
+    chance = [l.chance for l in layers if l.chance and not math.isnan(l.score) and not math.isnan(l.chance["mean"])]
     return {
         "layers": len(layers),
         "mean_score": mean(scores),
+        "mean_chance": mean([c["mean"] for c in chance]),
+        "layers_above_chance": sum(c["percentile"] >= 0.975 for c in chance),
+        "chance_draws": chance[0]["draws"] if chance else 0,
         "mean_score_strided": mean(strided),
         "mean_score_stride1": mean(unstrided),
         "mean_kernel_score": mean([l.kernel_score for l in layers if not math.isnan(l.kernel_score)]),
@@ -214,7 +219,10 @@ def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistenc
     lines += [
         f"{summary['layers']} conv layers with kernels larger than 1×1. Mean kernel symmetry score S = "
         f"{_fmt(summary['mean_score'])} (stride 1: {_fmt(summary['mean_score_stride1'])}, strided: "
-        f"{_fmt(summary['mean_score_strided'])}); mean single-kernel score {_fmt(summary['mean_kernel_score'])}.",
+        f"{_fmt(summary['mean_score_strided'])}); mean single-kernel score {_fmt(summary['mean_kernel_score'])}. "
+        f"By chance (the same kernels with their taps in random order, {summary['chance_draws']} draws per layer) "
+        f"the mean S would be {_fmt(summary['mean_chance'])}; {summary['layers_above_chance']} of "
+        f"{summary['layers']} layers score above the 97.5th percentile of their chance draws.",
         "",
         "S(K) = 1 − (1/(2|T|)) Σ_T ‖T(K̂) − K̂‖_F over the non-identity elements T of D4, K̂ = K/‖K‖_F, K the mean "
         "kernel (see docs/analysis.md).",
@@ -226,8 +234,9 @@ def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistenc
         lines += [""]
     lines += ["## Layers", "", "![mean kernels](kernels.png)", "", "![score against depth](score_depth.png)", ""]
     lines += [
-        "| # | layer | shape | stride | padding | mode | symmetry | S(K) | kernel score | best T | worst T | lowest residual |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| # | layer | shape | stride | padding | mode | symmetry | S(K) | chance S (mean ± std) | z | percentile | "
+        "kernel score | best T | worst T | lowest residual |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for index, layer in enumerate(layers):
         scores = layer.transform_scores
@@ -236,7 +245,10 @@ def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistenc
         residual = min(layer.residuals.items(), key=lambda item: item[1]) if layer.residuals else None
         lines.append(
             f"| {index} | `{layer.name}` | {_fmt(layer.shape)} | {_fmt(layer.stride)} | {_fmt(layer.padding)} | "
-            f"{_fmt(layer.padding_mode)} | {_fmt(layer.symmetry)} | {_fmt(layer.score)} | {_fmt(layer.kernel_score)} | "
+            f"{_fmt(layer.padding_mode)} | {_fmt(layer.symmetry)} | {_fmt(layer.score)} | "
+            + (f"{_fmt(layer.chance['mean'])} ± {_fmt(layer.chance['std'])} | {_fmt(layer.chance['z'], 1)} | "
+               f"{_fmt(100 * layer.chance['percentile'], 0)} | " if layer.chance else "– | – | – | ")
+            + f"{_fmt(layer.kernel_score)} | "
             f"{best} ({_fmt(scores.get(best))}) | {worst} ({_fmt(scores.get(worst))}) | "
             + (f"{residual[0]} ({_fmt(residual[1])}) |" if residual else "– |")
         )
@@ -265,8 +277,12 @@ def analyze(
     input_transform: nn.Module | None = None,
     source: Mapping[str, Any] | None = None,
     accuracy: bool = False,
+    chance_draws: int = 200,
 ) -> dict[str, Any]:
     """Analyse ``model`` (an nn.Module or a state dict) and write the report files to ``out_dir``.
+
+    Every layer's mean-kernel score S comes with its chance level: ``chance_draws`` copies of the layer with each
+    kernel's taps in random order (:mod:`weightsym.analysis.chance`).
 
     With a ``loader`` of (x, y) batches (or a zero-argument function returning one; every metric gets its own pass
     from the start) and a module, also measures flip and shift consistency (``max_batches`` and
@@ -278,7 +294,7 @@ def analyze(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    layers = kernel_symmetry(model)
+    layers = attach_chance(model, kernel_symmetry(model), draws=chance_draws)
     consistency = None
     if loader is not None:
         if not isinstance(model, nn.Module):
