@@ -63,7 +63,7 @@ def server(tmp_path):
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".part", ".tmp")))  # temporaries
 
 
 def test_download_accepts_the_right_file_atomically(server, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -122,7 +123,14 @@ def test_a_resume_reads_its_checkpoint_once(tmp_path, monkeypatch):
         opened.append(str(file))
         return real(file, *a, **k)
 
+    real_os_open = os.open
+
+    def counting_os(file, *a, **k):  # model files are opened as descriptors (regular files only, never waited on)
+        opened.append(str(file))
+        return real_os_open(file, *a, **k)
+
     monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(os, "open", counting_os)
     assert main(["train", "--resume", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     assert opened.count(checkpoint) == 1  # validated by the command line; config, weights and state from that read
 

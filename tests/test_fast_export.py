@@ -144,3 +144,56 @@ def test_onnx_export_of_optimized_model(tmp_path):
     got = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x.numpy()})[0]
     with torch.no_grad():
         assert torch.allclose(torch.from_numpy(got), model(x), rtol=1e-4, atol=1e-5)
+
+
+# ---- ONNX with a dynamic batch, run in onnxruntime (issue 28, item 12) -----------------------------------------------
+ONNX_RUNTIME = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+    reason="SKIPPED LOUDLY: onnx/onnxscript/onnxruntime not installed (pip install 'weightsym[onnx]')")
+
+
+def _onnxruntime_outputs(path, batches):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return [torch.from_numpy(session.run(None, {name: x.numpy()})[0]) for x in batches]
+
+
+@ONNX_RUNTIME
+def test_onnx_export_takes_any_batch_size_in_onnxruntime(tmp_path):
+    """Exported from an example batch of 1 (the default of `weightsym export`), the file runs at batch 1 and 7 in
+    onnxruntime and gives PyTorch's outputs; --fixed-batch keeps the example's size only."""
+    model = create_model("mnist1d-cnn").eval()
+    ws.symmetrize(model, channel="block", spatial="hflip")
+    _perturb(model)
+    path = export_onnx(model, tmp_path / "m.onnx", torch.randn(1, 1, 40))
+    batches = [torch.randn(1, 1, 40), torch.randn(7, 1, 40)]
+    with torch.no_grad():
+        for got, x in zip(_onnxruntime_outputs(path, batches), batches):
+            assert got.shape == (x.shape[0], 10)
+            torch.testing.assert_close(got, model(x), rtol=1e-4, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temporaries, no .data file
+    fixed = export_onnx(model, tmp_path / "fixed.onnx", torch.randn(3, 1, 40), dynamic_batch=False)
+    import onnxruntime
+
+    with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument, match="Got: 7 Expected: 3"):
+        _onnxruntime_outputs(fixed, batches[1:])
+
+
+@ONNX_RUNTIME
+def test_cli_onnx_export_of_a_training_checkpoint_runs_at_two_batch_sizes(tmp_path, capsys):
+    from weightsym.train.checkpoint import save_checkpoint
+
+    model = create_model("wrn-10-1").eval()  # BatchNorm, strides, global pooling: a real classifier's graph
+    ws.symmetrize(model, channel="triangular", include=["*conv2"])
+    _perturb(model)
+    save_checkpoint(tmp_path / "ckpt.safetensors", model, state={"config": {"model": "wrn-10-1",
+                                                                           "channel": "triangular"}})
+    out = tmp_path / "wrn.onnx"
+    assert main(["export", str(tmp_path / "ckpt.safetensors"), "--format", "onnx", "--out", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    batches = [torch.randn(1, 3, 32, 32), torch.randn(7, 3, 32, 32)]
+    with torch.no_grad():
+        for got, x in zip(_onnxruntime_outputs(out, batches), batches):
+            torch.testing.assert_close(got, model(x), rtol=1e-4, atol=1e-4)

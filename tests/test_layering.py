@@ -50,6 +50,8 @@ SRC = REPO / "src" / "weightsym"
 LAYERS = (
     "suggest", "allocator", "machine",   # leaf utilities: did-you-mean for errors, glibc malloc tuning, the machine
                                          #   record (machine.py; today in bench/, see EXEMPTIONS)
+    "atomic",                            # the one atomic-write helper every writer uses (a leaf: the symmetry
+                                         #   figures, model files, data caches, run files and reports all write)
     "symmetry",                          # the mechanism: orbits, gather, projection; one file per family
     "nn",                                # attaching symmetries to torch modules, counting
     "files",                             # the model-file format: bytes + validation, records, checkpoints, rebuild
@@ -67,20 +69,21 @@ LAYERS = (
     "cli",                               # every argparse line
     "__main__",                          # weightsym/__main__.py: `python -m weightsym`, the only importer of cli
 )
-_UTILITIES = {"suggest", "allocator", "machine"}
+_UTILITIES = {"suggest", "allocator", "machine", "atomic"}
 _CORE = _UTILITIES | {"symmetry", "nn", "weightsym", "files"}
 
 ALLOWED: dict[str, set[str]] = {
     "suggest": set(),
     "allocator": set(),
     "machine": {"allocator"},
-    "symmetry": {"suggest"},                                        # knows nothing above it
+    "atomic": set(),
+    "symmetry": {"suggest", "atomic"},                              # knows nothing above it (atomic: its figure)
     "nn": {"suggest", "symmetry"},                                  # never files: model files are one layer up
-    "files": {"suggest", "symmetry", "nn"},                         # (+ the registry: EXEMPTIONS)
+    "files": {"suggest", "symmetry", "nn", "atomic"},               # (+ the registry: EXEMPTIONS)
     "weightsym": {"symmetry", "nn", "files"},
     "fast": _CORE,                                                  # never train, models, data, analysis
     "models": {"suggest"},                                          # plain torch: never symmetry, nn, fast
-    "data": {"suggest", "files"},                                   # files: new_file_mode for downloads and caches
+    "data": {"suggest", "files", "atomic"},                         # atomic: downloads and caches
     "train": _CORE | {"fast", "models", "data"},                    # never analysis (+ EXEMPTIONS)
     "lm": _CORE | {"fast", "models", "data", "train"},
     "analysis": _CORE | {"fast", "models", "data"},                 # never train or lm: model files through files

@@ -508,7 +508,15 @@ def test_reading_opens_the_file_once(files, monkeypatch):
             opened.append(str(file))
         return real(file, *args, **kwargs)
 
+    real_os_open = os.open
+
+    def counting_os(file, *args, **kwargs):  # the reader opens with os.open (non-blocking, after a stat)
+        if str(file).endswith(".safetensors"):
+            opened.append(str(file))
+        return real_os_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(os, "open", counting_os)
     model_file = ws.files.read_model_file(files["clf"])
     ws.load_model(model_file)
     from weightsym.analysis.report import load_state_dict

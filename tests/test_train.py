@@ -111,7 +111,7 @@ def test_resume_continues_after_the_last_epoch_checkpoint_via_cli(tmp_path, caps
 
 def test_nan_loss_stops_cleanly_keeping_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
-    config = TrainConfig(**dict(TINY, epochs=50), channel="triangular", lr=1e10, momentum=0.0, weight_decay=0.0,
+    config = TrainConfig(**dict(TINY, epochs=50), channel="triangular", lr=1e6, momentum=0.0, weight_decay=0.0,
                          schedule="constant", checkpoint_every=1, out=str(out))
     with pytest.raises(TrainingDiverged, match=r"(loss is (nan|inf)|became NaN/inf).*last good checkpoint") as caught:
         train(config)
@@ -124,7 +124,7 @@ def test_nan_loss_stops_cleanly_keeping_the_last_good_checkpoint(tmp_path, capsy
     _assert_symmetric(model)
     # the command line turns it into one readable line and exit code 2
     assert main(["train", "--model", "mnist1d-cnn", "--model-arg", "width=8", "--train-subset", "600",
-                 "--lr", "1e10", "--momentum", "0", "--schedule", "constant", "--no-progress", "--threads", "1",
+                 "--lr", "1e6", "--momentum", "0", "--schedule", "constant", "--no-progress", "--threads", "1",
                  "--out", str(tmp_path / "cli")]) == 2
     err = capsys.readouterr().err
     assert "weightsym train: error:" in err and ("NaN" in err or "nan" in err or "inf" in err)

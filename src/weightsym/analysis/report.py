@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from weightsym.atomic import save_figure, write_json, write_text
+
 from .chance import attach_chance
 from .consistency import flip_consistency, shift_consistency
 from .kernel_symmetry import LayerSymmetry, kernel_symmetry
@@ -79,8 +81,7 @@ def plot_mean_kernels(layers: list[LayerSymmetry], path: str | Path, title: str 
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="K / ‖K‖")
     fig.suptitle(title or "mean kernels", fontsize=10)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
+    path = save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -113,8 +114,7 @@ def plot_score_depth(layers: list[LayerSymmetry], path: str | Path, title: str =
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title or "symmetry against depth", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
+    path = save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -130,8 +130,7 @@ def _no_layers_figure(plt, path: str | Path, title: str) -> Path:
             "model\n(an MLP, 1-D convolutions or 1×1 convolutions only)", ha="center", va="center", fontsize=11,
             transform=ax.transAxes)
     ax.set_title(title, fontsize=10)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
+    path = save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -318,8 +317,8 @@ def analyze(
         plot_mean_kernels(layers, out_dir / "kernels.png", title=title),
         plot_score_depth(layers, out_dir / "score_depth.png", title=title),
     ]
-    (out_dir / "analysis.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out_dir / "report.md").write_text(_markdown(title, layers, summary, consistency, result["source"]))
+    write_json(out_dir / "analysis.json", result, indent=1)
+    write_text(out_dir / "report.md", _markdown(title, layers, summary, consistency, result["source"]))
     files += [out_dir / "analysis.json", out_dir / "report.md"]
     return {**result, "files": files}
 

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from weightsym import atomic
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` as indented JSON (values JSON cannot hold as their ``str``), creating the folder; returns
-    the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str))
-    return path
+    """Write ``payload`` as indented JSON (values JSON cannot hold as their ``str``), creating the folder, atomically
+    (:mod:`weightsym.atomic`); returns the path."""
+    return atomic.write_json(path, payload, default=str)
 
 
 def write_results(base: str | Path, page: str, payload: dict) -> str:
     """Write ``BASE.md`` (``page``) and ``BASE.json`` (``payload``); returns the line saying so."""
     base = Path(base)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    base.with_suffix(".md").write_text(page)
+    atomic.write_text(base.with_suffix(".md"), page)
     write_json(base.with_suffix(".json"), payload)
     return f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')}"

@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     checks.existing_file(args.checkpoint, "CHECKPOINT")
     checks.existing_folder(args.data_dir, "--data-dir", "leave it out to use $WEIGHTSYM_DATA")
-    if args.out:
+    if args.out is not None:  # --out '' is refused, not the default folder
         checks.output_folder(args.out)
     # read once, validated (a pickle is refused with a conversion hint, never loaded)
     model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT",

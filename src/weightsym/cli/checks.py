@@ -267,7 +267,8 @@ def device(text: str) -> str:
 def existing_file(path: str, option: str, hint: str = "") -> Path:
     p = Path(path)
     if not p.is_file():
-        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        what = ("is a folder, not a file" if p.is_dir() else "does not exist" if not p.exists()
+                else "is not a regular file (a FIFO, socket or device: never read, it could block forever)")
         raise UsageError(f"{option} {path}: {what}" + (f"; {hint}" if hint else ""))
     return p
 
@@ -277,8 +278,16 @@ def existing_folder(path: str | None, option: str, hint: str = "") -> None:
         raise UsageError(f"{option} {path}: no such folder" + (f"; {hint}" if hint else ""))
 
 
+def _not_empty(path: str, option: str, what: str) -> None:
+    if not str(path).strip():
+        raise UsageError(f"{option} is empty: name {what} (an empty path would write into the current folder; give "
+                         f"{option} . to do that on purpose)")
+
+
 def output_folder(path: str, option: str = "--out") -> None:
-    """``path`` must be a folder or not exist yet (and its parent must not be a file)."""
+    """``path`` must be a folder or not exist yet (and its parent must not be a file); an empty ``path`` (``--out
+    ''``, which would write into the current folder) is refused."""
+    _not_empty(path, option, "a folder")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"{option} {path}: is a file; name a folder (it is created if missing)")
@@ -290,7 +299,8 @@ def output_folder(path: str, option: str = "--out") -> None:
 
 
 def output_file(path: str, option: str = "--out") -> None:
-    """``path`` must not be a folder, and the nearest existing parent must be a folder."""
+    """``path`` must not be empty or a folder, and the nearest existing parent must be a folder."""
+    _not_empty(path, option, "a file")
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{option} {path}: is a folder; name a file, e.g. {p / 'model.safetensors'}")
@@ -299,6 +309,25 @@ def output_file(path: str, option: str = "--out") -> None:
             if not parent.is_dir():
                 raise UsageError(f"{option} {path}: {parent} is a file; name a path inside a folder")
             break
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True if ``a`` and ``b`` name the same file (the same path spelled differently, a symlink or a hard link)."""
+    try:
+        return Path(a).resolve() == Path(b).resolve() or Path(a).samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def not_overwritten(inputs: dict[str, str | Path], outputs: list[str | Path], option: str = "--out") -> None:
+    """No file the command writes (``outputs``) is one it reads (``inputs``: ``{argument: path}``): a
+    :class:`UsageError` naming both, before anything is read or written."""
+    for argument, source in inputs.items():
+        for target in outputs:
+            if same_file(source, target):
+                written = "" if str(target) == str(source) else f" (as {target})"
+                raise UsageError(f"{option} would overwrite {argument} {source}{written}, which this command reads; "
+                                 "write to another file or folder")
 
 
 KINDS = {

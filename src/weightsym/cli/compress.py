@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from weightsym.cli import checks
 from weightsym.cli.parser import add_command
+
+# the model files `weightsym compress` writes under --out (the fine-tune's run folder included)
+WRITES = ("projected.safetensors", "compressed.safetensors", "finetune/checkpoint.safetensors",
+          "finetune/best.safetensors")
 
 
 def add_parser(sub) -> None:
@@ -90,6 +96,8 @@ def run(args) -> int:
     plan = checks.plan(args.plan) if args.plan is not None else None
     checks.existing_folder(args.data_dir, "--data-dir", "leave it out to use the run's data folder")
     checks.output_folder(args.out)
+    out = Path(args.out)  # what the command writes: a source inside --out must not be one of them
+    checks.not_overwritten({"CHECKPOINT": args.checkpoint}, [out / name for name in WRITES])
     model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT", ("classifier", "language-model"))
     if args.qkv is not None and model_file.role == "classifier":
         raise checks.UsageError(f"--qkv: {args.checkpoint} is a classifier with no attention layers; --qkv is for "

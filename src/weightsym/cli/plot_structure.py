@@ -34,7 +34,8 @@ def run(args) -> int:
     from weightsym.symmetry.plot import plot_structure
 
     names = available_symmetries() if args.name == "all" else [args.name]
-    out = args.out or f"{DEFAULT_ROOT}/structure-{args.name.replace('+', '_').replace(':', '-')}.png"
+    out = args.out if args.out is not None else \
+        f"{DEFAULT_ROOT}/structure-{args.name.replace('+', '_').replace(':', '-')}.png"
     checks.output_file(out)
     if args.k is not None:
         from weightsym.symmetry.plot import kernel_size_for

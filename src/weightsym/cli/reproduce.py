@@ -75,8 +75,9 @@ def run(args) -> int:
             study = get_study(name)
             print(f"{name:24s} {study.TITLE}  (full run: {study.BUDGET})")
         return 0
-    out = Path(args.out or f"{DEFAULT_ROOT}/{args.name}")
-    checks.output_folder(str(out))
+    out = args.out if args.out is not None else f"{DEFAULT_ROOT}/{args.name}"
+    checks.output_folder(out)  # an empty --out is refused, never the current folder
+    out = Path(out)
     study = get_study(args.name)
     study.run(out, smoke=args.smoke, **study_options(study, args))
     print(f"wrote {out}/{args.name}.md, .json and figures" + (" (smoke run)" if args.smoke else ""))

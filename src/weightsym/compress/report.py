@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from weightsym.analysis.report import _json_safe  # NaN/inf -> null, the same as `weightsym analyze` writes
+from weightsym.atomic import save_figure, write_json, write_text
 from weightsym.nn import format_table
 
 STAGES = ("dense", "projected", "finetuned")
@@ -69,7 +70,7 @@ def plot(report: dict, path: Path) -> Path:
     ax.margins(x=0.15, y=0.12)  # room for the labels beside the points
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -77,7 +78,7 @@ def plot(report: dict, path: Path) -> Path:
 def write_report(out: Path, report: dict, log=print) -> dict:
     """Write ``report.json``, ``report.md`` and (when something was measured) ``compress.png`` into ``out``."""
     out = Path(out)
-    (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+    write_json(out / "report.json", _json_safe(report))
     plan = report.get("plan") or {}
     lines = [f"# weightsym compress: {report['model']}", "", f"Source: `{report['source']}`; "
              + (f"budget {report['budget']:g} of the dense-equivalent parameters (greedy plan)."
@@ -94,7 +95,7 @@ def write_report(out: Path, report: dict, log=print) -> dict:
     lines += ["## Candidates (lowest residual first, at most four per layer; all in report.json)", "",
               "residual = ‖W − P(W)‖ / ‖W‖ of the layer's weights; saved = dense − stored parameters.", "",
               candidate_table(report), ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text(out / "report.md", "\n".join(lines))
     if "projected" in report:
         log(stage_table(report))
     log(f"wrote {out / 'report.md'}" + (f" and {report['file']}" if report.get("file") else ""))

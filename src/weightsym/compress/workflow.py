@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict
@@ -31,6 +30,7 @@ import torch
 
 import weightsym as ws
 from weightsym.analysis.compression import candidates, plan_for_budget
+from weightsym.atomic import write_json
 from weightsym.compress.report import write_report
 from weightsym.train.checkpoint import save_checkpoint
 
@@ -138,7 +138,7 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
     compressed = out / "compressed.safetensors"
     task.save(compressed, final_model, full_plan, hh_gates, ih_gates, state=final_description.state)
     report["file"] = str(compressed)
-    (out / "plan.json").write_text(json.dumps(full_plan, indent=2) + "\n")
+    write_json(out / "plan.json", full_plan)
     return write_report(out, report, log)
 
 

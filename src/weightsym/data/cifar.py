@@ -29,16 +29,15 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from weightsym.files import new_file_mode
+from weightsym.atomic import atomic_write
 
 from .download import sha256_file
-from .paths import cache_root, data_root, missing_data_error
+from .paths import cache_root, data_root, missing_data_error, read_npz, reading
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_BYTES = 32 * 32 * 3
@@ -58,7 +57,8 @@ def read_cifar_binary(files: list[str | os.PathLike], label_bytes: int = 1, labe
     record = label_bytes + IMAGE_BYTES
     xs, ys = [], []
     for path in files:
-        raw = np.fromfile(path, dtype=np.uint8)
+        with reading(path, CIFAR_HINT):
+            raw = np.fromfile(path, dtype=np.uint8)
         if raw.size == 0 or raw.size % record != 0:
             raise ValueError(f"read_cifar_binary: {path} has {raw.size} bytes, not a multiple of the {record}-byte "
                              f"record (label_bytes={label_bytes}); is it a CIFAR binary batch?")
@@ -67,6 +67,8 @@ def read_cifar_binary(files: list[str | os.PathLike], label_bytes: int = 1, labe
         xs.append(raw[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
 
+
+CIFAR_HINT = "delete it and download it again (weightsym download cifar10, or cifar100)"
 
 # What the official CIFAR python pickles need: numpy arrays (and their dtypes). Nothing that runs code.
 _PICKLE_ALLOWED = {
@@ -88,12 +90,18 @@ def safe_unpickle(path: str | os.PathLike):
 
     A pickle that references any other callable (``os.system``, ...) raises ``ValueError`` naming the file.
     """
-    with open(path, "rb") as handle:
+    with reading(path, CIFAR_HINT), open(path, "rb") as handle:
         try:
-            return _DataOnlyUnpickler(handle, encoding="bytes").load()
+            batch = _DataOnlyUnpickler(handle, encoding="bytes").load()
         except pickle.UnpicklingError as error:
+            if "refusing" not in str(error):
+                raise  # damaged: reading() names the file
             raise ValueError(f"{path}: not a CIFAR python batch ({error}); use the binary version "
                              "(weightsym download cifar10)") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: not a CIFAR python batch (it holds {type(batch).__name__}, not a dict); "
+                         f"{CIFAR_HINT}")
+    return batch
 
 
 def read_cifar_python(files: list[str | os.PathLike], label_key: str = "labels"):
@@ -118,13 +126,13 @@ def read_cifar_png(images: list[str | os.PathLike], labels: str | os.PathLike):
 
     xs = []
     for path in images:
-        with Image.open(path) as image:
+        with reading(path, CIFAR_HINT), Image.open(path) as image:
             if image.width != 1024:
                 raise ValueError(f"read_cifar_png: {path} is {image.width} pixels wide; a CIFAR sprite row is one "
                                  f"32x32 image (1024 pixels)")
             xs.append(np.asarray(image.convert("RGB")).reshape(-1, 32, 32, 3))
     x = np.ascontiguousarray(np.concatenate(xs))
-    with open(labels) as handle:
+    with reading(labels, CIFAR_HINT), open(labels) as handle:
         y = np.asarray(json.load(handle), dtype=np.int64)
     if y.shape != (x.shape[0],):
         raise ValueError(f"read_cifar_png: {labels} holds {y.size} labels for {x.shape[0]} images in "
@@ -139,14 +147,17 @@ def decode_jpeg_npz(path: str | os.PathLike):
     """
     from PIL import Image
 
-    with np.load(path) as archive:
-        jpeg, offsets, y = archive["jpeg"], archive["offsets"], archive["y"].astype(np.int64)
+    jpeg, offsets, y = read_npz(path, ("jpeg", "offsets", "y"), CIFAR_HINT)
+    y = y.astype(np.int64)
     count = len(offsets) - 1
-    first = np.asarray(Image.open(io.BytesIO(jpeg[offsets[0]:offsets[1]].tobytes())).convert("RGB"))
-    x = np.empty((count, *first.shape), dtype=np.uint8)
-    for i in range(count):
-        image = Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
-        x[i] = np.asarray(image)
+    with reading(path, CIFAR_HINT):  # a damaged image inside: one line naming the file
+        if count < 1 or offsets.ndim != 1 or offsets[0] < 0 or offsets[-1] > jpeg.size or np.any(np.diff(offsets) < 1):
+            raise ValueError(f"offsets do not cut the {jpeg.size:,} JPEG bytes into images")
+        first = np.asarray(Image.open(io.BytesIO(jpeg[offsets[0]:offsets[1]].tobytes())).convert("RGB"))
+        x = np.empty((count, *first.shape), dtype=np.uint8)
+        for i in range(count):
+            image = Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
+            x[i] = np.asarray(image)
     return x, y
 
 
@@ -160,8 +171,8 @@ def load_jpeg_npz_cached(path: str | os.PathLike, cache_dir: str | os.PathLike |
     path = Path(path)
     key = sha256_file(path)[:16]
     cache_file = cache_root(cache_dir) / f"{path.stem}-{key}.npy"
-    with np.load(path) as archive:
-        y = archive["y"].astype(np.int64)
+    (y,) = read_npz(path, ("y",), CIFAR_HINT)
+    y = y.astype(np.int64)
     if cache_file.is_file():
         try:
             x = np.load(cache_file)
@@ -171,16 +182,8 @@ def load_jpeg_npz_cached(path: str | os.PathLike, cache_dir: str | os.PathLike |
             pass  # unreadable cache: decode again below
     x, y = decode_jpeg_npz(path)
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.save(out, x)
-            os.chmod(tmp, new_file_mode())  # mkstemp creates 0600; the cache may be shared by a group
-            os.replace(tmp, cache_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(cache_file, "wb") as out:  # mode 0666 minus the umask: the cache may be shared by a group
+            np.save(out, x)
     except OSError as error:
         warnings.warn(f"could not cache decoded {path.name} in {cache_file.parent} ({error}); set $WEIGHTSYM_CACHE "
                       f"to a writable folder to avoid decoding every time", stacklevel=2)

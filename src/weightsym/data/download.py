@@ -31,14 +31,13 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightsym.files import new_file_mode
+from weightsym.atomic import atomic_write
 from weightsym.suggest import did_you_mean
 
 from .paths import data_root
@@ -78,34 +77,26 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
     if dest.is_file():
         if verify_cached(dest, sha256, log=log):
             return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        size = 0
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            total = response.headers.get("Content-Length")
-            bar = _progress_bar(total=int(total) if total else None, desc=dest.name, enabled=progress)
-            try:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    out.write(block)
-                    digest.update(block)
-                    size += len(block)
-                    bar.update(len(block))
-            finally:
-                bar.close()
+    digest = hashlib.sha256()
+    size = 0
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    # whole or not at all (weightsym.atomic): renamed into place, mode 0666 minus the umask, only if the digest matched
+    with atomic_write(dest, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+        total = response.headers.get("Content-Length")
+        bar = _progress_bar(total=int(total) if total else None, desc=dest.name, enabled=progress)
+        try:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                digest.update(block)
+                size += len(block)
+                bar.update(len(block))
+        finally:
+            bar.close()
         actual = digest.hexdigest()
         if actual != sha256:
             raise ChecksumError(f"download {url}: checksum mismatch for {dest.name} ({size:,} bytes): "
                                 f"expected sha256 {sha256}, got {actual}; the file was discarded. "
                                 f"Retry, or use another mirror if the server changed the file.")
-        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; the data folder may be shared
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 
@@ -175,15 +166,8 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike | None = Non
             zf.extractall(dest_dir)
     elif name.endswith(".gz"):
         target = dest_dir / archive.name[:-3]
-        handle, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{target.name}.", suffix=".part")
-        try:
-            with gzip.open(archive, "rb") as src, os.fdopen(handle, "wb") as out:
-                shutil.copyfileobj(src, out, CHUNK)
-            os.chmod(tmp_name, new_file_mode())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with gzip.open(archive, "rb") as src, atomic_write(target, "wb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
     else:
         raise ValueError(f"extract: don't know how to extract {archive} (expected .tar.gz, .tgz, .tar, .zip or .gz)")
     return dest_dir

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import data_root, missing_data_error
+from .paths import data_root, missing_data_error, read_npz, reading
+
+FASHION_HINT = "delete it and download it again (weightsym download fashion-mnist)"
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot")
@@ -37,7 +39,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
+    with reading(path, FASHION_HINT), opener(path, "rb") as handle:
         data = handle.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"read_idx: {path} does not start with an IDX magic number (00 00 <type> <ndim>)")
@@ -73,7 +75,7 @@ def find_fashion_mnist(split: str, data_dir=None, source: str = "auto") -> tuple
         if found:
             return "idx", list(found)
     npz = root / "fashion_mnist" / f"fashion_mnist_{split}.npz"
-    if source in ("auto", "npz") and npz.is_file():
+    if source in ("auto", "npz") and npz.exists():  # a FIFO or folder there is refused by read_npz, by name
         return "npz", [npz]
     prefix = "train" if split == "train" else "t10k"
     searched = ([root / "fashion-mnist" / f"{prefix}-images-idx3-ubyte.gz"] if source != "npz" else []) + \
@@ -88,8 +90,7 @@ def load_fashion_mnist(split: str, data_dir=None, source: str = "auto") -> tuple
     if kind == "idx":
         x, y = read_idx(files[0]), read_idx(files[1])
     else:
-        with np.load(files[0]) as archive:
-            x, y = archive["x"], archive["y"]
+        x, y = read_npz(files[0], ("x", "y"), FASHION_HINT)
     if x.shape[0] != y.shape[0] or x.shape[1:] != (28, 28):
         raise ValueError(f"fashion-mnist {split}: images {x.shape} and labels {y.shape} from {files} do not match")
     return np.ascontiguousarray(x, dtype=np.uint8), y.astype(np.int64)

@@ -15,6 +15,12 @@ Example:
 from __future__ import annotations
 
 import os
+import pickle
+import stat
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DATA_ENV = "WEIGHTSYM_DATA"
@@ -54,3 +60,57 @@ def missing_data_error(what: str, searched: list[Path], hint: str = "") -> FileN
     if hint:
         message += f", or {hint}"
     return FileNotFoundError(message)
+
+
+class DataFileError(ValueError):
+    """A dataset file that exists but cannot be read (damaged, truncated, or not what its name says): one line naming
+    the file and what to do."""
+
+
+# what reading a damaged file raises: truncated or corrupt archives, compressed streams, pickles, images
+DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
+
+
+@contextmanager
+def reading(path: str | os.PathLike, hint: str = "delete it and download it again (weightsym download NAME)") \
+        -> Iterator[None]:
+    """Errors while reading dataset file ``path`` become one :class:`DataFileError` naming it (a missing file stays a
+    ``FileNotFoundError``); ``path`` must be a regular file (a FIFO or a device would be waited on, or read forever).
+
+    >>> with reading("/dev/null"):  # doctest: +ELLIPSIS
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    weightsym.data.paths.DataFileError: /dev/null: is not a regular file ...
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise DataFileError(f"{path}: is not a regular file (a dataset file is read whole; got "
+                            f"{'a folder' if stat.S_ISDIR(mode) else 'a FIFO, socket or device'})")
+    try:
+        yield
+    except (FileNotFoundError, DataFileError):
+        raise
+    except DAMAGE as exc:
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DataFileError(f"{path}: a damaged dataset file ({type(exc).__name__}: {detail}); {hint}") from None
+
+
+def read_npz(path: str | os.PathLike, keys: tuple[str, ...],
+             hint: str = "delete it and download it again (weightsym download NAME)") -> tuple:
+    """The arrays ``keys`` of the ``.npz`` file at ``path``, each read whole (no pickled objects); a damaged,
+    truncated or incomplete file is one :class:`DataFileError` naming it, never a ``BadZipFile`` traceback."""
+    import numpy as np
+
+    with reading(path, hint):
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in keys if key not in archive.files]
+            if missing:
+                held = ", ".join(archive.files) or "nothing"
+                raise DataFileError(f"{path}: has no array {missing[0]!r} (it holds {held}); {hint}")
+            return tuple(np.asarray(archive[key]) for key in keys)

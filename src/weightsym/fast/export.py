@@ -3,12 +3,14 @@
 * :func:`export_dense` writes ``unsymmetrize(copy(model)).state_dict()``: it loads with ``load_state_dict`` into the
   never-symmetrized architecture and gives the same outputs (read it back with :func:`load_dense`).
 * :func:`export_onnx` writes the :func:`~weightsym.fast.optimize` d model (structured kernels included) with
-  ``torch.onnx.export``.  The exporter needs the optional packages ``onnx`` and ``onnxscript``
-  (``pip install onnx onnxscript`` or ``pip install 'weightsym[onnx]'``).
+  ``torch.onnx.export``, with a dynamic batch dimension by default (one file serves every batch size).  The
+  exporter needs the optional packages ``onnx`` and ``onnxscript`` (``pip install onnx onnxscript``, or
+  ``pip install 'weightsym[onnx]'``, which also brings ``onnxruntime`` to run the file).
 
 Both read and write model files only through :mod:`weightsym.files` (a dense export is validated and
-checksummed like every weightsym file); to export a file, load it with :func:`weightsym.load_model` first (what the
-``weightsym export`` command does).
+checksummed like every weightsym file) and write atomically (:mod:`weightsym.atomic`: whole or not at all; a full
+disk is one :class:`~weightsym.atomic.WriteError` line); to export a file, load it with :func:`weightsym.load_model`
+first (what the ``weightsym export`` command does).
 
 >>> import torch, tempfile, os, weightsym as ws
 >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -85,16 +88,21 @@ def onnx_available() -> bool:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, example_input, optimize_first: bool = True,
-                dynamic_batch: bool = False) -> Path:
+                dynamic_batch: bool = True) -> Path:
     """Write an ONNX file of ``model`` (optimized first with :func:`weightsym.fast.optimize` if it is symmetric).
 
-    The weights are stored inside the file (one self-contained file) unless they exceed ONNX's 2 GB protobuf limit,
-    in which case they go to ``<path>.data`` beside it.  Raises ``ImportError`` naming ``pip install onnx
+    ``dynamic_batch`` (default): dimension 0 of every input is the batch and may have any size in the file (an
+    example batch of 1 is traced as 2, since the exporter fixes a dimension of size 1); ``False`` fixes every
+    dimension to the example's.  The weights are stored inside the file (one self-contained file) unless they exceed
+    ONNX's 2 GB protobuf limit, in which case they go to ``<path>.data`` beside it.  The file is written whole or not
+    at all (:func:`weightsym.atomic.atomic_output`): a failed export (a full disk is a
+    :class:`weightsym.atomic.WriteError`) leaves nothing behind.  Raises ``ImportError`` naming ``pip install onnx
     onnxscript`` when the exporter's packages are missing.
     """
     if not onnx_available():
         raise ImportError("ONNX export needs the optional packages onnx and onnxscript: "
                           "pip install onnx onnxscript (or pip install 'weightsym[onnx]')")
+    from weightsym.atomic import atomic_output
     from weightsym.fast.optimize import CompiledModel, optimize
     from weightsym.nn import symmetric_layers
     from weightsym.nn.layers import KINDS, layer_kind
@@ -112,11 +120,28 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example_input, optimi
         model = optimize(model, example_input=example_input)
     model = model.eval()
     args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     kwargs = {}
     if dynamic_batch:
-        kwargs["dynamic_shapes"] = tuple({0: torch.export.Dim("batch")} for _ in args)
+        # the exporter specializes a dimension of size 1 to a constant: trace a batch of two copies instead
+        args = tuple(torch.cat([a, a]) if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == 1 else a
+                     for a in args)
+        kwargs["dynamic_shapes"] = tuple({0: torch.export.Dim("batch")} if isinstance(a, torch.Tensor) and a.dim()
+                                         else None for a in args)
     size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    with torch.no_grad():
-        torch.onnx.export(model, args, str(path), dynamo=True, external_data=size >= 2**31 - 2**26, **kwargs)
+    external = size >= 2**31 - 2**26
+    with atomic_output(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+        try:
+            torch.onnx.export(model, args, str(tmp), dynamo=True, external_data=external, **kwargs)
+        except Exception as exc:
+            if not dynamic_batch or isinstance(exc, OSError):
+                raise
+            try:  # is the dynamic batch what fails?  (the file of this try is discarded either way)
+                torch.onnx.export(model, args, str(tmp), dynamo=True, external_data=external)
+            except Exception:
+                raise exc  # fails either way: the exporter's own error
+            first = " ".join(str(exc).split())[:300]
+            raise ValueError(f"export_onnx: the model exports with a fixed batch size but not with a dynamic one "
+                             f"(dimension 0 of every input): {type(exc).__name__}: {first}; use dynamic_batch=False "
+                             "(weightsym export --fixed-batch)") from exc
     return Path(path)

@@ -5,16 +5,18 @@ Each module owns one part:
 
 * :mod:`~weightsym.files.format`: the bytes: :func:`read_model_file`, the one reader (validates header, tensor table,
   metadata, checksum, finite values and the size bound before anything is trusted), :func:`write_model_file`, the one
-  writer (atomic, checksummed), the format names, dtypes and limits;
+  writer (atomic through :mod:`weightsym.atomic`, checksummed), the format names, dtypes and limits;
 * :mod:`~weightsym.files.validation`: the checks the reader runs once the bytes parse (metadata schema, metadata
   against tensors and symmetries, a checkpoint's run config against its records);
 * :mod:`~weightsym.files.records`: what a file records about a model (symmetry per layer, tied tensors, architecture)
   and :class:`ModelFile`, a validated file;
 * :mod:`~weightsym.files.checkpoint`: a checkpoint's run state (optimizer, scheduler, run config, RNG) as JSON and
   tensors;
+* :mod:`~weightsym.files.runstate`: the schema of that run state (every field a resumed run uses, its type and
+  range), checked when a checkpoint is read and, for what a resume needs on top, by :func:`check_resumable`;
 * :mod:`~weightsym.files.weights`: weight files, :func:`save` and :func:`load` (``weightsym.save``, ``weightsym.load``);
 * :mod:`~weightsym.files.rebuild`: :func:`load_model` (``weightsym.load_model``), the model a file describes, rebuilt
-  from the model registry.
+  from the model registry within the size bounds (:func:`model_values_limit`, ``$WEIGHTSYM_MAX_MODEL_VALUES``).
 
 Layering: ``files`` builds on :mod:`weightsym.nn` and :mod:`weightsym.symmetry` (and :mod:`weightsym.models`, inside
 :func:`load_model` only); ``nn`` never imports ``files``.  Training checkpoints are written by
@@ -35,6 +37,7 @@ Layering: ``files`` builds on :mod:`weightsym.nn` and :mod:`weightsym.symmetry` 
 (True, 'verified')
 """
 
+from weightsym.atomic import WriteError, new_file_mode
 from weightsym.files.checkpoint import decode, encode
 from weightsym.files.errors import LegacyFileWarning, ModelFileError
 from weightsym.files.format import (
@@ -42,14 +45,15 @@ from weightsym.files.format import (
     DTYPES,
     EXPANSION_LIMIT,
     FORMATS,
+    MODEL_VALUES_LIMIT,
     VERSION,
     checksum,
-    new_file_mode,
+    model_values_limit,
     read_metadata,
     read_model_file,
     write_model_file,
 )
-from weightsym.files.rebuild import ModelDescription, load_model
+from weightsym.files.rebuild import ModelDescription, check_architecture, check_resumable, load_model
 from weightsym.files.records import (
     ModelFile,
     architecture_of,
@@ -62,10 +66,10 @@ from weightsym.files.weights import load, load_into, save
 
 __all__ = [
     # for users: weightsym.save / load / load_model / read_metadata, and a file as read
-    "LegacyFileWarning", "ModelDescription", "ModelFile", "ModelFileError", "load", "load_model", "read_metadata",
-    "read_model_file", "save",
+    "LegacyFileWarning", "MODEL_VALUES_LIMIT", "ModelDescription", "ModelFile", "ModelFileError", "WriteError", "load",
+    "load_model", "model_values_limit", "read_metadata", "read_model_file", "save",
     # for the library's other layers (checkpoints, dense exports, downloads)
     "DTYPES", "DTYPE_NAMES", "EXPANSION_LIMIT", "FORMATS", "VERSION", "architecture_of", "attach_from_metadata",
-    "check_layer_metadata", "checksum", "decode", "encode", "layer_metadata", "load_into", "new_file_mode",
-    "unique_state", "write_model_file",
+    "check_architecture", "check_layer_metadata", "check_resumable", "checksum", "decode", "encode", "layer_metadata",
+    "load_into", "new_file_mode", "unique_state", "write_model_file",
 ]

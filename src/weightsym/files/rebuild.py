@@ -5,7 +5,12 @@ in eval mode on the CPU, with a :class:`ModelDescription`.  The architecture com
 record (a :mod:`weightsym.models` registry name and arguments), else from a checkpoint's run config (files written
 before architecture records), else from the registry name you pass.  The architecture is first built on the ``meta``
 device and compared with the file (tensor names, shapes, dtypes, the size bound) before any real tensor is allocated;
-then every layer is made symmetric as the file's layer records say and the tensors are loaded.
+then every layer is made symmetric as the file's layer records say and the tensors are loaded.  The meta build is
+itself bounded: the recorded arguments must have the types the registry entry declares (``num_classes`` an integer,
+not ``"10"`` or ``null``), and the build stops as soon as it has registered more values than the size bounds allow or
+more modules than :func:`module_limit` (an architecture record asking for a million blocks is refused at once, not
+built).  :func:`check_resumable` runs the same checks, and the run-state ones a resume needs, before
+``--resume`` builds anything.
 
 >>> import os, tempfile, torch, weightsym as ws
 >>> from weightsym.models import create_model
@@ -24,16 +29,24 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 from weightsym.files.checkpoint import decode
-from weightsym.files.errors import ModelFileError
-from weightsym.files.format import DTYPE_NAMES, DTYPES, EXPANSION_LIMIT, read_model_file
+from weightsym.files.errors import ModelFileError, metadata_error
+from weightsym.files.format import DTYPE_NAMES, DTYPES, EXPANSION_LIMIT, model_values_limit, read_model_file
 from weightsym.files.records import ModelFile, attach_from_metadata
+from weightsym.files.runstate import check_resumable as check_position
+from weightsym.files.runstate import is_int, is_number
+from weightsym.files.validation import too_large
 from weightsym.files.weights import load_into
+
+MODULES_PER_TENSOR = 16  # modules a model may have per tensor its file holds (activations, containers, ...)
+MIN_MODULE_LIMIT = 4096
 
 
 @dataclass
@@ -59,7 +72,8 @@ class ModelDescription:
 
 
 def load_model(source: str | os.PathLike | ModelFile, model: str | None = None,
-               max_expansion: float = EXPANSION_LIMIT) -> tuple[nn.Module, ModelDescription]:
+               max_expansion: float = EXPANSION_LIMIT, max_values: int | None = None) -> tuple[nn.Module,
+                                                                                               ModelDescription]:
     """``(model in eval mode, ModelDescription)`` rebuilt from a weight file or a training checkpoint (classifier or
     language model), on the CPU.
 
@@ -67,9 +81,13 @@ def load_model(source: str | os.PathLike | ModelFile, model: str | None = None,
     run config of a checkpoint, else from ``model`` (a registry name; also accepted when it agrees with the file).
     Every layer is made symmetric as the file's layer metadata says; for a checkpoint whose config names symmetries,
     each layer's symmetry must be one the config asks for.  Before any real tensor is allocated the architecture is
-    built on the ``meta`` device and compared with the file: tensor names, shapes, dtypes and the size bound.
+    built on the ``meta`` device, within the size bounds (``max_expansion`` values per stored value, ``max_values``
+    in all: default :func:`weightsym.files.model_values_limit`), and compared with the file: tensor names, shapes,
+    dtypes.
     """
-    mf = source if isinstance(source, ModelFile) else read_model_file(source, max_expansion=max_expansion)
+    max_values = model_values_limit() if max_values is None else max_values
+    mf = source if isinstance(source, ModelFile) else read_model_file(source, max_expansion=max_expansion,
+                                                                      max_values=max_values)
     if mf.kind not in ("weights", "checkpoint"):
         use = ("weightsym.fast.load_dense(path, plain_model)" if mf.kind == "dense"
                else "safetensors.torch.load_file and model.load_state_dict")
@@ -78,22 +96,19 @@ def load_model(source: str | os.PathLike | ModelFile, model: str | None = None,
     mf.require_tensors()
     from weightsym.models import create_model, model_info  # here, not above: importing weightsym stays light
 
-    name, args = _architecture(mf, model)
+    name, args = check_architecture(mf, model, max_expansion, max_values)
+    info = model_info(name)
     try:
-        info = model_info(name)
-        with torch.device("meta"):
-            probe = create_model(name, **args)
-    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise ModelFileError(mf.path, f"cannot build its architecture {name!r} with {args}: "
-                                      f"{' '.join(str(exc).split())}") from None
-    _check_probe(mf, probe, max_expansion)
-    net = create_model(name, **args)
-    attach_from_metadata(net, mf.layers)
-    load_into(net, mf, hint=f"the file does not describe registry model {name!r} with {args}")
+        net = create_model(name, **args)
+        attach_from_metadata(net, mf.layers)
+        load_into(net, mf, hint=f"the file does not describe registry model {name!r} with {args}")
+    except (TypeError, KeyError, AttributeError, IndexError, RuntimeError) as exc:  # ValueErrors name the layer
+        raise ModelFileError(mf.path, f"cannot be rebuilt ({type(exc).__name__}: {' '.join(str(exc).split())[:200]});"
+                                      " a damaged or edited file") from None
     net.eval()
     try:
         state = decode(mf.state, mf.tensors) if mf.kind == "checkpoint" else {}
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         raise ModelFileError(mf.path, f"its run state cannot be decoded ({type(exc).__name__}: {exc}); a damaged or "
                                       "edited file") from None
     description = ModelDescription(
@@ -102,6 +117,108 @@ def load_model(source: str | os.PathLike | ModelFile, model: str | None = None,
         config=mf.config, state=state,
         user=mf.metadata.get("user") or {}, checksum=mf.checksum, notes=list(mf.notes))
     return net, description
+
+
+def check_architecture(mf: ModelFile, model: str | None = None, max_expansion: float = EXPANSION_LIMIT,
+                       max_values: int | None = None) -> tuple[str, dict]:
+    """``(registry name, arguments)`` of the model ``mf`` describes, after building it on the ``meta`` device within
+    the size bounds and comparing it with the file (:func:`load_model` before it builds anything real)."""
+    from weightsym.models import create_model
+
+    max_values = model_values_limit() if max_values is None else max_values
+    name, args = _architecture(mf, model)
+    _check_arguments(mf, name, args)
+    stored = sum(math.prod(s) for k, s in mf.shapes.items() if k.startswith(mf.prefix))
+    try:
+        with torch.device("meta"), _bounded(mf, min(max_expansion * max(stored, 1), max_values), max_values):
+            probe = create_model(name, **args)
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError, KeyError, AttributeError, IndexError) as exc:
+        raise ModelFileError(mf.path, f"cannot build its architecture {name!r} with {args}: "
+                                      f"{' '.join(str(exc).split())[:300]}") from None
+    _check_probe(mf, probe, max_expansion, max_values)
+    return name, args
+
+
+def check_resumable(mf: ModelFile, max_values: int | None = None) -> None:
+    """A checkpoint a run can resume from: its run state holds a position (``state.step`` and ``state.loader``), and
+    the architecture it describes builds within the size bounds and matches its tensors; a
+    :class:`ModelFileError` naming the file and the field otherwise (the rest of the run state was checked when the
+    file was read)."""
+    check_position(mf.path, mf.state)
+    if mf.architecture is not None:
+        check_architecture(mf, max_values=max_values)
+
+
+def module_limit(mf: ModelFile) -> int:
+    """How many modules the model a file describes may have: :data:`MODULES_PER_TENSOR` per tensor of the file
+    (at least :data:`MIN_MODULE_LIMIT`)."""
+    return max(MIN_MODULE_LIMIT, MODULES_PER_TENSOR * len(mf.model_keys))
+
+
+@contextmanager
+def _bounded(mf: ModelFile, value_limit: float, max_values: int):
+    """While the architecture is built: a :class:`ModelFileError` as soon as its registered parameters and buffers
+    hold more than ``value_limit`` values or it registers more than :func:`module_limit` modules, so a record asking
+    for a billion blocks (or channels) stops at the bound instead of building them."""
+    counts = {"values": 0, "modules": 0}
+    modules = module_limit(mf)
+
+    def on_module(owner, name, child):
+        counts["modules"] += 1
+        if counts["modules"] > modules:
+            raise ModelFileError(mf.path, f"its architecture has more than {modules:,} modules for the "
+                                          f"{len(mf.model_keys):,} tensors the file holds; refusing to build it (a "
+                                          "damaged or edited file)")
+
+    def on_tensor(owner, name, tensor):
+        counts["values"] += tensor.numel() if tensor is not None else 0
+        if counts["values"] > value_limit:
+            problem = (too_large(counts["values"], max_values) if counts["values"] > max_values else
+                       f"its architecture has more than {counts['values']:,} values, more than the size bound of "
+                       f"{int(value_limit):,} for the values the file stores; refusing to build it (a damaged or "
+                       "edited file)")
+            raise ModelFileError(mf.path, problem)
+
+    handles = [torch_module.register_module_module_registration_hook(on_module),
+               torch_module.register_module_parameter_registration_hook(on_tensor),
+               torch_module.register_module_buffer_registration_hook(on_tensor)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _check_arguments(mf: ModelFile, name: str, args: dict) -> None:
+    """The recorded arguments have the types the registry entry declares (its annotations, else its defaults'
+    types): ``num_classes`` is an integer (``"10"`` or ``null`` would be converted or replaced silently), a width a
+    number, a flag true/false."""
+    from weightsym.models import model_info
+    from weightsym.models.registry import model_parameters
+
+    try:
+        model_info(name)
+        parameters = model_parameters(name)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(mf.path, f"its architecture {name!r} cannot be built: {exc}") from None
+    tests = {"int": (is_int, "an integer"), "float": (is_number, "a finite number"),
+             "bool": (lambda v: isinstance(v, bool), "true or false"), "str": (lambda v: isinstance(v, str), "a string")}
+    where = "architecture.args" if mf.architecture is not None else "state.config.model_args"
+    for key, value in args.items():
+        parameter = parameters.get(key)
+        if parameter is None:
+            continue  # create_model refuses it, naming the options
+        declared = parameter.annotation if isinstance(parameter.annotation, str) else (
+            getattr(parameter.annotation, "__name__", None) if parameter.annotation is not parameter.empty
+            else type(parameter.default).__name__ if parameter.default is not parameter.empty else None)
+        test, what = tests.get(str(declared).split(" ")[0], (None, ""))
+        if test is not None and not test(value):
+            raise metadata_error(mf.path, f"{where}.{key}", f"{value!r} is not {what} (model {name!r} takes "
+                                                            f"{key}: {declared})")
+        if key == "num_classes" and not (is_int(value) and 1 <= value <= 2**24):
+            raise metadata_error(mf.path, f"{where}.{key}", f"{value!r} is not an integer in [1, {2**24}]")
 
 
 def _architecture(mf: ModelFile, requested: str | None) -> tuple[str, dict]:
@@ -143,11 +260,16 @@ def _infer_num_classes(mf: ModelFile, name: str, args: dict) -> int:
     from weightsym.models import create_model, model_info
 
     default = model_info(name)["num_classes"]
+    stored = sum(math.prod(s) for k, s in mf.shapes.items() if k.startswith(mf.prefix))
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _bounded(mf, min(EXPANSION_LIMIT * max(stored, 1), model_values_limit()),
+                                            model_values_limit()):
             probe = create_model(name, **args)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(mf.path, f"cannot build its architecture {name!r} with {args}: {exc}") from None
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ModelFileError(mf.path, f"cannot build its architecture {name!r} with {args}: "
+                                      f"{' '.join(str(exc).split())[:300]}") from None
     found = set()
     for key, tensor in probe.state_dict().items():
         shape = _file_shape(mf, key)
@@ -157,11 +279,13 @@ def _infer_num_classes(mf: ModelFile, name: str, args: dict) -> int:
     return found.pop() if len(found) == 1 else default
 
 
-def _check_probe(mf: ModelFile, probe: nn.Module, max_expansion: float) -> None:
+def _check_probe(mf: ModelFile, probe: nn.Module, max_expansion: float, max_values: int) -> None:
     """The architecture built on the meta device against the file, before anything real is allocated."""
     state = probe.state_dict()
     stored = sum(math.prod(s) for k, s in mf.shapes.items() if k.startswith(mf.prefix))
     dense = sum(t.numel() for t in state.values())
+    if dense > max_values:
+        raise ModelFileError(mf.path, too_large(dense, max_values))
     if dense > max_expansion * max(stored, 1):
         raise ModelFileError(mf.path, f"its architecture has {dense:,} values but the file stores {stored:,}, "
                                       f"more than {max_expansion:g}x fewer; refusing to build it (a damaged or "

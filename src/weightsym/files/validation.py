@@ -2,14 +2,16 @@
 
 :func:`weightsym.files.read_model_file` (the one reader, in :mod:`weightsym.files.format`) calls these in order:
 
-1. :func:`check_schema`: the decoded metadata against its schema: JSON types and ranges of every field, layer
-   entries (symmetry name, dense shape, row blocks, gate mask, stored count), aliases, the architecture record, and
-   the run-config fields a model is rebuilt from;
+1. :func:`check_schema`: the decoded metadata against its schema: nesting depth (:data:`MAX_DEPTH`), JSON types
+   and ranges of every field, layer entries (symmetry name, dense shape, row blocks, gate mask, stored count),
+   aliases, the architecture record (its arguments plain JSON values, ``num_classes`` an integer); a checkpoint's run
+   state is checked next, by :func:`weightsym.files.runstate.check_run_state`;
 2. :func:`check_finite`: every floating tensor holds finite numbers;
 3. :func:`check_consistency`: the metadata against the tensors and the symmetries: each layer entry against its
-   stored tensor and the symmetry's own stored count, the size bound (at most ``max_expansion`` dense-equivalent
-   values per stored value, checked before anything that size is allocated), aliases and tensor references, one
-   floating dtype per model, and a checkpoint's run config against its architecture record and layer symmetries.
+   stored tensor and the symmetry's own stored count, the size bounds (at most ``max_expansion`` dense-equivalent
+   values per stored value and ``max_values`` in all, checked before anything that size is allocated), aliases and
+   tensor references, one floating dtype per model, and a checkpoint's run config against its architecture record
+   and layer symmetries.
 
 Each failure is a :class:`weightsym.files.ModelFileError` naming the file, the field or layer, and the problem.
 
@@ -31,20 +33,32 @@ import torch
 
 from weightsym.files.errors import ModelFileError, metadata_error
 from weightsym.files.records import ModelFile
+from weightsym.files.runstate import MODEL_ARGS, Invalid, is_int
 from weightsym.nn.layers import MAX_WEIGHT_DIMS, kind_names, record_planes
 from weightsym.symmetry import Composite, combine, get_symmetry
 
 FLOATING = ("F64", "F32", "F16", "BF16")  # the floating dtype names of the safetensors header
-
-
-def is_int(value) -> bool:
-    """An integer and not a bool (JSON ``true`` is not a size)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+MAX_DEPTH = 64  # how deep a metadata value may nest (what weightsym writes nests fewer than 10 levels)
 
 
 # ------------------------------------------------------------------------------------------------------ metadata schema
+def check_depth(path, key: str, value, limit: int = MAX_DEPTH) -> None:
+    """``value`` (decoded JSON) nests at most ``limit`` levels, checked without recursion, so that nothing that walks
+    it later can run out of stack."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                raise metadata_error(path, key, f"nests more than {limit} levels deep")
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+
+
 def check_schema(path: Path, kind: str, meta: dict) -> None:
-    """Types and ranges of the metadata fields (the tensors they refer to are checked later)."""
+    """Types and ranges of the metadata fields (the tensors they refer to are checked later; a checkpoint's run
+    state by :func:`weightsym.files.runstate.check_run_state`)."""
+    for key, value in meta.items():
+        check_depth(path, key, value)
     if "layers" in meta:
         layers = meta["layers"]
         if not isinstance(layers, dict):
@@ -79,8 +93,17 @@ def check_schema(path: Path, kind: str, meta: dict) -> None:
             raise metadata_error(path, key, "must map tensor names to tensor names")
     if "architecture" in meta and meta["architecture"] is not None:
         arch = meta["architecture"]
-        if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("args"), dict)):
+        if not (isinstance(arch, dict) and set(arch) == {"name", "args"} and isinstance(arch["name"], str)
+                and 0 < len(arch["name"]) <= 100 and isinstance(arch["args"], dict)):
             raise metadata_error(path, "architecture", "must be null or {\"name\": registry name, \"args\": {...}}")
+        try:
+            MODEL_ARGS(arch["args"], "architecture.args", {})
+        except Invalid as exc:
+            raise metadata_error(path, exc.where, exc.problem) from None
+        classes = arch["args"].get("num_classes", 1)
+        if not is_int(classes) or not 1 <= classes <= 2**24:
+            raise metadata_error(path, "architecture.args.num_classes", f"{classes!r} is not an integer in "
+                                                                        f"[1, {2**24}]")
     for key in ("optimizer", "scheduler"):
         if key in meta and meta[key] is not None and not isinstance(meta[key], dict):
             raise metadata_error(path, key, "must be null or an object")
@@ -89,39 +112,6 @@ def check_schema(path: Path, kind: str, meta: dict) -> None:
             raise metadata_error(path, "state", "must be an object")
         if not isinstance(meta.get("rng"), dict):
             raise metadata_error(path, "rng", "must be an object")
-        config = meta["state"].get("config")
-        if config is not None:
-            _check_config(path, config)
-        vocab = meta["state"].get("vocab")
-        if vocab is not None and not (isinstance(vocab, list) and all(isinstance(w, str) for w in vocab)):
-            raise metadata_error(path, "state.vocab", "must be a list of words")
-
-
-def _check_config(path: Path, config) -> None:
-    """The run-config fields a model is rebuilt from (the rest is checked by the training code that reads it)."""
-    if not isinstance(config, dict):
-        raise metadata_error(path, "state.config", "must be an object")
-    types = {"model": str, "corpus": str, "rnn_type": str, "model_args": dict, "channel": (str, type(None)),
-             "spatial": (str, type(None)), "plan": (dict, type(None)), "include": (list, type(None)),
-             "exclude": (list, type(None)), "hh_gates": (str, type(None)), "ih_gates": (str, type(None))}
-    for key, kinds in types.items():
-        if key in config and not isinstance(config[key], kinds):
-            raise metadata_error(path, f"state.config.{key}", f"{config[key]!r} has the wrong type")
-    for key in ("dataset", "data_dir"):
-        if config.get(key) is not None and not isinstance(config[key], str):
-            raise metadata_error(path, f"state.config.{key}", f"{config[key]!r} is not a name")
-    for key, high in (("emb", 2**20), ("hidden", 2**20), ("layers", 2**10), ("image_size", 2**16),
-                      ("expand_input", 64)):
-        if key in config and (not is_int(config[key]) or not 1 <= config[key] <= high):
-            raise metadata_error(path, f"state.config.{key}", f"{config[key]!r} is not an integer in [1, {high}]")
-    if "expand_fill" in config and not (isinstance(config["expand_fill"], (int, float))
-                                        and not isinstance(config["expand_fill"], bool)
-                                        and math.isfinite(config["expand_fill"])):
-        raise metadata_error(path, "state.config.expand_fill", f"{config['expand_fill']!r} is not a finite number")
-    if "dropout" in config and not (isinstance(config["dropout"], (int, float)) and 0 <= config["dropout"] < 1):
-        raise metadata_error(path, "state.config.dropout", f"{config['dropout']!r} is not a number in [0, 1)")
-    if "tie" in config and not isinstance(config["tie"], bool):
-        raise metadata_error(path, "state.config.tie", f"{config['tie']!r} is not true or false")
 
 
 # -------------------------------------------------------------------------------------------------------------- tensors
@@ -136,18 +126,24 @@ def check_finite(mf: ModelFile) -> None:
                                           "file is damaged)")
 
 
+def too_large(values: int, limit: int) -> str:
+    """The problem of a model larger than the model-size limit, with how to raise the limit."""
+    return (f"describes a model of {values:,} dense-equivalent values, more than the limit of {limit:,}; if you trust "
+            f"the file, raise the limit with $WEIGHTSYM_MAX_MODEL_VALUES (or max_values=)")
+
+
 # ------------------------------------------------------------------------------ metadata against tensors and symmetries
-def check_consistency(mf: ModelFile, max_expansion: float) -> None:
+def check_consistency(mf: ModelFile, max_expansion: float, max_values: int) -> None:
     """The metadata of ``mf`` against its tensors and symmetries (see the module docstring), first failure raised."""
-    _check_layers(mf, max_expansion)
+    _check_layers(mf, max_expansion, max_values)
     _check_references(mf)
     _check_dtypes(mf)
     _check_config_architecture(mf)
     _check_config_symmetry(mf)
 
 
-def _check_layers(mf: ModelFile, max_expansion: float) -> None:
-    """Each layer entry against its stored tensor, the size bound, then the symmetry's own stored count."""
+def _check_layers(mf: ModelFile, max_expansion: float, max_values: int) -> None:
+    """Each layer entry against its stored tensor, the size bounds, then the symmetry's own stored count."""
     if mf.kind not in ("weights", "checkpoint"):
         return
     stored_total = sum(math.prod(s) for k, s in mf.shapes.items() if k.startswith(mf.prefix))
@@ -167,6 +163,8 @@ def _check_layers(mf: ModelFile, max_expansion: float) -> None:
         raise ModelFileError(mf.path, f"describes {dense_total:,} dense-equivalent values from {stored_total:,} "
                                       f"stored ones, more than {max_expansion:g}x; refusing to allocate it (a "
                                       "damaged or edited file)")
+    if dense_total > max_values:
+        raise ModelFileError(mf.path, too_large(dense_total, max_values))
     for qualified, info in mf.layers.items():
         try:
             symmetry = get_symmetry(info["symmetry"])

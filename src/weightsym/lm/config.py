@@ -88,16 +88,20 @@ class LMConfig:
         if self.fold not in FOLD_POLICIES:
             raise ValueError(f"LMConfig: fold={self.fold!r}; use one of {', '.join(map(repr, FOLD_POLICIES))}")
         check_init(self.init)
+        from weightsym.train.config import check_options  # the ranges a checkpoint's reader checks (runstate)
+
+        check_options("language-model", asdict(self), "language-model option", names={})
 
     @classmethod
     def from_dict(cls, data: dict) -> "LMConfig":
-        """The config stored in a checkpoint (unknown keys ignored; a value of the wrong type is a ``ValueError``).
-        A config written before ``init`` existed was trained with the projection, so it reads as ``init="project"``."""
-        from weightsym.train.config import check_types
+        """The config stored in a checkpoint (unknown keys ignored; a value of the wrong type or range, or an unknown
+        corpus, is a ``ValueError`` naming the option: :data:`weightsym.files.runstate.LM_CONFIG`).  A config written
+        before ``init`` existed was trained with the projection, so it reads as ``init="project"``."""
+        from weightsym.train.config import check_options
 
         known = {f.name for f in fields(cls)}
         data = {"init": "project", **{k: v for k, v in data.items() if k in known}}
-        check_types(cls, data, "language-model option")
+        check_options("language-model", data, "language-model option", NAMES)
         return cls(**data)
 
     def symmetry_options(self) -> dict | None:
@@ -164,6 +168,15 @@ def build_model(config: LMConfig, vocab_size: int) -> tuple[nn.Module, "ws.Symme
     return model, report
 
 
+def _known_corpus(name: str) -> None:
+    from weightsym.data.text import ALIASES, CORPORA
+
+    if ALIASES.get(name.lower(), name.lower()) not in CORPORA:
+        raise ValueError(f"{name!r} is not a corpus weightsym reads ({', '.join(CORPORA)})")
+
+
+NAMES = {"corpus": _known_corpus}  # the registries above files/ that LMConfig's names come from
+
 # A resumed run takes its options from the checkpoint, but where it writes, its length and how it computes from the
 # caller; the length and how it computed (and where the corpus is) are kept unless given again
 # (weightsym.train.resume: the same rule as weightsym train's).
@@ -171,5 +184,5 @@ RUN_CONTROL = frozenset({"out", "epochs", "compile", "fold", "threads", "data_di
 KEPT_ON_RESUME = frozenset({"epochs", "compile", "fold", "threads", "data_dir"})
 RESUME = ResumePolicy(LMConfig, RUN_CONTROL, KEPT_ON_RESUME, flags={"rnn_type": "--model"})
 
-__all__ = ["DEFAULT_INCLUDE", "FOLD_POLICIES", "KEPT_ON_RESUME", "LMConfig", "MODEL_DEFAULTS", "RESUME", "RUN_CONTROL",
-           "build_model"]
+__all__ = ["DEFAULT_INCLUDE", "FOLD_POLICIES", "KEPT_ON_RESUME", "LMConfig", "MODEL_DEFAULTS", "NAMES", "RESUME",
+           "RUN_CONTROL", "build_model"]

@@ -10,7 +10,9 @@ started from:
   start of every epoch (:class:`NextWordStep`: the task's step);
 * plain SGD (``lr`` 20), gradient-norm clipping (0.25);
 * after each epoch the validation loss is computed; if it did not improve on the best so far, the learning rate is
-  divided by ``anneal`` (4); the best model is kept (``best.safetensors``) and the test perplexity is computed with it.
+  divided by ``anneal`` (4); the best model is kept (``best.safetensors``) and the test perplexity is computed with it;
+* a run that diverges (a NaN/inf loss, or a validation loss above 10 x ln(vocabulary) for three epochs in a row or
+  at the end: :mod:`weightsym.train.divergence`) stops with one line, keeping the last good checkpoint.
 
 Symmetry is applied from outside, as everywhere in weightsym: ``channel`` (e.g. ``average``, ``triangular``) on
 the gate blocks chosen by ``hh_gates`` / ``ih_gates`` (gate order i, f, g, o for LSTM; r, z, n for GRU).  The
@@ -53,6 +55,7 @@ from weightsym.models.language import repackage_hidden
 from weightsym.train import engine
 from weightsym.train.checkpoint import load_checkpoint
 from weightsym.train.distill import check_distill, distillation_loss
+from weightsym.train.divergence import chance_loss
 from weightsym.train.step import Step, train_steps
 
 __all__ = ["Corpus", "FOLD_POLICIES", "LMConfig", "LanguageModelling", "MODEL_DEFAULTS", "NextWordStep", "Windows",
@@ -227,6 +230,7 @@ class LanguageModelling(engine.Task):
         self.valid = batchify(valid_ids, config.eval_batch_size)
         self.test = batchify(test_ids, config.eval_batch_size)
         self.model, self.report = build_model(config, len(corpus.dictionary))
+        self.chance = chance_loss(len(corpus.dictionary))  # the divergence rule's scale: ln(vocabulary)
         self.symmetric = self.report is not None  # recurrent layers keep the gather; Linear/Conv layers may fold
         self.optimizer = config.make_optimizer(self.model.parameters())
         self.counts = ws.count_parameters(self.model)

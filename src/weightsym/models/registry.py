@@ -190,6 +190,12 @@ def model_info(name: str) -> dict[str, Any]:
     return _spec(name).info()
 
 
+def model_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The options of model ``name`` (``num_classes`` among them): ``inspect.Parameter`` objects with their defaults
+    and annotations, e.g. for checking the types of a recorded architecture before building it."""
+    return dict(inspect.signature(_spec(name).factory).parameters)
+
+
 def create_model(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
     """Build model ``name`` (see :func:`list_models`) with ``num_classes`` (default: the entry's dataset) and options.
 

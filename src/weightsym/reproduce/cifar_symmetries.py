@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from weightsym.atomic import save_figure, write_json
 from weightsym.reproduce.common import PAPER_PLACEMENT, header, write_outputs
 from weightsym.reproduce.small_runs import (accuracy, fit, image_tensors, markdown_table, mean_std, note, one_thread,
                                             pyplot)
@@ -203,7 +204,7 @@ def plot_scatter(rows: list[dict], path: Path) -> None:
     bx.grid(alpha=0.3, axis="y")
     bx.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -227,7 +228,7 @@ def plot_depth(runs: list[dict], path: Path, variants=("dense", "triangular", "t
     ax.legend(fontsize=8)
     ax.set_title("mean-kernel symmetry of the trained models' 3x3 convs (squares: stride 2)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -327,14 +328,7 @@ def kept_run(out_dir: Path, key: dict) -> dict | None:
 
 
 def keep_run(out_dir: Path, key: dict, result: dict) -> None:
-    import json
-    import os
-
-    path = run_path(out_dir, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"key": key, "run": result}, indent=1))
-    os.replace(tmp, path)
+    write_json(run_path(out_dir, key), {"key": key, "run": result}, indent=1)
 
 
 _WORKER_DATA: dict = {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 
+from weightsym.atomic import atomic_output, write_json, write_text
 from weightsym.machine import machine
 
 # The paper's placement on ResNet-style networks (Hu et al., docs/science.md §1.2): only the middle 3x3 conv of every
@@ -47,8 +47,8 @@ def write_outputs(out_dir: Path, name: str, payload: dict, markdown: str) -> Non
         for figure in dict.fromkeys(re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", markdown)):
             if (out_dir / figure).is_file():
                 mark_smoke_figure(out_dir / figure)
-    (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
-    (out_dir / f"{name}.md").write_text(markdown)
+    write_json(out_dir / f"{name}.json", payload, default=str)
+    write_text(out_dir / f"{name}.md", markdown)
 
 
 def mark_smoke_figure(path: Path) -> None:
@@ -68,4 +68,5 @@ def mark_smoke_figure(path: Path) -> None:
     ImageDraw.Draw(marked).text((image.width // 2, strip // 2), SMOKE_BANNER, fill="white", font=font, anchor="mm")
     info = PngInfo()
     info.add_text("weightsym-smoke", "1")
-    marked.save(path, pnginfo=info)
+    with atomic_output(path) as tmp:
+        marked.save(tmp, pnginfo=info)

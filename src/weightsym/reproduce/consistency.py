@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from weightsym.atomic import save_figure
 from weightsym.reproduce.common import header, write_outputs
 from weightsym.reproduce.small_runs import (
     accuracy,
@@ -94,7 +95,7 @@ def plot(summary: dict, path: Path) -> None:
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"{MODEL} on Fashion-MNIST: accuracy, flip and shift consistency", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from weightsym.atomic import save_figure
 from weightsym.reproduce.common import header, write_outputs
 from weightsym.reproduce.small_runs import (
     accuracy,
@@ -177,5 +178,5 @@ def plot(summary: dict, path: Path) -> None:
     a2.grid(alpha=0.3)
     fig.suptitle(f"{MODEL} on Fashion-MNIST with ExpandInput(K, fill=0.5 raw)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from weightsym.atomic import save_figure
 from weightsym.reproduce.common import header, write_outputs
 from weightsym.reproduce.small_runs import (
     accuracy,
@@ -141,7 +142,7 @@ def plot_depth(summary: dict, path: Path) -> None:
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.suptitle("mean-kernel symmetry against depth; red band / triangles = stride-2 layers", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -173,7 +174,7 @@ def plot_transforms(summary: dict, path: Path) -> None:
     axes[0].set_ylabel("per-transform score s_T(K)")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

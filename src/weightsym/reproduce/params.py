@@ -31,6 +31,7 @@ from pathlib import Path
 from torch import nn
 
 import weightsym as ws
+from weightsym.atomic import save_figure
 from weightsym.models import create_model
 from weightsym.nn.symmetrize import format_table
 from weightsym.reproduce.common import PAPER_PLACEMENT, header, write_outputs
@@ -132,7 +133,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_title("Stored parameters saved by each symmetry (paper placement: middle 3x3 conv of every block)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

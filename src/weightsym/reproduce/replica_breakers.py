@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from weightsym.atomic import save_figure
 from weightsym.reproduce.common import header, write_outputs
 from weightsym.reproduce.small_runs import (
     image_tensors,
@@ -166,5 +167,5 @@ def plot(summary: dict, path: Path) -> None:
     ax1.legend(handles, ["replica distance (TV)", "replicas' final train loss"], fontsize=8, loc="upper left")
     ax1.set_title(f"{MODEL}: replica distance by architecture (mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 import weightsym as ws
+from weightsym.atomic import save_figure
 from weightsym.nn.symmetrize import format_table
 from weightsym.reproduce.common import header, write_outputs
 from weightsym.reproduce.width_sweep import rescale_init
@@ -218,7 +219,7 @@ def _plot(summary: list[dict], path: Path) -> None:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Single hidden layer, tanh; symmetric = zero-padded input, n×n symmetric input weight")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 import weightsym as ws
+from weightsym.atomic import save_figure
 from weightsym.data import data_root, dataset_info, get_dataset
 from weightsym.models import create_model
 from weightsym.nn.symmetrize import format_table
@@ -266,7 +267,7 @@ def _plot(summary: list[dict], path: Path) -> None:
         axes[2, col].legend(fontsize=8)
         axes[1, col].set_ylabel("accuracy - dense accuracy (points)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

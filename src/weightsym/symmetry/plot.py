@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from weightsym.atomic import save_figure
 from weightsym.symmetry.base import ChannelMap, Composite, Repeat
 from weightsym.symmetry.catalog import get_symmetry
 from weightsym.symmetry.orbits import plane_orbits
@@ -115,8 +116,6 @@ def plot_structure(names: list[str], path: str | Path, n: int = 8, k: int | None
     import matplotlib.pyplot as plt
 
     fig = structure_figure(names, n, k)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    path = save_figure(fig, path, dpi=110)  # whole or not at all (weightsym.atomic)
     plt.close(fig)
     return path

@@ -171,6 +171,7 @@ def load_checkpoint(path: str | os.PathLike | ModelFile, model: nn.Module | None
             if info.get("optimizer") is None:
                 raise ModelFileError(mf.path, "holds no optimizer state")
             optimizer.load_state_dict(decode(info["optimizer"], tensors))
+            _check_optimizer_state(mf, optimizer)
         if scheduler is not None:
             if info.get("scheduler") is None:
                 raise ModelFileError(mf.path, "holds no scheduler state")
@@ -180,6 +181,18 @@ def load_checkpoint(path: str | os.PathLike | ModelFile, model: nn.Module | None
         return decode(info.get("state", {}), tensors)
     except ModelFileError:
         raise
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError, OverflowError) as exc:
         raise ModelFileError(mf.path, f"its optimizer, scheduler, RNG or run state cannot be restored "
                                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+
+
+def _check_optimizer_state(mf: ModelFile, optimizer: torch.optim.Optimizer) -> None:
+    """Every tensor of the restored optimizer state has its parameter's shape (momentum, Adam moments) or is a
+    scalar (a step count): torch restores any shape, and a wrong one would fail steps later, inside the run."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for key, value in optimizer.state.get(parameter, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != parameter.shape:
+                    raise ModelFileError(mf.path, f"metadata `optimizer.state`: its `{key}` has shape "
+                                                  f"{tuple(value.shape)} for a parameter of shape "
+                                                  f"{tuple(parameter.shape)} (a damaged or edited file)")

@@ -37,6 +37,7 @@ from weightsym.train.checkpoint import unwrap_model
 from weightsym.train.config import RESUME, TrainConfig
 from weightsym.train.data import make_test_loader, make_train_loader, training_data_info
 from weightsym.train.distill import distillation_loss
+from weightsym.train.divergence import chance_loss
 from weightsym.train.evaluate import evaluate
 from weightsym.train.lookahead import Lookahead
 from weightsym.train.optim import make_optimizer, make_scheduler, momentum_reset_steps
@@ -255,6 +256,7 @@ class ImageClassification(engine.Task):
         self.scheduler = make_scheduler(config, self.optimizer, steps_per_epoch)
         resets = momentum_reset_steps(config, steps_per_epoch)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.chance = chance_loss(self.data["num_classes"])  # the divergence rule's scale: ln(classes)
         self.expand = _expander(config, self.data)
         self.lookahead = Lookahead(self.model, self.total_steps) if config.lookahead else None
         self.step = ClassifierStep(self, self.criterion, self.expand, teacher, frozen_after, resets, self.lookahead)

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from weightsym.files.runstate import DATA_SOURCES, FOLD_POLICIES, PRECISIONS, SCHEDULES, Invalid, check_config
 from weightsym.symmetry import check_init
 from weightsym.train.resume import ResumePolicy
 
@@ -34,10 +35,8 @@ RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "devi
 # Run control a resumed run keeps from its checkpoint unless given again: how it computed, not where it writes.
 KEPT_ON_RESUME = frozenset({"compile", "fold", "threads", "workers", "eval_batch_size", "checkpoint_every"})
 
-FOLD_POLICIES = ("auto", "measure", "always", "never")  # weightsym.fast.fold_training(policy=...)
-PRECISIONS = ("fp32", "bf16", "auto")  # weightsym.train.precision
-SCHEDULES = ("step", "cosine", "constant", "warmup-linear")
-DATA_SOURCES = ("auto", "binary", "python", "png", "jpeg")  # weightsym.data.cifar (CIFAR-10 copies)
+# FOLD_POLICIES (weightsym.fast.fold_training(policy=...)), PRECISIONS, SCHEDULES and DATA_SOURCES are the value sets
+# of the run-state schema (weightsym.files.runstate, where every option's type and range is declared), imported above
 PAPER_MILESTONES = (0.3, 0.6, 0.8)  # 60/120/160 of 200 epochs (docs/science.md §1.3)
 
 
@@ -157,6 +156,9 @@ class TrainConfig:
             self.include = [self.include]
         if self.exclude is not None and isinstance(self.exclude, str):
             self.exclude = [self.exclude]
+        # every option's type and range as a checkpoint's reader will check it (weightsym.files.runstate): a run
+        # that starts can always be resumed, and lr = 1e300 is refused here, not after hours of training
+        check_options("classifier", self.to_dict(), "training option", names={})
 
     @property
     def symmetric(self) -> bool:
@@ -198,7 +200,7 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
-        check_types(cls, data, "training option")
+        check_options("classifier", data, "training option")
         return cls(**data)
 
     def training_options(self) -> dict[str, Any]:
@@ -206,28 +208,39 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in RUN_CONTROL}
 
 
-_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "None": type(None), "dict": dict,
-          "list": (list, tuple), "tuple": (list, tuple), "Any": object}
+def _known_dataset(name: str) -> None:
+    from weightsym.data.datasets import canonical_name
+    from weightsym.data.folders import FOLDER_DATASETS
+
+    if name.strip().lower() not in FOLDER_DATASETS:
+        canonical_name(name)
 
 
-def check_types(cls, data: dict[str, Any], what: str) -> None:
-    """``ValueError`` naming the first field of ``data`` whose value does not have the type the dataclass ``cls``
-    declares (``int | None``, ``list[str]``, ...; only the outer type is checked).  A config read back from a file
-    goes through this before it is used, so ``"epochs": "many"`` is an error naming ``epochs``, not a TypeError deep
-    inside the run."""
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        names = [part.strip().split("[")[0] for part in str(f.type).split("|")]
-        kinds = tuple(t for name in names for t in (_TYPES.get(name, object),) for t in (t if isinstance(t, tuple)
-                                                                                         else (t,)))
-        if isinstance(value, bool) and bool not in kinds and object not in kinds:
-            ok = False
-        else:
-            ok = isinstance(value, kinds)
-        if not ok:
-            raise ValueError(f"{what} {f.name}={value!r} should be {f.type}")
+def _known_augment(spec: str) -> None:
+    from weightsym.data.loader import make_augment
+
+    if spec != "default":
+        make_augment(spec)
+
+
+def _known_model(name: str) -> None:
+    from weightsym.models import model_info
+
+    model_info(name)
+
+
+NAMES = {"model": _known_model, "dataset": _known_dataset, "augment": _known_augment}  # the registries above files/
+
+
+def check_options(role: str, data: dict[str, Any], what: str, names: dict = NAMES) -> None:
+    """``ValueError`` naming the first option of ``data`` that breaks the run-state schema
+    (:data:`weightsym.files.runstate.CLASSIFIER_CONFIG` or ``LM_CONFIG``: its type, its range, a name ``names``
+    knows), so a config read back from a file is checked where every option's type and range is declared
+    (``"epochs": "many"`` is an error naming ``epochs``, not a TypeError deep inside the run)."""
+    try:
+        check_config(role, data, names)
+    except Invalid as exc:
+        raise ValueError(f"{what} {exc.where}: {exc.problem}") from None
 
 
 RESUME = ResumePolicy(TrainConfig, RUN_CONTROL, KEPT_ON_RESUME)

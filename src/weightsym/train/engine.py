@@ -11,10 +11,16 @@
   train through their folds (:mod:`weightsym.train.folds`; a measured choice is kept in the checkpoint);
 * the loop: optimizer steps (:func:`weightsym.train.step.optimizer_step`) over the task's batches epoch by epoch, the
   progress bar, a checkpoint every ``checkpoint_every`` steps, a stop after ``max_steps`` (with a checkpoint);
-* at every epoch end: the task's evaluation, one line in ``log.jsonl`` and one printed, ``best.safetensors`` when the
-  task's score improved, then the checkpoint (last: a crash before it leaves a log line that resuming drops and
-  redoes, and never a best file older than the checkpoint's record of it);
+* at every epoch end: the task's evaluation, judged by the divergence rule (:mod:`weightsym.train.divergence`: a
+  non-finite loss, or an evaluation loss far above chance for several evaluations in a row, stops the run with the
+  last good checkpoint kept), one line in ``log.jsonl`` and one printed, ``best.safetensors`` when the task's score
+  improved, then the checkpoint (last: a crash before it leaves a log line that resuming drops and redoes, and never
+  a best file older than the checkpoint's record of it);
 * at the end: ``summary.json`` and the printed summary.
+
+Every file is written whole or not at all (:mod:`weightsym.atomic`: temporary file, fsync, rename; ``log.jsonl`` is
+rewritten with its new line, never appended to in place), and a failed write is one
+:class:`~weightsym.train.rundir.RunWriteError` line naming the file and the checkpoint that was kept.
 
 What differs between tasks is the task object, a :class:`Task`: how batches are made and the loss
 (``task.step``, a :class:`~weightsym.train.step.Step`), the metrics, evaluation, records, the summary, and hooks such
@@ -42,12 +48,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightsym.atomic import append_line, remove_partial, write_json, write_text
+from weightsym.files import check_resumable
 from weightsym.machine import cpu_name
 from weightsym.train import distributed
 from weightsym.train.checkpoint import load_checkpoint, save_checkpoint
+from weightsym.train.divergence import Divergence
 from weightsym.train.folds import describe_folds, plan_folds
 from weightsym.train.precision import resolve_precision
-from weightsym.train.resume import ResumePolicy, last_checkpoint, read_checkpoint
+from weightsym.train.resume import ResumePolicy, check_position, last_checkpoint, read_checkpoint
 from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
 from weightsym.train.step import Step, TrainingDiverged, optimizer_step
 
@@ -76,6 +85,8 @@ class Task:
       ``epoch``, ``batch``, ``set_epoch``, ``state_dict``/``load_state_dict``), ``step`` and ``total_steps``, drawing
       from the global RNG in the task's own fixed order;
     * the best model: ``best_key`` (its run-state name), ``maximize`` and :meth:`score` of an evaluation;
+    * ``chance``: the chance-level loss ``ln K`` (K classes or words; set by :meth:`build`, None: unknown), against
+      which the divergence rule judges the ``"loss"`` of every evaluation (:mod:`weightsym.train.divergence`);
     * ``hint``: what to change when the loss diverges.
     """
 
@@ -92,6 +103,7 @@ class Task:
     progress = True
     best_key = "best"
     maximize = True
+    chance: float | None = None
     hint = "lower --lr"
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -173,6 +185,7 @@ class Run:
         self.precision = "fp32"
         self.folds = None
         self.dmodel = None
+        self.divergence = Divergence(None)
 
     def elapsed(self) -> float:
         """Wall-clock seconds of the whole run so far, over every resumed segment."""
@@ -229,11 +242,15 @@ def run(task: Task, checkpoint=None, log: Callable = print_flush) -> dict[str, A
 
     ``checkpoint``: the run's checkpoint as a :class:`~weightsym.files.ModelFile` already read (the command line
     validates it first), else it is read here.  Under ``torchrun`` every process calls this (tasks that allow it);
-    only rank 0 prints and writes files.  Raises :class:`~weightsym.train.step.TrainingDiverged` on a NaN/inf loss
-    (the last good checkpoint stays), :class:`~weightsym.train.rundir.RunLocked` if another run holds ``out``,
+    only rank 0 prints and writes files.  Raises :class:`~weightsym.train.step.TrainingDiverged` when the run
+    diverges (a NaN/inf loss or weight, or an evaluation loss far above chance: :mod:`weightsym.train.divergence`; the
+    last good checkpoint stays), :class:`~weightsym.train.rundir.RunLocked` if another run holds ``out``,
     :class:`~weightsym.train.rundir.TrainingInterrupted` on Ctrl-C/SIGTERM (naming the checkpoint ``--resume``
     continues from) and :class:`~weightsym.train.rundir.RunWriteError` when a write fails.
     """
+    if not str(task.config.out).strip():
+        raise ValueError(f"weightsym {task.command}: --out is empty; name the run folder (use '.' to write the run into "
+                         "the current folder on purpose)")
     ctx = distributed.setup(task.device)
     out = Path(task.config.out)
     # process-wide settings a run changes; put back afterwards so library callers (and tests) are unaffected
@@ -271,6 +288,7 @@ def _start(task: Task, ctx, checkpoint, log) -> Run:
     if task.resume:
         checkpoint = checkpoint if checkpoint is not None else read_checkpoint(run_.checkpoint_path)
         task.config = run_.config = task.policy.resume(checkpoint, task.config)
+        check_resumable(checkpoint)  # a position to resume at; an architecture within the size bounds, before a build
     config = task.config
     if config.threads:
         torch.set_num_threads(int(config.threads))
@@ -290,13 +308,15 @@ def _start(task: Task, ctx, checkpoint, log) -> Run:
     if task.resume:
         saved = load_checkpoint(checkpoint, task.model, task.optimizer, task.scheduler, restore_rng=True)
         if saved.get("world_size", 1) != ctx.world_size:
-            raise ValueError(f"--resume: the run used {saved.get('world_size', 1)} process(es), this one has "
-                             f"{ctx.world_size}; exact resumption needs the same number")
+            raise ValueError(f"--resume {checkpoint.path}: the run used {saved.get('world_size', 1)} process(es), "
+                             f"this one has {ctx.world_size}; exact resumption needs the same number")
+        check_position(checkpoint.path, saved, len(task.batches), task.total_steps, len(state["epoch_sums"]))
         if "loader" in saved:
             task.batches.load_state_dict(saved["loader"])
         state.update({k: saved[k] for k in state if k in saved})
         task.restore(run_, saved)
     run_.wall_before = state["wall_seconds"]
+    run_.divergence = Divergence(task.chance)
     if task.symmetric:
         run_.folds = plan_folds(config.fold, config.compile, task.model, ctx, state,
                                 lambda: task.example_input(run_), run_.log)
@@ -312,15 +332,15 @@ def _start(task: Task, ctx, checkpoint, log) -> Run:
             run_.log(f"fold training ({config.fold}): note: {folds.note}")
     if ctx.is_main:
         log_path = run_.out / LOG
+        remove_partial(run_.out)  # temporaries of a process killed while writing (the folder is locked: none live)
         if task.resume:
             done = task.batches.epoch
-            truncate_log(log_path, lambda record: record["epoch"] <= done, note=run_.log)  # a crash can leave one
-            for stale in run_.out.glob(".*.safetensors.*.tmp"):  # left by a process killed while writing
-                stale.unlink()
+            with write_guard(log_path, run_.kept):  # lines past the checkpoint (a crash, a divergence) are redone
+                truncate_log(log_path, lambda record: record["epoch"] <= done, note=run_.log)
             run_.log(f"resuming at step {state['step']} (epoch {task.batches.epoch + 1}, batch {task.batches.batch})")
         else:
             with write_guard(log_path, run_.kept):
-                log_path.write_text("")
+                write_text(log_path, "")
     return run_
 
 
@@ -381,7 +401,8 @@ def _train(run_: Run) -> dict[str, Any]:
             bar.set_postfix(**task.postfix(sums), refresh=False)
             if state["step"] >= stop_at:
                 break
-            if every and state["step"] % every == 0 and batches.batch < steps_per_epoch:
+            if every and state["step"] % every == 0 and batches.batch < steps_per_epoch and \
+                    not run_.divergence.streak:  # after an exploding evaluation: only a good one writes again
                 run_.write_checkpoint(run_.checkpoint_path)
         bar.close()
         cpu_seconds = time.process_time() - cpu_tic  # this process's CPU time for the epoch's steps (all threads)
@@ -389,29 +410,61 @@ def _train(run_: Run) -> dict[str, Any]:
         if batches.epoch == epoch and (batches.batch == steps_per_epoch or finished):
             batches.set_epoch(epoch + 1)  # the epoch is complete (or the run ends inside its last epoch)
         if batches.epoch == epoch:  # stopped mid-epoch by max_steps
+            _stop_if_exploding(run_)
             run_.write_checkpoint(run_.checkpoint_path)
             break
         evaluation = task.evaluate(run_)
+        try:
+            verdict = run_.divergence.judge(evaluation["loss"])
+        except TrainingDiverged as exc:
+            _log_epoch(run_, epoch, evaluation, result, False, cpu_seconds)
+            raise _diverged(run_, str(exc)) from None
         score, best = task.score(evaluation), state[task.best_key]
-        improved = best is None or (score > best if task.maximize else score < best)
+        improved = verdict == "good" and (best is None or (score > best if task.maximize else score < best))
         if improved:
             state[task.best_key], state["best_epoch"] = score, epoch + 1
-        lr = result.lr if result is not None else task.optimizer.param_groups[-1]["lr"]  # the last step's rate
-        record = task.epoch_record(run_, epoch, state["epoch_sums"], evaluation, lr, improved, cpu_seconds)
-        record["cpu"] = cpu_name()  # a resumed run can move between machines: seconds compare on the same CPU only
-        state["epoch_sums"] = [0.0] * len(state["epoch_sums"])
-        task.end_epoch(run_, record, improved)
-        if ctx.is_main:  # log first: a crash before the checkpoint leaves a line that resuming drops and redoes
-            with write_guard(run_.out / LOG, run_.kept), open(run_.out / LOG, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            run_.log(task.epoch_line(record))
+        record = _log_epoch(run_, epoch, evaluation, result, improved, cpu_seconds)
+        if verdict == "exploding":  # no checkpoint and no best file: the ones on disk stay the last good ones
+            run_.log(run_.divergence.note(evaluation["loss"]))
+            continue
         if improved:
             run_.write_best(record)
         run_.write_checkpoint(run_.checkpoint_path)
 
+    _stop_if_exploding(run_)  # a run never ends "successfully" on an exploding evaluation
     summary = task.summary(run_, evaluation)
     if ctx.is_main:
         with write_guard(run_.out / SUMMARY, run_.kept):
-            (run_.out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            write_json(run_.out / SUMMARY, summary)
         run_.log(task.format_summary(summary))
     return summary
+
+
+def _log_epoch(run_: Run, epoch: int, evaluation: dict, result, improved: bool, cpu_seconds: float) -> dict:
+    """The epoch's record (also after an exploding or non-finite evaluation: the log shows what happened), the
+    task's end of epoch, the line in ``log.jsonl`` (written first: a crash before the checkpoint leaves a line that
+    resuming drops and redoes) and the printed line."""
+    task, state = run_.task, run_.state
+    lr = result.lr if result is not None else task.optimizer.param_groups[-1]["lr"]  # the last step's rate
+    record = task.epoch_record(run_, epoch, state["epoch_sums"], evaluation, lr, improved, cpu_seconds)
+    record["cpu"] = cpu_name()  # a resumed run can move between machines: seconds compare on the same CPU only
+    state["epoch_sums"] = [0.0] * len(state["epoch_sums"])
+    task.end_epoch(run_, record, improved)
+    if run_.ctx.is_main:
+        with write_guard(run_.out / LOG, run_.kept):
+            append_line(run_.out / LOG, json.dumps(record))
+        run_.log(task.epoch_line(record))
+    return record
+
+
+def _diverged(run_: Run, why: str) -> TrainingDiverged:
+    task = run_.task
+    return TrainingDiverged(f"{why} (epoch {task.batches.epoch}, step {run_.state['step']}, lr "
+                            f"{task.optimizer.param_groups[0]['lr']:.3g}); training stopped; {run_.kept()}; "
+                            f"{task.hint}")
+
+
+def _stop_if_exploding(run_: Run) -> None:
+    """The run is ending (its last epoch, or ``max_steps``) after an exploding evaluation: it diverged."""
+    if run_.divergence.streak:
+        raise _diverged(run_, run_.divergence.describe(run_.divergence.last))

@@ -41,7 +41,7 @@ from typing import Any
 from weightsym.files import ModelFile, ModelFileError
 from weightsym.train.checkpoint import checkpoint_info
 
-__all__ = ["ResumeConflict", "ResumePolicy", "last_checkpoint", "read_checkpoint"]
+__all__ = ["ResumeConflict", "ResumePolicy", "check_position", "last_checkpoint", "read_checkpoint"]
 
 
 class ResumeConflict(ValueError):
@@ -111,6 +111,29 @@ def read_checkpoint(path: str | os.PathLike) -> ModelFile:
     if not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}; start the run without --resume first")
     return read_model_file(path)
+
+
+def check_position(path, saved: dict, steps_per_epoch: int, total_steps: int, sums: int) -> None:
+    """The position a run resumes at is one the run can have written, checked against the batches it builds (the
+    fields' types and ranges were checked when the checkpoint was read, :mod:`weightsym.files.runstate`):
+    ``state.loader`` inside an epoch of ``steps_per_epoch`` batches, ``state.step`` the steps to that point (or, for
+    a finished run that stopped inside its last epoch, at least ``total_steps``), and ``state.epoch_sums`` one entry
+    per statistic the task sums (``sums``).  A :class:`~weightsym.files.ModelFileError` naming the field otherwise."""
+    if "epoch_sums" in saved and len(saved["epoch_sums"]) != sums:
+        raise ModelFileError(path, f"metadata `state.epoch_sums`: holds {len(saved['epoch_sums'])} sums but this run "
+                                   f"keeps {sums} (a damaged or edited file)")
+    if "loader" not in saved:  # a language-model checkpoint written before the engine: its position is `epoch`
+        return
+    epoch, batch, step = saved["loader"]["epoch"], saved["loader"].get("batch", 0), saved.get("step", 0)
+    if batch > steps_per_epoch:
+        raise ModelFileError(path, f"metadata `state.loader.batch`: {batch} is past the {steps_per_epoch} batches of "
+                                   "an epoch (a damaged or edited file, or the training data changed)")
+    expected = epoch * steps_per_epoch + batch
+    finished = batch == 0 and step >= total_steps and expected - steps_per_epoch < step < expected
+    if step != expected and not finished:
+        raise ModelFileError(path, f"metadata `state.step`: {step} does not match the loader's position (epoch "
+                                   f"{epoch}, batch {batch}, {steps_per_epoch} batches per epoch: step {expected}); a "
+                                   "damaged or edited file, or the training data changed")
 
 
 def last_checkpoint(path: str | os.PathLike) -> str:

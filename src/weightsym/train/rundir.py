@@ -4,10 +4,13 @@
   started while the first is alive) is refused with :class:`RunLocked`, naming the holder's pid.  The kernel drops
   the lock when its process dies, even by SIGKILL, so a stale lock file is simply taken over (with a note naming the
   dead pid).  On file systems without ``flock`` the pid in the file decides.
-* :func:`read_log` / :func:`truncate_log` — ``log.jsonl`` with one JSON object per line; a torn last line (the
-  process was killed while appending it) is dropped with a note, a bad line elsewhere is an error naming it.
-* :func:`write_guard` — turns an ``OSError`` while writing a run file (a full disk, a quota) into
-  :class:`RunWriteError`: one line naming the file, the reason and the last good checkpoint.
+* :func:`read_log` / :func:`truncate_log` — ``log.jsonl`` with one JSON object per line; a torn last line (left by
+  a version that appended in place) is dropped with a note, a bad line elsewhere is an error naming it.  Every
+  rewrite of the log (the resume's truncation, each epoch's line) goes through :mod:`weightsym.atomic`: a kill at any
+  moment leaves the old log or the new one, never a truncated one.
+* :func:`write_guard` — turns an ``OSError`` while writing a run file (a full disk, a quota; the
+  :class:`~weightsym.atomic.WriteError` of the atomic writes) into :class:`RunWriteError`: one line naming the file,
+  the reason and the last good checkpoint.
 * :class:`TrainingInterrupted` — Ctrl-C / SIGTERM during a run, with the checkpoint a ``--resume`` will continue from.
 
 Example:
@@ -32,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from weightsym.atomic import WriteError, write_error, write_text
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux/macOS: the pid in the lock file decides
@@ -44,11 +49,18 @@ class RunLocked(RuntimeError):
     """Another live process holds the output folder."""
 
 
-class RunWriteError(OSError):
-    """Writing a run file failed (full disk, quota, permissions); the message names the last good checkpoint."""
+class RunWriteError(WriteError):
+    """Writing a run file failed (full disk, quota, permissions); the message names the file, the reason and the last
+    good checkpoint, which the atomic writes left intact."""
 
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
+    def __init__(self, path, reason: str, code: int | None = None, last_good: str = ""):
+        super().__init__(path, reason, code)
+        self.last_good = last_good
+        if last_good:
+            self.strerror = f"{self.strerror}; {last_good}; continue with --resume"
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason, self.errno, self.last_good)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -105,9 +117,16 @@ class RunLock:
             if pid and pid != os.getpid() and previous.get("host") == socket.gethostname():
                 self.note(f"note: {self.path} was left by pid {pid}, which is no longer running (killed?); "
                           "taking it over")
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+            try:  # who holds it, for the message of a refused run (the lock itself is the flock)
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                         "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+            except OSError as exc:  # a full disk: nothing was written yet, and no lock file is left
+                error = write_error(self.path, exc)
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                os.close(fd)
+                raise error from exc
             self._fd = fd
             return self
         raise RunLocked(f"--out {self.folder}: the lock file {self.path} keeps changing; is another run starting?")
@@ -169,25 +188,27 @@ def read_log(path: str | os.PathLike, note: Callable[[str], None] = print) -> li
 
 
 def truncate_log(path: str | os.PathLike, keep: Callable[[dict], bool], note: Callable[[str], None] = print) -> None:
-    """Rewrite ``log.jsonl`` with the records ``keep`` accepts (a torn last line is dropped with a note)."""
+    """Keep in ``log.jsonl`` the records ``keep`` accepts (a torn last line is dropped with a note).  The log is
+    rewritten atomically, and only when something is dropped: a kill during a resume never loses its history."""
     path = Path(path)
     if path.exists():
+        text = path.read_text()
         records = [r for r in read_log(path, note) if keep(r)]
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        kept = "".join(json.dumps(r) + "\n" for r in records)
+        if kept != text:
+            write_text(path, kept)
 
 
 @contextlib.contextmanager
 def write_guard(what: str | os.PathLike, last_good: Callable[[], str]):
     """Run the body; an ``OSError`` (ENOSPC, EDQUOT, EACCES, ...) becomes one :class:`RunWriteError` line naming
-    ``what``, the reason, and ``last_good()`` (e.g. "the last good checkpoint runs/x/checkpoint.safetensors (step
-    120) was kept")."""
+    the file (a :class:`~weightsym.atomic.WriteError`'s own, else ``what``), the reason, and ``last_good()`` (e.g.
+    "the last good checkpoint runs/x/checkpoint.safetensors (step 120) was kept")."""
     try:
         yield
     except RunWriteError:
         raise
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            reason += " (free some space, or use another --out on a disk with room)"
-        raise RunWriteError(exc.errno, f"could not write {what}: {reason}; {last_good()}; continue with "
-                                       "--resume") from exc
+        error = write_error(what, exc)  # a WriteError names the file it was writing and says when the disk is full
+        reason = error.reason.replace("write somewhere with room", "use another --out on a disk with room")
+        raise RunWriteError(error.path, reason, error.errno, last_good()) from exc
