@@ -13,8 +13,11 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
 def data_dir() -> Path:
-    """``$WEIGHTSYM_DATA`` or ``../shared/data`` beside the repository."""
-    return Path(os.environ.get("WEIGHTSYM_DATA", DEFAULT_DATA))
+    """The library's one rule (:func:`weightsym.data.paths.data_root`: ``$WEIGHTSYM_DATA``, ...), with the suite's
+    own default when ``$WEIGHTSYM_DATA`` is unset: ``../shared/data`` beside the repository."""
+    from weightsym.data.paths import DATA_ENV, data_root
+
+    return data_root(None if os.environ.get(DATA_ENV) else DEFAULT_DATA)
 
 
 @pytest.fixture

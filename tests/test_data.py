@@ -101,9 +101,23 @@ def test_missing_data_names_the_path_and_the_env_var(tmp_path):
     message = str(error.value)
     assert str(tmp_path / "cifar10_jpeg_q75" / "cifar10_test_jpeg.npz") in message
     assert f"{tmp_path / 'cifar10'}, " in message  # the lossless PNG copy is looked for too
-    assert "WEIGHTSYM_DATA" in message and "download_dataset('cifar10')" in message
-    with pytest.raises(FileNotFoundError, match="fashion-mnist train split.*WEIGHTSYM_DATA"):
+    assert "WEIGHTSYM_DATA" in message and "--data-dir" in message
+    assert message.endswith(f"fetch it: weightsym download cifar10 --data-dir {tmp_path}")  # a command, not a call
+    with pytest.raises(FileNotFoundError, match="fashion-mnist train split.*WEIGHTSYM_DATA.*weightsym download "
+                                                "fashion-mnist"):
         load_fashion_mnist("train", data_dir=tmp_path)
+
+
+def test_a_run_without_its_data_names_the_download_command_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    from weightsym.cli import main
+
+    monkeypatch.setenv("WEIGHTSYM_DATA", str(tmp_path / "empty"))
+    out = tmp_path / "run"
+    assert main(["train", "--model", "airbench-16-32-32", "--recipe", "airbench", "--no-progress",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "weightsym download cifar10" in err and "Traceback" not in err
+    assert not out.exists()
     with pytest.raises(ValueError, match="unknown dataset 'svhn'; known: cifar10, cifar100, fashion-mnist, mnist1d"):
         get_dataset("svhn", "train")
     with pytest.raises(ValueError, match="split='val'"):

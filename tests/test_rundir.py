@@ -183,9 +183,15 @@ def test_include_or_exclude_matching_no_layer_warns_or_fails_under_strict():
 
 
 def test_cli_reports_an_include_that_matches_nothing(tmp_path, capsys):
-    assert main(TINY + ["--epochs", "1", "--include", "conv9*", "--out", str(tmp_path / "a")]) == 0
-    assert "weightsym train: warning: include/exclude pattern 'conv9*' matches no weight layer" in \
-        capsys.readouterr().err
+    # the pattern is named, and a symmetric run left with no symmetric layer is refused (it would be a dense run)
+    assert main(TINY + ["--epochs", "1", "--include", "conv9*", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "weightsym train: warning: include/exclude pattern 'conv9*' matches no weight layer" in err
+    assert "weightsym train: error: the symmetry options leave every layer dense" in err
+    assert not (tmp_path / "a").exists()
+    assert main(TINY + ["--epochs", "1", "--include", "conv*", "--include", "conv9*", "--out",
+                        str(tmp_path / "c")]) == 0  # one pattern that matches: the run goes on, with the warning
+    assert "pattern 'conv9*' matches no weight layer" in capsys.readouterr().err
     assert main(TINY + ["--epochs", "1", "--include", "conv9*", "--strict", "--out", str(tmp_path / "b")]) == 2
     assert not (tmp_path / "b" / "checkpoint.safetensors").exists()
 

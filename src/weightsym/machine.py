@@ -24,7 +24,7 @@ import torch
 
 from weightsym import allocator
 
-__all__ = ["cpu_name", "load_average", "machine"]
+__all__ = ["busy_cores", "cpu_name", "free_threads", "load_average", "machine"]
 
 
 @functools.cache
@@ -37,6 +37,48 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]), idle
+
+
+def busy_cores(window: float = 0.3) -> float | None:
+    """How many cores other processes keep busy, measured over ``window`` seconds from ``/proc/stat`` (this process
+    sleeps meanwhile, so it does not count itself), or from the 1-minute load average where ``/proc`` is missing."""
+    import time
+
+    before = _cpu_times()
+    if before is None:
+        load = load_average()
+        return None if load is None else load[0]
+    time.sleep(window)
+    after = _cpu_times()
+    total, idle = after[0] - before[0], after[1] - before[1]
+    cores = os.cpu_count() or 1
+    return 0.0 if total <= 0 else max(0.0, (total - idle) / total * cores)
+
+
+def free_threads(window: float = 0.3) -> tuple[int, float | None]:
+    """``(threads, busy)``: the torch threads to use so no thread waits for a core another process holds (the usable
+    cores minus the busy ones, rounded, at least 1), and the busy cores measured (:func:`busy_cores`)."""
+    cores, busy = usable_cores(), busy_cores(window)
+    if busy is None:
+        return cores, None
+    return max(1, min(cores, round(cores - busy))), busy
 
 
 def load_average() -> list[float] | None:

@@ -186,20 +186,29 @@ def _try(module: nn.Module, names: list[str], spec: str, hh_gates: str, ih_gates
 
 def candidates(model: nn.Module, symmetries: list[str] | None = None, hh_gates: str = "1111",
                ih_gates: str | None = None, exclude: list[str] | None = None,
-               keep_edges: bool = True, qkv: str = "111") -> list[Candidate]:
+               keep_edges: bool = True, qkv: str = "111", progress: bool = False) -> list[Candidate]:
     """Every (layer, symmetry) pair that saves parameters, with its relative projection residual.
 
     ``symmetries`` defaults to :func:`catalog_symmetries`; ``hh_gates``/``ih_gates`` as in ``symmetrize`` (which
     gate blocks of recurrent layers a channel symmetry ties), ``qkv`` likewise for attention layers (which of the
     query, key and value projections it ties); ``exclude`` module globs; ``keep_edges`` leaves the first
     and last weight layers (stem and classifier; an embedding in front counts as the stem) out, as ``symmetrize``
-    does by default.  Layers that are already symmetric are left out.  The model is not changed.
+    does by default.  Layers that are already symmetric are left out.  The model is not changed.  ``progress``: a
+    bar over the layers on stderr (terminals only).
     """
     specs = symmetries if symmetries is not None else catalog_symmetries()
     for spec in specs:
         get_symmetry(spec)  # an unknown name is an error naming it, before any work
     table = []
-    for name, module in _considered_layers(model, keep_edges, exclude):
+    layers = list(_considered_layers(model, keep_edges, exclude))
+    if progress:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        layers = tqdm(layers, desc="scanning candidates", leave=False, dynamic_ncols=True, file=sys.stderr,
+                      disable=None)
+    for name, module in layers:
         dense = _dense_weights(module)
         n_dense = sum(t.numel() for t in dense.values())
         kind = type(module).__name__.removeprefix("Parametrized")

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--spatial", type=checks.symmetry("spatial", allow_none=True), default="hflip",
                    help="spatial symmetry of the twin (`none` for channel only)")
     p.add_argument("--threads", type=checks.integer(1), default=None,
-                   help="torch threads (default: torch's choice, usually the number of cores)")
+                   help="torch threads (default: the cores not kept busy by other processes, measured at the start)")
     p.add_argument("--markdown", action="store_true",
                    help="print only the Markdown table with its command, threads, machine and date (progress goes "
                         "to stderr)")
@@ -40,9 +40,18 @@ def run(args) -> int:
 
     from weightsym.demo import demo_markdown, run_demo
 
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.markdown else print
     if args.threads:
         torch.set_num_threads(args.threads)
-    log = (lambda *a: print(*a, file=sys.stderr)) if args.markdown else print
+    else:  # threads that wait on cores other processes hold slow every step down (3 min instead of 13 s, measured)
+        from weightsym.machine import free_threads, usable_cores
+
+        threads, busy = free_threads()
+        if threads < usable_cores():
+            log(f"the machine is busy: other processes keep about {busy:.1f} of {usable_cores()} cores busy; the demo "
+                f"runs with {threads} torch thread(s) (--threads N to choose; its times will be slower than on an idle "
+                "machine, and a different thread count can change the last digits of the accuracies)")
+        torch.set_num_threads(threads)
     results = run_demo(epochs=args.epochs, width=args.width, seed=args.seed, channel=args.channel,
                        spatial=args.spatial, log=log)
     if args.markdown:

@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--device", type=checks.device, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=checks.integer(1), default=500, help="test batch size")
     p.add_argument("--json", action="store_true", help="print the result as JSON (default: one line of text)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar over the test batches (default: shown on a terminal)")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,8 @@ def run(args) -> int:
     model_file = checks.checkpoint(args.checkpoint, "CHECKPOINT", ("classifier",))
     from weightsym.train.classification import evaluate_checkpoint
 
-    result = evaluate_checkpoint(model_file, args.data_dir, args.device, args.batch_size)
+    result = evaluate_checkpoint(model_file, args.data_dir, args.device, args.batch_size,
+                                 progress=args.progress)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -160,9 +160,10 @@ def config_from_args(args: argparse.Namespace):
 
 
 def options_from_args(args: argparse.Namespace):
-    """``(config, checkpoint)``: the :class:`~weightsym.train.config.TrainConfig` of the options given (others keep
-    their defaults), and with ``--resume`` the run's checkpoint, read once and validated (a
-    :class:`~weightsym.files.ModelFile`; else None).
+    """``(config, checkpoint, given)``: the :class:`~weightsym.train.config.TrainConfig` of the options given (others
+    keep their defaults), with ``--resume`` the run's checkpoint, read once and validated (a
+    :class:`~weightsym.files.ModelFile`; else None), and the names of the options typed (not those a recipe set),
+    which :mod:`weightsym.train.applicability` judges.
 
     With ``--resume`` the options come from that checkpoint by the one resume rule,
     :data:`weightsym.train.config.RESUME` (training options from the checkpoint, giving one that differs is an error;
@@ -179,6 +180,7 @@ def options_from_args(args: argparse.Namespace):
         given["plan"] = check_plan(args, given)
     if "freeze_after" in given:
         given["freeze_after"] = dict(given["freeze_after"])
+    typed = set(given)  # what the user typed: judged by weightsym.train.applicability (a recipe's own values are not)
     techniques = getattr(args, "without", None)
     if techniques:
         if not given.get("recipe"):
@@ -207,7 +209,7 @@ def options_from_args(args: argparse.Namespace):
             config = RESUME.resume(checkpoint, config, given=set(given))
         except ResumeConflict as exc:
             raise checks.UsageError(str(exc)) from None
-    return config, checkpoint
+    return config, checkpoint, typed
 
 
 def resume_checkpoint(out: str):
@@ -237,8 +239,8 @@ def check(args) -> None:
 
 def run(args) -> int:
     check(args)
-    config, checkpoint = options_from_args(args)
+    config, checkpoint, given = options_from_args(args)
     from weightsym.train.classification import train
 
-    train(config, checkpoint)  # the checkpoint read once: the config above and the weights come from it
+    train(config, checkpoint, given)  # the checkpoint read once: the config above and the weights come from it
     return 0

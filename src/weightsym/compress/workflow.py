@@ -96,7 +96,7 @@ def compress(path, out, budget: float | None = None, plan: dict[str, str] | None
 
     tic = time.perf_counter()
     table = candidates(model, symmetries, hh_gates=hh_gates, ih_gates=ih_gates, exclude=exclude,
-                       keep_edges=keep_edges, qkv=qkv)
+                       keep_edges=keep_edges, qkv=qkv, progress=progress)
     log(f"candidates: {len(table)} (layer, symmetry) pairs on {len({c.layer for c in table})} layers in "
         f"{time.perf_counter() - tic:.1f} s")
     if budget is not None:

@@ -227,7 +227,7 @@ def find_cifar(name: str, split: str, data_dir=None, source: str = "auto", label
     searched = [files[0].parent if len(files) > 1 else files[0] for kind, files, _ in candidates
                 if source in ("auto", kind)]
     raise missing_data_error(f"{name} {split} split", searched,
-                             hint=f"run weightsym.data.download_dataset({name!r})")
+                             hint=f"weightsym download {name} --data-dir {root}")
 
 
 def load_cifar(name: str, split: str, data_dir=None, source: str = "auto", label_mode: str = "fine",

@@ -81,7 +81,7 @@ def find_fashion_mnist(split: str, data_dir=None, source: str = "auto") -> tuple
     searched = ([root / "fashion-mnist" / f"{prefix}-images-idx3-ubyte.gz"] if source != "npz" else []) + \
         ([npz] if source != "idx" else [])
     raise missing_data_error(f"fashion-mnist {split} split", searched,
-                             hint="run weightsym.data.download_dataset('fashion-mnist')")
+                             hint=f"weightsym download fashion-mnist --data-dir {root}")
 
 
 def load_fashion_mnist(split: str, data_dir=None, source: str = "auto") -> tuple[np.ndarray, np.ndarray]:

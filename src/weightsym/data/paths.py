@@ -54,11 +54,14 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def missing_data_error(what: str, searched: list[Path], hint: str = "") -> FileNotFoundError:
-    """A FileNotFoundError that names the paths searched, the env var and how to get the data."""
+    """A FileNotFoundError that names the paths searched, where the data may be pointed at (the one rule of
+    :func:`data_root`: ``--data-dir``/``data_dir=``, then ``$WEIGHTSYM_DATA``, then the user cache) and ``hint``: the
+    command that fetches it (``weightsym download cifar10``)."""
     paths = ", ".join(str(p) for p in searched)
-    message = f"{what}: not found (looked for {paths}); set ${DATA_ENV} or pass data_dir= to the folder holding it"
+    message = (f"{what}: not found (looked for {paths}); point --data-dir (data_dir= in Python) or ${DATA_ENV} at "
+               "the folder holding it")
     if hint:
-        message += f", or {hint}"
+        message += f", or fetch it: {hint}"
     return FileNotFoundError(message)
 
 

@@ -130,7 +130,7 @@ def corpus_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
         if all((candidate / f).is_file() for f in files):
             return candidate
     raise missing_data_error(f"corpus {key} ({', '.join(files)})", [root / sub, root / Path(sub).name, root],
-                             f"run `weightsym download {key} --data-dir {root}`")
+                             f"weightsym download {key} --data-dir {root}")
 
 
 def load_corpus(name: str, data_dir: str | os.PathLike | None = None) -> Corpus:

@@ -33,6 +33,8 @@ from torch import nn
 import weightsym as ws
 from weightsym.machine import machine
 from weightsym.train import distributed, engine
+from weightsym.train.applicability import (MODEL_RULES, TRAIN_RULES, check_applicable, check_symmetrized,
+                                           given_fields)
 from weightsym.train.checkpoint import unwrap_model
 from weightsym.train.config import RESUME, TrainConfig
 from weightsym.train.data import make_test_loader, make_train_loader, training_data_info
@@ -41,7 +43,7 @@ from weightsym.train.divergence import chance_loss
 from weightsym.train.evaluate import evaluate
 from weightsym.train.lookahead import Lookahead
 from weightsym.train.optim import make_optimizer, make_scheduler, momentum_reset_steps
-from weightsym.train.precision import to_channels_last
+from weightsym.train.precision import resolve_precision, to_channels_last
 from weightsym.train.step import Step
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -50,7 +52,7 @@ ACCURACY_MARKS = (0.90, 0.92, 0.93, 0.94)
 __all__ = ["CHECKPOINT", "ImageClassification", "build_model", "evaluate_checkpoint", "format_summary", "train"]
 
 
-def train(config: TrainConfig, checkpoint=None) -> dict[str, Any]:
+def train(config: TrainConfig, checkpoint=None, given=None) -> dict[str, Any]:
     """Train (or, with ``config.resume``, continue) a run; returns the summary dict (also in ``summary.json``).
 
     Under ``torchrun`` every process calls this; the model is wrapped in DistributedDataParallel, each process sees
@@ -58,8 +60,11 @@ def train(config: TrainConfig, checkpoint=None) -> dict[str, Any]:
     ``checkpoint``: the run's checkpoint already read (a :class:`~weightsym.files.ModelFile`; ``weightsym train
     --resume`` validates it first), else ``--resume`` reads it once.  Errors: see :func:`weightsym.train.engine.run`
     (:class:`~weightsym.train.step.TrainingDiverged`, ``RunLocked``, ``TrainingInterrupted``, ``RunWriteError``).
+    A new run first judges its options by :data:`weightsym.train.applicability.TRAIN_RULES` (an option that cannot
+    act is a ``ValueError`` or a warning); ``given``: the options the caller chose (default: the fields that differ
+    from ``TrainConfig``'s defaults; the command line passes the flags typed).
     """
-    return engine.run(ImageClassification(config), checkpoint)
+    return engine.run(ImageClassification(config, given), checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------------- construction
@@ -218,8 +223,8 @@ class ImageClassification(engine.Task):
     distributed = True
     best_key = "best_accuracy"
 
-    def __init__(self, config: TrainConfig):
-        self.config = config
+    def __init__(self, config: TrainConfig, given=None):
+        self.config, self.given = config, given
 
     # options a resumed run takes from its checkpoint (training options) or from the caller (run control)
     device = property(lambda self: self.config.device)
@@ -230,6 +235,8 @@ class ImageClassification(engine.Task):
     progress = property(lambda self: self.config.progress)
 
     def check(self, run) -> None:
+        if not self.config.resume:  # a resumed run was judged when it started
+            check_applicable(TRAIN_RULES, self.config, self.given)
         if self.config.batch_size % run.ctx.world_size:
             raise ValueError(f"--batch-size {self.config.batch_size} (global) must be divisible by the number of "
                              f"processes ({run.ctx.world_size})")
@@ -238,6 +245,10 @@ class ImageClassification(engine.Task):
         config, ctx = self.config, run.ctx
         self.run = run
         self.model, self.report, self.data = build_model(config)
+        if not config.resume:
+            check_applicable(MODEL_RULES, self.model, given_fields(config) if self.given is None else self.given)
+            check_symmetrized(self.report, config.symmetric, "; check --channel/--spatial against the layer shapes "
+                                                          "(weightsym describe --model NAME --channel ...) and --exclude")
         self.batches = make_train_loader(config, self.data, ctx)
         if config.init_from and not config.resume:
             start_from(self.model, config.init_from)
@@ -295,6 +306,12 @@ class ImageClassification(engine.Task):
                          f"{', '.join(str(m + 1) for m in config.resolved_milestones())} (1-based)")
         lines.append(f"parameters: stored {counts.stored:,} of dense-equivalent {counts.dense:,} "
                      f"({100 * counts.saved:.1f}% saved), free {counts.free:,}")
+        given = given_fields(config) if self.given is None else self.given
+        default_length = not config.resume and not config.recipe and "epochs" not in given
+        lines.append(f"plan: {config.epochs:g} epochs x {len(self.batches)} steps = {self.total_steps:,} steps "
+                     f"(batch {config.batch_size}, {config.optimizer} lr {config.lr:g}, {config.schedule} schedule)"
+                     + ("; the default length: choose it with --epochs N or --recipe NAME" if default_length else "")
+                     + "; the time left is estimated after the first epoch")
         return lines
 
     def postfix(self, sums):
@@ -304,7 +321,7 @@ class ImageClassification(engine.Task):
     # ------------------------------------------------------------------------------------------------- epoch ends
     def evaluate(self, run, tta: int = 0) -> dict:
         return evaluate(run.dmodel, self.test_loader, run.ctx, self.expand, self.criterion, run.precision,
-                        self.config.channels_last, tta)
+                        self.config.channels_last, tta, progress=self.config.progress)
 
     def score(self, evaluation: dict) -> float:
         return evaluation["accuracy"]
@@ -392,11 +409,12 @@ def format_summary(summary: dict) -> str:
 
 # -------------------------------------------------------------------------------------------------------- evaluation
 def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
-                        batch_size: int = 500) -> dict[str, Any]:
+                        batch_size: int = 500, progress: bool = False) -> dict[str, Any]:
     """Rebuild the model of checkpoint ``path`` with :func:`weightsym.load_model` (validated, checksum verified,
     symmetry from the file; ``path`` may also be a :class:`weightsym.files.ModelFile` already read) and evaluate it on
-    the test split of the dataset its stored config names.  Returns ``{"loss", "accuracy", "samples", "model",
-    "dataset", "params", "step", "epochs_done", "checksum"}``."""
+    the test split of the dataset its stored config names, in the run's precision and memory format (so a bf16 run
+    scores as its log says).  Returns ``{"loss", "accuracy", "samples", "model", "dataset", "params", "step",
+    "epochs_done", "checksum"}``; ``progress``: a bar over the test batches."""
     model, description = ws.load_model(path)
     saved = description.config
     if description.kind != "classifier" or saved is None:
@@ -407,7 +425,11 @@ def evaluate_checkpoint(path, data_dir: str | None = None, device: str = "auto",
     data = training_data_info(config.dataset or _registry_dataset(config.model), config.data_dir, config.image_size,
                               source=config.data_source)
     model.to(ctx.device)
-    result = evaluate(model, make_test_loader(config, data, ctx), ctx, _expander(config, data))
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    result = evaluate(model, make_test_loader(config, data, ctx), ctx, _expander(config, data),
+                      precision=resolve_precision(config.precision, ctx.device),
+                      channels_last=config.channels_last, progress=progress)
     state = description.state
     return {**result, "model": config.model, "dataset": data["name"], "params": ws.count_parameters(model).to_dict(),
             "step": state.get("step"), "epochs_done": state.get("epochs_done"), "checksum": description.checksum}

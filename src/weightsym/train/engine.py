@@ -181,6 +181,7 @@ class Run:
         self.log = log if ctx.is_main else (lambda *a, **k: None)
         self.segment_start = time.perf_counter()  # this process's part of the run (data and evaluation too)
         self.wall_before = 0.0  # wall-clock seconds of the segments before a resume
+        self.pace_start, self.pace_step, self.stop_at, self.estimated = self.segment_start, 0, None, False
         self.state: dict = {}
         self.precision = "fp32"
         self.folds = None
@@ -257,6 +258,7 @@ def run(task: Task, checkpoint=None, log: Callable = print_flush) -> dict[str, A
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.get_num_threads())
     lock = RunLock(out, note=log) if ctx.is_main else None  # one run per folder; refused before anything is loaded
+    created = not out.exists()  # a run refused before it wrote anything leaves no empty folder behind
     try:
         if ctx.distributed and not task.distributed:
             raise ValueError(f"weightsym {task.command} runs in one process; start it without torchrun")
@@ -273,6 +275,8 @@ def run(task: Task, checkpoint=None, log: Callable = print_flush) -> dict[str, A
     finally:
         if lock is not None:
             lock.release()
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
         torch.set_num_threads(saved[2])
     ctx.barrier()  # every rank finished: tearing gloo down while a peer is still talking aborts the process
@@ -374,6 +378,7 @@ def _train(run_: Run) -> dict[str, Any]:
     # the eager module keeps the state dict; dynamic=False: the epoch's last, smaller batch gets its own static graph
     # instead of recompiling everything with a symbolic batch size (measured: 5-10% slower steps for the rest of the run)
     forward = torch.compile(run_.dmodel, dynamic=False) if config.compile else run_.dmodel
+    run_.pace_start, run_.pace_step, run_.stop_at, run_.estimated = time.perf_counter(), state["step"], stop_at, False
     evaluation = result = None
     while state["step"] < stop_at:
         epoch, start_batch = batches.epoch, batches.batch
@@ -454,7 +459,27 @@ def _log_epoch(run_: Run, epoch: int, evaluation: dict, result, improved: bool, 
         with write_guard(run_.out / LOG, run_.kept):
             append_line(run_.out / LOG, json.dumps(record))
         run_.log(task.epoch_line(record))
+        _estimate(run_)
     return record
+
+
+def _estimate(run_: Run) -> None:
+    """Once per run segment, after its first epoch: the time the rest of the run should take at that pace."""
+    if run_.estimated:
+        return
+    run_.estimated = True
+    done = run_.state["step"] - run_.pace_step
+    left = (run_.stop_at or run_.task.total_steps) - run_.state["step"]
+    if done > 0 and left > 0:
+        seconds = (time.perf_counter() - run_.pace_start) / done * left
+        run_.log(f"estimated time left: {_duration(seconds)} ({left:,} more steps at the first epoch's pace, "
+                 "evaluations included)")
+
+
+def _duration(seconds: float) -> str:
+    """``"42 s"``, ``"7.5 min"``, ``"3.2 h"``."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def _diverged(run_: Run, why: str) -> TrainingDiverged:

@@ -45,12 +45,26 @@ def tta_logits(module: nn.Module, x: torch.Tensor, level: int = 0) -> torch.Tens
     return 0.5 * logits + 0.5 * torch.stack([mirror(view) for view in shifted]).mean(0)
 
 
+def progress_bar(iterable, desc: str, enabled: bool = True):
+    """``iterable`` under a tqdm bar on stderr (left behind by nothing: ``leave=False``), or as it is when not
+    ``enabled``; tqdm also stays silent when stderr is not a terminal, so logs never fill with bar frames."""
+    if not enabled:
+        return iterable
+    import sys
+
+    from tqdm.auto import tqdm
+
+    total = len(iterable) if hasattr(iterable, "__len__") else None
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, disable=None)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, ctx: distributed.DistContext | None = None, expand=None,
              criterion: nn.Module | None = None, precision: str = "fp32", channels_last: bool = False,
-             tta: int = 0) -> dict[str, float]:
+             tta: int = 0, progress: bool = False) -> dict[str, float]:
     """Mean loss and accuracy of ``model`` over ``loader`` (summed over processes when distributed), in the
-    resolved ``precision`` (fp32 or bf16), with test-time augmentation ``tta`` (see the module)."""
+    resolved ``precision`` (fp32 or bf16), with test-time augmentation ``tta`` (see the module); ``progress``: a
+    bar over the batches (rank 0, terminals only)."""
     ctx = ctx or distributed.DistContext()
     criterion = criterion or nn.CrossEntropyLoss()
     module = unwrap_model(model)
@@ -58,7 +72,8 @@ def evaluate(model: nn.Module, loader, ctx: distributed.DistContext | None = Non
     was_training = module.training
     module.eval()
     loss_sum = correct = count = 0.0
-    for xb, yb in loader:
+    desc = "evaluating" + (f" (TTA level {tta})" if tta else "")
+    for xb, yb in progress_bar(loader, desc, progress and ctx.is_main):
         xb, yb = xb.to(ctx.device), yb.to(ctx.device)
         if expand is not None:
             xb = expand(xb)
