@@ -222,3 +222,25 @@ def test_a_smoke_figure_is_marked_once_and_a_full_run_not_at_all(tmp_path):
     with Image.open(tmp_path / "full.png") as image:
         assert image.size == (300, 200) and "weightsym-smoke" not in image.info
     assert "SMOKE" not in (tmp_path / "full.md").read_text()
+
+
+def test_universal_approximation_fits_through_the_engine_step_with_the_old_numbers():
+    """The Adam phase runs through weightsym.train.step.train_steps: the same numbers as the hand loop it replaced."""
+    target, width, symmetry, seed, steps = "sin", 8, "triangular", 0, 25
+    dim, func = universal_approximation.TARGETS[target]
+    x_train, _ = universal_approximation.grids(dim)
+    y_train = func(x_train)[:, None]
+    torch.manual_seed(seed)
+    net = universal_approximation.make_network(dim, width, symmetry)
+    adam = torch.optim.Adam(net.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(adam, steps)
+    for _ in range(steps):  # the loop before
+        adam.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(net(x_train), y_train)
+        loss.backward()
+        adam.step()
+        schedule.step()
+    with torch.no_grad():
+        before = torch.nn.functional.mse_loss(net(x_train), y_train).sqrt().item()
+    point = universal_approximation.fit_point(target, width, symmetry, seed, adam_steps=steps, lbfgs_steps=0)
+    assert point["train_rmse"] == before

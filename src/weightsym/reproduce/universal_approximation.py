@@ -35,6 +35,7 @@ Example (tiny):
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
@@ -49,6 +50,17 @@ from weightsym.atomic import save_figure
 from weightsym.nn.symmetrize import format_table
 from weightsym.reproduce.common import header, write_outputs
 from weightsym.reproduce.width_sweep import rescale_init
+from weightsym.train.step import Step, train_steps
+
+
+class _SquaredError(Step):
+    """Full-batch regression: ``net(x)``, mean squared error against ``y``."""
+
+    def forward(self, forward, batch):
+        return forward(batch[0])
+
+    def loss(self, output, batch):
+        return nn.functional.mse_loss(output, batch[1])
 
 NAME = "universal-approximation"
 TITLE = "Universal approximation: single-hidden-layer networks with symmetric weights vs dense, error vs width"
@@ -134,12 +146,9 @@ def fit_point(target: str, width: int, symmetry: str, seed: int, adam_steps: int
 
     adam = torch.optim.Adam(net.parameters(), lr=1e-2)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(adam, max(1, adam_steps))
-    for _ in range(adam_steps):
-        adam.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        adam.step()
-        schedule.step()
+    full_batch = itertools.repeat((x_train, y_train), adam_steps)
+    for _ in train_steps(_SquaredError(), full_batch, adam, net, schedule):  # the training engine's step
+        pass
     if lbfgs_steps:
         lbfgs = torch.optim.LBFGS(net.parameters(), lr=1, max_iter=lbfgs_steps, history_size=50,
                                   line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
