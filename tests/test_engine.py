@@ -166,3 +166,22 @@ def test_a_single_process_task_refuses_torchrun(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="weightsym lm runs in one process"):
         fit(LMConfig(out=str(tmp_path / "lm")), log=lambda *a: None)
     assert not (tmp_path / "lm").exists()  # refused before the folder was locked or anything read
+
+
+def test_snapshots_keep_the_weights_at_the_start_and_after_every_epoch_and_change_nothing(tmp_path):
+    import weightsym as ws
+    from weightsym.train import TrainConfig, train
+
+    base = dict(model="mnist1d-cnn", model_args={"width": 8}, train_subset=256, batch_size=64, epochs=2,
+                progress=False, threads=1, channel="triangular", lr=0.05)
+    plain = train(TrainConfig(**base, out=str(tmp_path / "plain")))
+    kept = train(TrainConfig(**base, snapshots=True, out=str(tmp_path / "kept")))
+    assert kept["test_accuracy"] == plain["test_accuracy"]  # the same run: snapshots draw no random numbers
+    files = sorted(p.name for p in (tmp_path / "kept" / "snapshots").iterdir())
+    assert files == ["epoch-000.safetensors", "epoch-001.safetensors", "epoch-002.safetensors"]
+    last, _ = ws.load_model(tmp_path / "kept" / "snapshots" / "epoch-002.safetensors")
+    final, _ = ws.load_model(tmp_path / "kept" / "checkpoint.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), final.state_dict().values()))
+    first, _ = ws.load_model(tmp_path / "kept" / "snapshots" / "epoch-000.safetensors")
+    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), final.state_dict().values()))
+    assert not (tmp_path / "plain" / "snapshots").exists()

@@ -140,6 +140,9 @@ def add_parser(sub) -> None:
     g.add_argument("--threads", type=checks.integer(1), help="torch threads per process (default: torch's choice)")
     g.add_argument("--workers", type=checks.integer(0),
                    help="image folders: loading processes per training process (default min(4, CPUs); 0 = none)")
+    g.add_argument("--snapshots", action="store_true",
+                   help="also keep the weights at the start and after every epoch (OUT/snapshots/epoch-000.safetensors "
+                        "... , weight files `weightsym analyze` reads: how kernel symmetry emerges; default off)")
     g.add_argument("--compile", action="store_true",
                    help="run the training forward through torch.compile (default off; checkpoints and evaluation "
                         "use the eager model; a tiny model takes 10-30 s to compile on a CPU)")

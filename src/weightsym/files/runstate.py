@@ -280,6 +280,7 @@ CLASSIFIER_CONFIG: dict[str, Rule] = {
     "checkpoint_every": maybe(integer(1, 2**53)), "device": DEVICE, "data_dir": maybe(PATH),
     "progress": choice(True, False), "eval_batch_size": integer(1, 2**24), "threads": maybe(integer(1, 4096)),
     "workers": maybe(integer(0, 4096)), "compile": choice(True, False), "fold": choice(*FOLD_POLICIES),
+    "snapshots": choice(True, False),
 }
 
 LM_CONFIG: dict[str, Rule] = {

@@ -31,9 +31,10 @@ from weightsym.train.resume import ResumePolicy
 
 # Options that may differ between an interrupted run and its resumption.
 RUN_CONTROL = frozenset({"out", "resume", "max_steps", "checkpoint_every", "device", "data_dir", "progress",
-                         "eval_batch_size", "threads", "workers", "compile", "fold"})
+                         "eval_batch_size", "threads", "workers", "compile", "fold", "snapshots"})
 # Run control a resumed run keeps from its checkpoint unless given again: how it computed, not where it writes.
-KEPT_ON_RESUME = frozenset({"compile", "fold", "threads", "workers", "eval_batch_size", "checkpoint_every"})
+KEPT_ON_RESUME = frozenset({"compile", "fold", "threads", "workers", "eval_batch_size", "checkpoint_every",
+                            "snapshots"})
 
 # FOLD_POLICIES (weightsym.fast.fold_training(policy=...)), PRECISIONS, SCHEDULES and DATA_SOURCES are the value sets
 # of the run-state schema (weightsym.files.runstate, where every option's type and range is declared), imported above
@@ -108,6 +109,7 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads per process
     workers: int | None = None  # image-folder loading processes per training process (default min(4, CPUs))
     compile: bool = False  # training forward through torch.compile (checkpoints and evaluation use the eager model)
+    snapshots: bool = False  # also keep the weights at the start and after every epoch: snapshots/epoch-NNN.safetensors
     fold: str = "auto"  # symmetric layers train through their folds: "auto" (where the cost model says it pays),
     # "measure" (where a timed training step of the layer on this machine says so), "always", "never"
 
