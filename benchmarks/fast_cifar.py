@@ -40,7 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
-PAGES = {"recipe": "fast-recipe", "symmetry": "fast-symmetry"}
+PAGES = {"recipe": "fast-recipe", "symmetry": "fast-symmetry", "kernels": "fast-kernels"}
 BASE = ["--recipe", "airbench", "--threads", "2", "--no-progress"]
 
 
@@ -141,7 +141,24 @@ def symmetry_runs() -> list[Run]:
     return runs
 
 
-STUDIES = {"recipe": recipe_runs, "symmetry": symmetry_runs}
+def kernel_runs() -> list[Run]:
+    """Issue 27 items 2-4 (kernel symmetry in trained fast networks): dense 64-128-128 with its weights kept at the
+    start and after every epoch (the same networks as the recipe study's seeds: runs are deterministic by seed), and
+    the two choices the paper credits with inducing symmetry, flip augmentation and padding, varied one at a time;
+    then the 94% width for a second size. 3 seeds each; every run keeps its snapshots."""
+    snap = ("--snapshots",)
+    runs = []
+    for seed in range(3):
+        runs += [Run(f"dense-64-128-128.s{seed}", "airbench-64-128-128", seed, "dense 64-128-128", snap),
+                 Run(f"no-flip.s{seed}", "airbench-64-128-128", seed, "without flip", snap, without=("flip",)),
+                 Run(f"reflect-padding.s{seed}", "airbench-64-128-128", seed, "reflect padding",
+                     snap + ("--model-arg", "padding_mode=reflect"))]
+    runs += [Run(f"dense-64-256-256.s{seed}", "airbench-64-256-256", seed, "dense 64-256-256", snap)
+             for seed in range(3)]
+    return runs
+
+
+STUDIES = {"recipe": recipe_runs, "symmetry": symmetry_runs, "kernels": kernel_runs}
 
 
 # ----------------------------------------------------------------------------------------------------- running
