@@ -30,6 +30,9 @@ LAYERS = {
     "Conv3d-groups": (lambda: nn.Conv3d(8, 8, (2, 3, 3), groups=2), 2, 2, (2, 8, 2, 4, 4)),
     "ConvTranspose2d": (lambda: nn.ConvTranspose2d(4, 4, 3, stride=2), 1, 1, (2, 4, 3, 3)),
     "ConvTranspose2d-groups": (lambda: nn.ConvTranspose2d(8, 8, 3, groups=2, padding=1), 2, 1, (2, 8, 4, 4)),
+    # added later through the table alone (src/weightsym/nn/layers.py, one row): the proof that a kind is one line
+    "ConvTranspose3d": (lambda: nn.ConvTranspose3d(4, 4, (2, 3, 3)), 1, 2, (2, 4, 2, 3, 3)),
+    "ConvTranspose3d-groups": (lambda: nn.ConvTranspose3d(8, 8, (2, 3, 3), groups=2), 2, 2, (2, 8, 2, 3, 3)),
 }
 N = 4  # channel plane per group
 # (free, stored) per 4 x 4 channel plane, from the orbit formulas of docs/science.md §1.1 (n = 4)

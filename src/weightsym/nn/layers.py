@@ -187,6 +187,9 @@ KINDS: tuple[LayerKind, ...] = (
     LayerKind(nn.Conv3d, kernel_dims=3,
               spatial_note="a Conv3d's spatial symmetries tie the kh x kw plane of each of its kd depth slices"),
     LayerKind(nn.ConvTranspose2d, kernel_dims=2, transposed=True),
+    LayerKind(nn.ConvTranspose3d, kernel_dims=3, transposed=True,
+              spatial_note="a ConvTranspose3d's spatial symmetries tie the kh x kw plane of each of its kd depth "
+                           "slices"),
     LayerKind(nn.LSTM, blocks="gates", gates=4, no_spatial=RECURRENT, forward="rnn"),
     LayerKind(nn.GRU, blocks="gates", gates=3, no_spatial=RECURRENT, forward="rnn"),
     LayerKind(nn.RNN, blocks="gates", gates=1, no_spatial=RECURRENT, forward="rnn"),
