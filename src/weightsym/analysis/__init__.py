@@ -5,9 +5,12 @@ predictions under flips and shifts, how much do replicas differ, and input dimen
 - ``flip_consistency`` / ``shift_consistency`` — prediction agreement under mirror / random shifts (Zhang 2019);
 - ``replica_distance`` — our precisely defined measure of symmetry breaking (docs/analysis.md);
 - ``ExpandInput`` — input dimension expansion (Zhang et al. 2024);
+- ``attention_symmetry(model)`` / ``qk_symmetry(W_q, W_k, heads)`` — symmetry of the query-key form W_qᵀ W_k per
+  attention head (Saponati et al. 2025);
 - ``analyze(model, out_dir)`` — report.md + analysis.json + figures.
 """
 
+from .attention import QKSymmetry, attention_symmetry, qk_symmetry
 from .consistency import flip_consistency, random_shift, shift_consistency
 from weightsym.data.input_expansion import ExpandInput
 from .kernel_symmetry import (
@@ -33,6 +36,9 @@ from .report import (
 
 __all__ = [
     "D4_TRANSFORMS",
+    "QKSymmetry",
+    "attention_symmetry",
+    "qk_symmetry",
     "ExpandInput",
     "LayerSymmetry",
     "ReplicaDistance",

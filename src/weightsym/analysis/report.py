@@ -32,6 +32,7 @@ from torch import nn
 
 from weightsym.atomic import save_figure, write_json, write_text
 
+from .attention import attention_symmetry
 from .chance import attach_chance
 from .consistency import flip_consistency, shift_consistency
 from .kernel_symmetry import LayerSymmetry, kernel_symmetry
@@ -201,6 +202,20 @@ def _accuracy(model: nn.Module, loader: Iterable, max_batches: int | None) -> fl
     return correct / max(count, 1)
 
 
+def _attention_markdown(attention: list) -> str:
+    """The W_qk symmetry section of report.md (empty without attention layers)."""
+    if not attention:
+        return ""
+    lines = ["", "## Query-key symmetry of the attention layers", "",
+             "s = (‖sym W_qk‖² − ‖skew W_qk‖²) / ‖W_qk‖² per head (W_qk = W_qᵀ W_k; 1 symmetric, −1 skew, about 0 by "
+             "chance: `weightsym.analysis.attention`).", "",
+             "| layer | heads | s (layer) | s per head (min – max) | ‖sym‖ | ‖skew‖ |", "|---|---:|---:|---|---:|---:|"]
+    for a in attention:
+        lines.append(f"| `{a.layer}` | {a.heads} | {a.score:+.3f} | {min(a.head_scores):+.3f} – "
+                     f"{max(a.head_scores):+.3f} | {a.symmetric_norm:.3g} | {a.skew_norm:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
 def _markdown(title: str, layers: list[LayerSymmetry], summary: dict, consistency: dict | None,
               source: dict | None = None) -> str:
     lines = [f"# {title}", ""]
@@ -309,16 +324,18 @@ def analyze(
         if accuracy:
             consistency["accuracy"] = _accuracy(predictor, fresh(), max_batches)
     summary = _summary(layers)
+    attention = attention_symmetry(model) if isinstance(model, nn.Module) else []
     result = _json_safe(
         {"title": title, "source": dict(source) if source else None, "summary": summary, "consistency": consistency,
-         "layers": [l.to_dict() for l in layers]}
+         "layers": [l.to_dict() for l in layers], "attention": [a.to_dict() for a in attention]}
     )
     files = [
         plot_mean_kernels(layers, out_dir / "kernels.png", title=title),
         plot_score_depth(layers, out_dir / "score_depth.png", title=title),
     ]
     write_json(out_dir / "analysis.json", result, indent=1)
-    write_text(out_dir / "report.md", _markdown(title, layers, summary, consistency, result["source"]))
+    write_text(out_dir / "report.md", _markdown(title, layers, summary, consistency, result["source"])
+               + _attention_markdown(attention))
     files += [out_dir / "analysis.json", out_dir / "report.md"]
     return {**result, "files": files}
 
