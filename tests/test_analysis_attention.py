@@ -85,3 +85,30 @@ def test_analyze_reports_the_attention_layers(tmp_path):
     assert "## Query-key symmetry of the attention layers" in (tmp_path / "report.md").read_text()
     plain = analyze(nn.Sequential(nn.Conv2d(1, 4, 3)), tmp_path / "plain", chance_draws=10)
     assert plain["attention"] == [] and "Query-key" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_symmetric_qk_init_starts_every_head_symmetric_and_ties_nothing():
+    from weightsym.lm.config import LMConfig, build_model
+    from weightsym.nn.qk_init import symmetric_qk_
+
+    config = LMConfig(rnn_type="transformer", emb=16, hidden=16, layers=2, heads=4, qk_init="symmetric")
+    model, _ = build_model(config, vocab_size=20)
+    scores = attention_symmetry(model)
+    assert len(scores) == 2 and all(a.head_scores == pytest.approx([1.0] * 4) for a in scores)
+    plain, _ = build_model(LMConfig(rnn_type="transformer", emb=16, hidden=16, layers=2, heads=4), vocab_size=20)
+    assert all(abs(a.score) < 0.5 for a in attention_symmetry(plain))
+    attn = model.blocks[0].attn  # not tied: a gradient step moves W_q and W_k apart
+    w = attn.in_proj_weight
+    (w[:16].sum() * 2 + w[16:32].sum()).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert not torch.equal(w[:16], w[16:32])
+    with pytest.raises(ValueError, match="no attention layer"):
+        build_model(LMConfig(rnn_type="lstm", emb=8, hidden=8, layers=1, qk_init="symmetric"), vocab_size=20)
+    import weightsym as ws
+
+    tied = Block()
+    ws.symmetrize(tied, channel="triangular", include=["q_proj"])
+    with pytest.raises(ValueError, match="`` is already symmetric|already symmetric"):
+        symmetric_qk_(tied)
+    with pytest.raises(ValueError, match="qk_init"):
+        LMConfig(rnn_type="transformer", emb=16, hidden=16, qk_init="skew")

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from weightsym.nn.layers import query_key
+
 __all__ = ["QKSymmetry", "attention_symmetry", "qk_symmetry", "score_of"]
 
 
@@ -83,27 +85,13 @@ def qk_symmetry(w_q: torch.Tensor, w_k: torch.Tensor, heads: int = 1, layer: str
                       sym_total ** 0.5, skew_total ** 0.5)
 
 
-def _projections(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int] | None:
-    if isinstance(module, nn.MultiheadAttention):
-        if module._qkv_same_embed_dim:
-            d = module.embed_dim
-            return module.in_proj_weight[:d], module.in_proj_weight[d:2 * d], module.num_heads
-        return module.q_proj_weight, module.k_proj_weight, module.num_heads
-    for q_name, k_name in (("q_proj", "k_proj"), ("query", "key")):
-        q, k = getattr(module, q_name, None), getattr(module, k_name, None)
-        if isinstance(q, nn.Linear) and isinstance(k, nn.Linear):
-            heads = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None) or 1
-            return q.weight, k.weight, int(heads)
-    return None
-
-
 def attention_symmetry(model: nn.Module) -> list[QKSymmetry]:
     """:func:`qk_symmetry` of every attention layer of ``model`` (see the module), in ``named_modules`` order.
     Layers whose query and key projections differ in shape (cross-attention with ``kdim != embed_dim``, grouped-query
     attention) have no square form per head and are left out."""
     out = []
     for name, module in model.named_modules():
-        found = _projections(module)
+        found = query_key(module)
         if found is not None and found[0].shape == found[1].shape:
             w_q, w_k, heads = found
             out.append(qk_symmetry(w_q, w_k, heads, layer=name))

@@ -61,6 +61,9 @@ def add_parser(sub) -> None:
     p.add_argument("--qkv", type=checks.qkv_mask, metavar="MASK",
                    help="transformer: which of the query, key, value blocks of each attention in_proj_weight take "
                         "the symmetry, order q k v, e.g. 110 (default 111)")
+    p.add_argument("--qk-init", choices=("default", "symmetric"),
+                   help="transformer: symmetric starts every attention head with W_k = W_q, so W_q^T W_k starts "
+                        "symmetric (Saponati et al. 2025); nothing is tied (default: default)")
     p.add_argument("--heads", type=checks.integer(1),
                    help=f"transformer: attention heads (must divide --hidden; default {d.heads})")
     p.add_argument("--hh-gates", type=checks.gate_mask, metavar="MASK",

@@ -289,6 +289,7 @@ LM_CONFIG: dict[str, Rule] = {
     "tie": maybe(choice(True, False)), "heads": integer(1, 2**16), "channel": maybe(symmetry("channel", none=True)),
     "plan": maybe(PLAN), "hh_gates": GATES, "ih_gates": maybe(GATES), "init": choice(*INIT_RULES),
     "recipe": maybe(name("recipe")), "qkv": text(3, r"[01]{3}", "a q/k/v mask (three 0/1 characters)"),
+    "qk_init": choice("default", "symmetric"),
     "include": GLOBS, "epochs": integer(1, 10**6), "bptt": integer(1, 2**20), "batch_size": integer(1, 2**24),
     "eval_batch_size": integer(1, 2**24), "optimizer": maybe(choice(*OPTIMIZERS)), "lr": maybe(RATE),
     "anneal": number(1, 1e6), "clip": maybe(FACTOR), "seed": SEED, "max_train_tokens": maybe(integer(2, 2**53)),

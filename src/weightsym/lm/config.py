@@ -50,6 +50,7 @@ class LMConfig:
     init: str = "variance"  # how symmetric gate blocks start (weightsym.symmetrize init=); "project" before it existed
     recipe: str | None = None  # the named preset the options came from (weightsym.train.recipes.LM_RECIPES)
     qkv: str = "111"  # transformer: which of the q, k, v blocks of in_proj_weight take the channel symmetry
+    qk_init: str = "default"  # transformer: "symmetric" starts every head with W_k = W_q (weightsym.nn.qk_init)
     include: list[str] | None = None  # module globs --channel goes on (None: DEFAULT_INCLUDE)
     epochs: int = 6
     bptt: int = 35
@@ -152,6 +153,12 @@ def build_model(config: LMConfig, vocab_size: int) -> tuple[nn.Module, "ws.Symme
     from weightsym.models import create_model
 
     model = create_model(f"{config.rnn_type}-lm", num_classes=vocab_size, **config.model_args())
+    if config.qk_init == "symmetric":
+        from weightsym.nn.qk_init import symmetric_qk_
+
+        if not symmetric_qk_(model):
+            raise ValueError(f"--qk-init symmetric: the {config.rnn_type} model has no attention layer; use "
+                             "--model transformer")
     options = config.symmetry_options()
     if options is not None and options.get("ih_gates") and config.emb != config.hidden:
         raise ValueError(f"--ih-gates {options['ih_gates']}: symmetric weight_ih blocks need --emb == --hidden "

@@ -308,3 +308,26 @@ def markdown() -> str:
         export = "plain layer" + (", ONNX" if k.onnx else "")
         lines.append(f"| `{k.name}` | {weights} | {spatial} | {fast} | {export} |")
     return "\n".join(lines)
+
+
+# Attention modules laid out as separate query and key projections (BERT: query/key; Llama-style and others:
+# q_proj/k_proj), read for their query-key form; heads from ``num_heads`` or ``num_attention_heads``.
+QK_CHILDREN: tuple[tuple[str, str], ...] = (("q_proj", "k_proj"), ("query", "key"))
+
+
+def query_key(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    """``(W_q, W_k, heads)`` of an attention module, or None: a kind of the table whose blocks are q, k, v
+    (``MultiheadAttention``: ``in_proj_weight`` or ``q_proj_weight``/``k_proj_weight``), or a module with
+    :data:`QK_CHILDREN` linear children.  The weights are the module's own tensors (dense views of symmetric ones)."""
+    kind = layer_kind(module)
+    if kind is not None and kind.blocks == "qkv":
+        if module._qkv_same_embed_dim:
+            d = module.embed_dim
+            return module.in_proj_weight[:d], module.in_proj_weight[d:2 * d], module.num_heads
+        return module.q_proj_weight, module.k_proj_weight, module.num_heads
+    for q_name, k_name in QK_CHILDREN:
+        q, k = getattr(module, q_name, None), getattr(module, k_name, None)
+        if isinstance(q, nn.Linear) and isinstance(k, nn.Linear):
+            heads = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None) or 1
+            return q.weight, k.weight, int(heads)
+    return None
