@@ -241,3 +241,14 @@ def test_refusals_say_what_works():
     param = ws.nn.attach(nn.MultiheadAttention(D, HEADS), "in_proj_weight", "qk-tie", row_blocks=3,
                          block_mask=(True, True, True))
     assert param.block_mask is None and param.layout.stored_count == 2 * D * D
+
+
+def test_language_model_config_ties_every_attention_layer():
+    from weightsym.lm.train import LMConfig, build_model
+
+    config = LMConfig(rnn_type="transformer", emb=D, hidden=D, layers=2, heads=HEADS, bptt=8, channel="qk-tie",
+                      include=["*.attn"])
+    model, report = build_model(config, 30)
+    assert [(r.name, r.symmetry, r.stored) for r in report.symmetric] == [
+        (f"blocks.{i}.attn", "qk-tie", 2 * D * D) for i in range(2)]
+    assert all(q.score == pytest.approx(1.0, abs=1e-6) for q in ws.analysis.attention_symmetry(model))
