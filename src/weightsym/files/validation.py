@@ -179,7 +179,10 @@ def _check_layers(mf: ModelFile, max_expansion: float, max_values: int) -> None:
         ok, why = planes.applies(symmetry)
         if not ok:
             raise ModelFileError(mf.path, f"layer `{qualified}`: {symmetry.spec} cannot act on shape {shape}: {why}")
-        expected = planes.layout(symmetry, mask).stored_count
+        try:
+            expected = planes.layout(symmetry, mask).stored_count
+        except ValueError as exc:  # e.g. a block mask the symmetry does not take (qk-tie)
+            raise ModelFileError(mf.path, f"layer `{qualified}`: {exc}") from None
         if expected != info["stored"]:
             raise ModelFileError(mf.path, f"layer `{qualified}`: {symmetry.spec} on shape {shape} stores "
                                           f"{expected:,} values but the file holds {info['stored']:,}")

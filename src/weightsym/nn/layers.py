@@ -109,7 +109,15 @@ class Planes:
         return None if mask is None else tuple(mask) * (self.row_blocks // self.groups)
 
     def applies(self, symmetry) -> tuple[bool, str]:
-        """``symmetry.applies_to`` on the canonical axes: ``(True, "")`` or ``(False, why)``."""
+        """``symmetry.applies_to`` on the canonical axes: ``(True, "")`` or ``(False, why)``.  A symmetry that ties
+        row blocks of a certain kind to each other (``block_kind``, e.g. ``qk-tie``: the q, k, v blocks of attention)
+        applies only to a tensor of a layer kind whose row blocks are of that kind."""
+        needs = getattr(symmetry, "block_kind", None)
+        if needs is not None:
+            row = next((k for k in KINDS if k.name == self.kind), None)
+            if row is None or row.blocks != needs:
+                what = f"a {self.kind} weight" if self.kind else "a weight of no known layer kind"
+                return False, f"{symmetry.spec} {symmetry.needs}, not to {what} of shape {self.shape}"
         return symmetry.applies_to(self.canonical, self.row_blocks)
 
     def layout(self, symmetry, block_mask=None):

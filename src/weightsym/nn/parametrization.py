@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from weightsym.nn.layers import Planes, layer_kind, planes_of, refresh
-from weightsym.symmetry import Symmetry, check_init, get_symmetry
+from weightsym.symmetry import Symmetry, SymmetryError, check_init, get_symmetry
 
 
 class SymmetricParametrization(nn.Module):
@@ -53,7 +53,13 @@ class SymmetricParametrization(nn.Module):
         if self.planes.shape != self.shape or self.planes.groups != self.row_blocks:
             raise ValueError(f"planes of {self.planes.shape} x {self.planes.groups} blocks given for a weight of "
                              f"shape {self.shape} x {self.row_blocks} blocks")
+        if symmetry.block_kind is not None:  # a tie between row blocks (qk-tie) needs to know the layer kind
+            ok, why = self.planes.applies(symmetry)
+            if not ok:
+                raise SymmetryError(why)
         self.layout = self.planes.layout(symmetry, self.block_mask)
+        if symmetry.block_kind is not None:
+            self.block_mask = None  # it picks its blocks itself (an all-ones mask means the same; others raised)
         self.permuted = not self.planes.identity
         index = self.planes.index(self.layout)
         self.register_buffer("index", index.clone(), persistent=False)
@@ -84,7 +90,8 @@ class SymmetricParametrization(nn.Module):
 
     def describe(self) -> dict:
         """Metadata that identifies this parametrization (written into weight files; ``kind``, the layer kind, only
-        when its planes are not the identity: the tensor's axes are not already ``(out, in, *kernel)``)."""
+        when its planes are not the identity: the tensor's axes are not already ``(out, in, *kernel)``; or when the
+        symmetry ties row blocks of that kind to each other, ``qk-tie``)."""
         out = {
             "symmetry": self.symmetry.spec,
             "shape": list(self.shape),
@@ -92,7 +99,7 @@ class SymmetricParametrization(nn.Module):
             "block_mask": None if self.block_mask is None else "".join("1" if b else "0" for b in self.block_mask),
             "stored": self.layout.stored_count,
         }
-        if self.permuted:
+        if self.permuted or self.symmetry.block_kind is not None:  # a tie between row blocks: which kind's blocks
             out["kind"] = self.planes.kind
         return out
 

@@ -200,7 +200,9 @@ def symmetrize(
     **Attention.**  On an ``nn.MultiheadAttention`` channel symmetries act on each square ``d x d`` block of
     ``in_proj_weight`` (shape ``(3d, d)``: the query, key and value projections) selected by ``qkv`` (default
     ``"111"``; ``"110"``: symmetric query and key projections, dense values), or on ``q_proj_weight`` /
-    ``k_proj_weight`` / ``v_proj_weight`` when keys and values have other sizes.  Its output projection
+    ``k_proj_weight`` / ``v_proj_weight`` when keys and values have other sizes.  ``channel="qk-tie"`` instead ties
+    the key block to the query block (``W_k = W_q``, ``W_v`` free: 2d² of 3d² stored; :mod:`weightsym.symmetry.tie`),
+    only on ``in_proj_weight`` and with ``qkv`` left at ``"111"``.  Its output projection
     ``out_proj`` is an ``nn.Linear`` listed as a layer of its own (``<name>.out_proj``: include it by name), and
     attention layers are never taken for the stem or the classifier.  Models with separate q/k/v ``nn.Linear``
     layers need nothing special: choose them by name, e.g. ``include=["*.q", "*.k"]``.  In the stock
@@ -255,6 +257,10 @@ def symmetrize(
     if entries is None and channel_sym is None and spatial_sym is None:
         raise ValueError("symmetrize needs a channel and/or a spatial symmetry, e.g. channel='triangular', or a "
                          "per-layer plan, e.g. plan={'*conv2': 'tri+spa'}")
+    ties = [s.spec for s in [channel_sym] + [sym for _, sym in entries or []] if s is not None and s.block_kind]
+    if ties and qkv != "111":  # a tie picks its blocks itself (qk-tie: k tied to q, v free)
+        raise SymmetryError(f"{ties[0]} ties the key projection to the query projection and leaves the value "
+                            f"projection free by itself; it takes no qkv mask (got qkv={qkv!r}; leave qkv at '111')")
     layers = weight_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no layers to symmetrize; the supported kinds: "

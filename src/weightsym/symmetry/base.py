@@ -39,6 +39,8 @@ class Symmetry:
     aliases = ()  # type: tuple[str, ...]
     invariance = ""
     formula = ""  # free values per plane, as text
+    block_kind = None  # type: str | None  # the row blocks it ties to each other ("qkv": weightsym.symmetry.tie)
+    needs = ""  # with block_kind: where it applies, as text for errors
 
     # -- subclass hooks -------------------------------------------------------------------------------------------
     def _check(self, shape4: tuple[int, int, int, int], row_blocks: int) -> str | None:
@@ -301,6 +303,9 @@ class Composite(Symmetry):
     plane = "composite"
 
     def __init__(self, channel: Symmetry, spatial: SpatialTying):
+        if channel.block_kind is not None:
+            raise SymmetryError(f"{channel.name} does not compose with a spatial symmetry: it {channel.needs}, which "
+                                "has no kernel")
         self.channel, self.spatial = channel, spatial
 
     @property

@@ -25,6 +25,9 @@ rot180 (k²+1)/2; dihedral (all of D4) 3 of 9 for 3x3, 6 of 25 for 5x5; ``repeat
 ``repeat:3:kw``; c must divide the kernel size along the axis).  The ``repeat:c:kh|kw`` and ``lowrank:...`` option
 strings are not separate registry names: ``available_symmetries()`` lists ``repeat`` and ``lowrank`` once.
 
+Ties between row blocks (``available_symmetries("tie")``, :mod:`weightsym.symmetry.tie`): ``qk-tie`` (``qktie``),
+W_k = W_q in attention's fused q/k/v weight (``in_proj_weight``, 3d x d), W_v free: 2d² of 3d².
+
 A channel and a spatial symmetry compose with ``+``: ``get_symmetry("tri+spa")``, ``get_symmetry("tri+repeat:3:kw")``.
 Every symmetry's ``spec`` turns back into it: ``get_symmetry(sym.spec) == sym`` (weight files store the spec).
 
@@ -39,6 +42,7 @@ from __future__ import annotations
 from weightsym.suggest import did_you_mean
 from weightsym.symmetry.base import ChannelTying, Composite, KernelRepeat, Repeat, SpatialTying, Symmetry
 from weightsym.symmetry.matrix import Average, Eigen, LowRank
+from weightsym.symmetry.tie import QueryKeyTie
 
 CHANNEL: dict[str, Symmetry] = {
     s.name: s
@@ -68,10 +72,20 @@ SPATIAL: dict[str, Symmetry] = {
 }
 
 
+# Ties between whole row blocks of one layer kind's weight (weightsym.symmetry.tie): channel-plane tyings of the
+# whole tensor that apply only where the layer's row blocks are what they tie (``block_kind``), so they are not among
+# the plane symmetries every square plane takes (``available_symmetries()``); ``available_symmetries("tie")`` lists
+# them and ``get_symmetry`` (with plane "channel" or None) finds them.
+TIES: dict[str, Symmetry] = {s.name: s for s in [QueryKeyTie()]}
+
+
 def available_symmetries(plane: str | None = None) -> list[str]:
-    """Canonical names, channel plane first.  ``plane`` in {None, "channel", "spatial"}."""
-    if plane not in (None, "channel", "spatial"):
-        raise ValueError(f"plane must be 'channel', 'spatial' or None, got {plane!r}")
+    """Canonical names of the plane symmetries, channel plane first.  ``plane`` in {None, "channel", "spatial"}, or
+    ``"tie"`` for the ties between row blocks of a layer kind (``qk-tie``), which None does not include."""
+    if plane not in (None, "channel", "spatial", "tie"):
+        raise ValueError(f"plane must be 'channel', 'spatial', 'tie' or None, got {plane!r}")
+    if plane == "tie":
+        return list(TIES)
     names = []
     if plane in (None, "channel"):
         names += list(CHANNEL)
@@ -82,7 +96,7 @@ def available_symmetries(plane: str | None = None) -> list[str]:
 
 def _alias_table() -> dict[str, tuple[str, str]]:
     table = {}
-    for plane, reg in (("channel", CHANNEL), ("spatial", SPATIAL)):
+    for plane, reg in (("channel", CHANNEL), ("spatial", SPATIAL), ("channel", TIES)):
         for name, sym in reg.items():
             for key in (name, *sym.aliases):
                 table.setdefault(key, (plane, name))
@@ -96,7 +110,7 @@ def _one(text: str, plane: str | None) -> Symmetry:
         return SPATIAL["transpose"]
     if head not in table:
         valid = ", ".join(f"{n} ({'/'.join(s.aliases)})" if s.aliases else n
-                          for n, s in {**CHANNEL, **SPATIAL}.items())
+                          for n, s in {**CHANNEL, **SPATIAL, **TIES}.items())
         raise ValueError(f"unknown symmetry {text!r}{did_you_mean(head, {k: v[1] for k, v in table.items()})}; valid names (aliases): {valid}; "
                          "compose a channel and a spatial one with '+', e.g. 'tri+spa'")
     found_plane, name = table[head]
@@ -125,6 +139,8 @@ def _one(text: str, plane: str | None) -> Symmetry:
         return LowRank.from_option(opts[0])
     if opts:
         raise ValueError(f"symmetry {name!r} takes no options, got {text!r}")
+    if name in TIES:
+        return TIES[name]
     return (CHANNEL if found_plane == "channel" else SPATIAL)[name]
 
 

@@ -27,7 +27,9 @@ from weightsym.symmetry import d4
 # the dihedral group D4 acting on the plane as on a square image (transpose-like ones need rows == cols), plus the
 # cyclic shifts used by ``repeat``: ``rowshift:s`` / ``colshift:s`` shift by a fixed ``s`` (the channel plane, whose
 # size the symmetry knows), ``rowcopies:c`` / ``colcopies:c`` by ``rows/c`` / ``cols/c`` of whatever plane they meet
-# (the spatial plane: one generator for every kernel size, so ``SpatialTying.generators`` stays shape-free).
+# (the spatial plane: one generator for every kernel size, so ``SpatialTying.generators`` stays shape-free), and
+# ``blockswap:c:i:j``, which cuts the rows into ``c`` equal blocks and exchanges blocks ``i`` and ``j`` (``qk-tie``:
+# the key block of a fused q/k/v weight tied to its query block).
 # The D4 elements (transpose, antitranspose, rowflip = J W, colflip = W J, rot180, rot90, ...) are defined once, in
 # weightsym.symmetry.d4; the ones that involve a transpose need a square plane.
 _SQUARE_ONLY = {name for name in (*d4.ELEMENTS, *d4.ALIASES) if d4.canonical(name) not in d4.RECTANGULAR}
@@ -47,6 +49,15 @@ def _apply(name: str, grid: np.ndarray) -> np.ndarray:
             raise ValueError(f"generator {name!r} needs a plane whose {'rows' if axis == 0 else 'columns'} ({size}) "
                              f"are a multiple of {copies}")
         return np.roll(grid, size // copies, axis=axis)
+    if name.startswith("blockswap:"):  # rows cut into c equal blocks, blocks i and j exchanged (``qk-tie``)
+        copies, i, j = (int(x) for x in name.split(":")[1:])
+        rows = grid.shape[0]
+        if copies < 2 or rows % copies or not (0 <= i < copies and 0 <= j < copies):
+            raise ValueError(f"generator {name!r} needs a plane whose rows ({rows}) are a multiple of {copies} "
+                             f"and block numbers below {copies}")
+        order = np.arange(rows).reshape(copies, rows // copies)
+        order[[i, j]] = order[[j, i]]
+        return grid[order.reshape(-1)]
     raise ValueError(f"unknown plane generator {name!r}")
 
 
