@@ -198,3 +198,28 @@ def test_attention_symmetry_reads_the_three_families():
 def attention_symmetry_inputs(model):
     w = model.transformer.h[0].attn.c_attn.weight.detach()
     return w[:, :D].T, w[:, D:2 * D].T, HEADS
+
+
+def test_gpt2_files_rebuild_export_and_stay_on_the_gather_path(tmp_path):
+    from weightsym.fast import export_dense, fold_training, optimize
+    from weightsym.fast.export import load_dense
+    from weightsym.files import attach_from_metadata, read_model_file
+
+    model = build("gpt2")
+    symmetrize(model, "gpt2")
+    x = tokens()
+    y = outputs(model, x)
+    mf = read_model_file(ws.save(model, tmp_path / "m.safetensors"))
+    assert mf.layers["transformer.h.0.attn.c_attn.weight"]["kind"] == "Conv1D"
+    assert mf.layers["transformer.h.0.attn.c_attn.weight"]["row_blocks"] == 3
+    rebuilt = attach_from_metadata(build("gpt2", seed=5), mf.layers)     # the records alone rebuild the layers
+    rebuilt.load_state_dict(mf.model_state(), strict=False)             # lm_head is an alias of the embedding
+    assert torch.equal(outputs(rebuilt, x), y)
+    export_dense(model, tmp_path / "dense.safetensors")
+    plain = build("gpt2", seed=9)
+    load_dense(tmp_path / "dense.safetensors", plain)
+    assert torch.equal(outputs(plain, x), y)
+    report = fold_training(model, policy="always")                      # Conv1D has no fold kernels
+    assert {r.path for r in report.rows} == {"gather"} and report.folded == []
+    fast = optimize(model)
+    assert {r.chosen for r in fast.optimize_report.rows} == {"dense"} and torch.equal(outputs(fast, x), y)
