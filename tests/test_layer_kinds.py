@@ -220,7 +220,8 @@ def test_the_table_is_consistent_and_documented():
     for kind in KINDS:  # fold kernels and BatchNorm folding read the weight as (out, in, *kernel)
         if kind.fold or kind.bn_fold:
             assert not kind.transposed and kind.kernel_dims <= 2, kind.name
-        assert kind.fold in ("linear", "conv", None) and kind.blocks in ("groups", "gates", "qkv")
+        assert kind.fold in ("linear", "conv", None) and kind.blocks in ("groups", "gates", "qkv", "slices")
+        assert isinstance(kind.type, type) or "." in kind.type  # a class, or the dotted path of a library's class
     # the docs show the table as the table prints it (regenerate: python -c "from weightsym.nn.layers import
     # markdown; print(markdown())")
     assert markdown() in (REPO / "docs" / "fast.md").read_text()
@@ -230,7 +231,7 @@ def test_the_table_is_consistent_and_documented():
 def _layer_classes() -> set[str]:
     """Names of the torch.nn classes that are, or are families of, layer kinds (subclasses included: LazyConv2d,
     ConvTranspose1d, ...), plus the stems and fast-path readers of the table."""
-    roots = tuple(k.type for k in KINDS) + STEMS + tuple(t for t, _ in FAST_PATH_READERS) + \
+    roots = tuple(k.type for k in KINDS if isinstance(k.type, type)) + STEMS + tuple(t for t, _ in FAST_PATH_READERS) + \
         (nn.RNNBase, nn.modules.conv._ConvNd)
     names = {name for name, obj in vars(nn).items() if isinstance(obj, type) and issubclass(obj, roots)}
     return names | {"RNNBase", "_ConvNd"}

@@ -13,8 +13,9 @@ independent random projections it is near 0 as well (the test suite checks both)
 learning s well above 0 and decoders near it or below.
 
 Layers read: every ``nn.MultiheadAttention`` (``in_proj_weight`` or ``q_proj_weight``/``k_proj_weight``) and any module
-with ``query``/``key`` or ``q_proj``/``k_proj`` linear children (BERT, Llama-style blocks), where the number of heads
-is read from the module (``num_heads``) or given.
+with ``query``/``key`` or ``q_proj``/``k_proj`` linear children (BERT, Llama-style blocks, grouped-query attention
+included) or a q/k/v-slices child (GPT-2's ``c_attn``), where the number of heads is read from the module
+(``num_heads``, ``num_attention_heads``, a Hugging Face ``config.num_attention_heads``, or ``head_dim``) or given.
 
 Example:
     >>> import torch
@@ -87,12 +88,23 @@ def qk_symmetry(w_q: torch.Tensor, w_k: torch.Tensor, heads: int = 1, layer: str
 
 def attention_symmetry(model: nn.Module) -> list[QKSymmetry]:
     """:func:`qk_symmetry` of every attention layer of ``model`` (see the module), in ``named_modules`` order.
-    Layers whose query and key projections differ in shape (cross-attention with ``kdim != embed_dim``, grouped-query
-    attention) have no square form per head and are left out."""
+    Grouped-query attention (Llama-style: ``W_k`` has one block of ``d_h`` rows per key head, fewer than the query
+    heads) is read as it computes: query head ``h`` against key head ``h // (heads / key heads)``.  Layers whose
+    queries and keys read inputs of other widths (cross-attention with ``kdim != embed_dim``) have no square form per
+    head and are left out."""
     out = []
     for name, module in model.named_modules():
         found = query_key(module)
-        if found is not None and found[0].shape == found[1].shape:
-            w_q, w_k, heads = found
-            out.append(qk_symmetry(w_q, w_k, heads, layer=name))
+        if found is None:
+            continue
+        w_q, w_k, heads = found
+        if w_q.shape[1] != w_k.shape[1] or w_q.shape[0] % heads:
+            continue
+        size = w_q.shape[0] // heads
+        if w_k.shape[0] != w_q.shape[0]:  # grouped-query attention: each key head serves a group of query heads
+            if w_k.shape[0] % size or heads % (w_k.shape[0] // size):
+                continue
+            groups = heads // (w_k.shape[0] // size)
+            w_k = w_k.reshape(-1, size, w_k.shape[1]).repeat_interleave(groups, 0).reshape(w_q.shape)
+        out.append(qk_symmetry(w_q, w_k, heads, layer=name))
     return out

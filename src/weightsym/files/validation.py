@@ -34,7 +34,7 @@ import torch
 from weightsym.files.errors import ModelFileError, metadata_error
 from weightsym.files.records import ModelFile
 from weightsym.files.runstate import MODEL_ARGS, Invalid, is_int
-from weightsym.nn.layers import MAX_WEIGHT_DIMS, kind_names, record_planes
+from weightsym.nn.layers import MAX_WEIGHT_DIMS, kind_named, kind_names, record_planes
 from weightsym.symmetry import Composite, combine, get_symmetry
 
 FLOATING = ("F64", "F32", "F16", "BF16")  # the floating dtype names of the safetensors header
@@ -80,9 +80,10 @@ def check_schema(path: Path, kind: str, meta: dict) -> None:
             if "kind" in info and info["kind"] not in kind_names():
                 raise metadata_error(path, key, f"kind {info['kind']!r} is not a layer kind (one of "
                                                 f"{', '.join(kind_names())})")
-            if not is_int(rows) or rows < 1 or shape[0] % rows:
+            cut = kind_named(info["kind"]).blocked_rows(shape) if "kind" in info else shape[0]
+            if not is_int(rows) or rows < 1 or cut % rows:
                 raise metadata_error(path, key, f"row_blocks {rows!r} must be an integer >= 1 dividing the "
-                                                f"{shape[0]} rows")
+                                                f"{cut} rows")
             if mask is not None and (not isinstance(mask, str) or len(mask) != rows or set(mask) - {"0", "1"}):
                 raise metadata_error(path, key, f"block_mask {mask!r} must be null or {rows} characters of 0/1")
             if not is_int(stored) or stored < 1:

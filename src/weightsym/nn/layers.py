@@ -45,6 +45,7 @@ Conv2d.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -57,9 +58,11 @@ class Planes:
     """Where one weight tensor's channel plane and kernel sit: the map from the tensor (``shape``) to the axes the
     symmetry mechanism works on, ``canonical = (rows, in[, kh][, kw])`` cut into ``row_blocks`` row blocks.
 
-    ``groups`` is the tensor's own block count (conv groups, recurrent gates), what files record as ``row_blocks``;
-    ``transposed``: the tensor is ``(in, out/groups, ...)``; ``lead``: kernel axes before the last two (Conv3d's
-    depth), whose slices become row blocks of their own.  For a kind whose weights are already ``(out, in, *kernel)``
+    ``groups`` is the tensor's own block count (conv groups, recurrent gates, q/k/v slices), what files record as
+    ``row_blocks``; ``transposed``: the tensor is ``(in, out/in_groups, ...)``, its ``in`` axis cut into ``in_groups``
+    conv groups (ConvTranspose: ``groups``; GPT-2's ``Conv1D``: 1, the whole ``(in, out)`` matrix transposed, whatever
+    its row blocks); ``lead``: kernel axes before the last two (Conv3d's depth), whose slices become row blocks of
+    their own.  For a kind whose weights are already ``(out, in, *kernel)``
     with at most two kernel axes the map is the identity.
     """
 
@@ -70,6 +73,7 @@ class Planes:
     groups: int
     transposed: bool = False
     lead: int = 0
+    in_groups: int = 1
 
     @property
     def identity(self) -> bool:
@@ -81,7 +85,7 @@ class Planes:
             return tensor
         t = tensor
         if self.transposed:  # (g·in/g, out/g, *k) -> (g, out/g, in/g, *k) -> (out, in/g, *k)
-            t = t.reshape(self.groups, t.shape[0] // self.groups, *t.shape[1:]).transpose(1, 2)
+            t = t.reshape(self.in_groups, t.shape[0] // self.in_groups, *t.shape[1:]).transpose(1, 2)
             t = t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
         if self.lead:  # (R, C, *lead, kh, kw) -> (*lead, R, C, kh, kw) -> (lead·R, C, kh, kw)
             n = self.lead
@@ -137,11 +141,13 @@ class Planes:
 class LayerKind:
     """One row of the table (see the module docstring for what each field drives)."""
 
-    type: type
+    type: type | str                # the module class, or "package.module.Class" of a library weightsym never imports
     kernel_dims: int = 0            # kernel axes of its weight: Linear and recurrent 0, Conv1d 1, Conv2d 2, Conv3d 3
-    blocks: str = "groups"          # what cuts rows into blocks: "groups" (conv groups, 1 for Linear), "gates", "qkv"
+    blocks: str = "groups"          # what cuts rows into blocks: "groups" (conv groups, 1 for Linear), "gates", "qkv",
+                                    #   "slices" (equal slices of the outputs where qkv_names says so, else one block)
     gates: int = 1                  # blocks per recurrent tensor (LSTM 4: i f g o; GRU 3: r z n; RNN 1); qkv: 3
-    transposed: bool = False        # the weight is (in, out/groups, *kernel)
+    transposed: bool = False        # the weight is (in, out/groups, *kernel) ("slices": (in, out), one transpose)
+    qkv_names: tuple[str, ...] = () # "slices": layers so named hold the q, k, v projections as 3 slices of the outputs
     no_spatial: str = ""            # spatial symmetries never apply: the reason the report gives
     spatial_note: str = ""          # added when a spatial symmetry cannot act on its kernel
     fold: str | None = None         # fast/ kernels: "linear", "conv", or None (gather path only)
@@ -154,7 +160,24 @@ class LayerKind:
 
     @property
     def name(self) -> str:
-        return self.type.__name__
+        return self.type.rpartition(".")[2] if isinstance(self.type, str) else self.type.__name__
+
+    @property
+    def cls(self) -> type | None:
+        """The module class; for a row named by a dotted path, the class if its module is already imported (a model
+        holding such a layer exists only then, so weightsym never imports the library itself), else None."""
+        if not isinstance(self.type, str):
+            return self.type
+        module, _, name = self.type.rpartition(".")
+        return getattr(sys.modules.get(module), name, None)
+
+    def qkv_slices(self, name: str, module: nn.Module) -> bool:
+        """Whether the layer ``name`` (a layer of this kind) holds the q, k, v projections as 3 equal slices of its
+        outputs: a "slices" kind, a name ending in one of ``qkv_names``, and out == 3 x in (GPT-2's ``c_attn``)."""
+        if self.blocks != "slices" or name.rpartition(".")[2] not in self.qkv_names:
+            return False
+        rows, cols = self.planes(tuple(module.weight.shape)).canonical[:2]
+        return rows == 3 * cols
 
     def tensors(self, module: nn.Module) -> list[str]:
         """Names of the weight tensors of ``module`` (a layer of this kind)."""
@@ -165,6 +188,11 @@ class LayerKind:
                                                                          "v_proj_weight"]
         return ["weight"]
 
+    def blocked_rows(self, shape) -> int:
+        """How many rows of a weight of ``shape`` its row blocks cut: the out axis of a "slices" kind stored
+        transposed (GPT-2's ``Conv1D``: ``shape[1]``), otherwise the tensor's first axis."""
+        return int(shape[1] if self.blocks == "slices" and self.transposed else shape[0])
+
     def planes(self, shape, row_blocks: int = 1) -> Planes:
         """Where the channel plane and the kernel sit in a weight of ``shape`` cut into ``row_blocks`` blocks."""
         shape = tuple(int(s) for s in shape)
@@ -172,12 +200,13 @@ class LayerKind:
         if not self.transposed and not lead:
             return Planes(self.name, shape, shape, int(row_blocks), int(row_blocks))
         g = int(row_blocks)
-        if self.transposed and shape[0] % g:
+        split = g if self.blocks == "groups" else 1  # conv groups cut the in axis; q/k/v slices only the outputs
+        if self.transposed and shape[0] % split:
             raise ValueError(f"{self.name} weight {shape}: {shape[0]} input channels are not divisible into {g} groups")
-        rows, cols = (shape[1] * g, shape[0] // g) if self.transposed else (shape[0], shape[1])
+        rows, cols = (shape[1] * split, shape[0] // split) if self.transposed else (shape[0], shape[1])
         depth = math.prod(shape[2:2 + lead])
         canonical = (depth * rows, cols, *shape[2 + lead:])
-        return Planes(self.name, shape, canonical, depth * g, g, self.transposed, lead)
+        return Planes(self.name, shape, canonical, depth * g, g, self.transposed, lead, split)
 
     def refresh(self, module: nn.Module) -> None:
         """After a weight tensor became a plain parameter again (unsymmetrize, plain copies, export)."""
@@ -203,6 +232,10 @@ KINDS: tuple[LayerKind, ...] = (
     LayerKind(nn.RNN, blocks="gates", gates=1, no_spatial=RECURRENT, forward="rnn"),
     LayerKind(nn.MultiheadAttention, blocks="qkv", gates=3, forward="attention", reads=("out_proj",), edge=False,
               no_spatial="spatial symmetries do not apply to attention weights"),
+    # Hugging Face transformers' GPT-2 linear layer: weight (in, out), y = x W + b; its attention's c_attn is
+    # Conv1D(3d, d), the q, k, v projections side by side (resolved only once transformers is imported)
+    LayerKind("transformers.pytorch_utils.Conv1D", blocks="slices", gates=3, transposed=True, qkv_names=("c_attn",),
+              onnx=False),
 )
 # Input layers that are never symmetric but count as the stem for symmetrize's default placement (an embedding in
 # front of an LSTM makes the LSTM an inner layer).
@@ -212,14 +245,20 @@ STEMS: tuple[type, ...] = (nn.Embedding, nn.EmbeddingBag)
 FAST_PATH_READERS: tuple[tuple[type, tuple[str, ...]], ...] = ((nn.TransformerEncoderLayer, ("linear1", "linear2")),)
 
 MAX_WEIGHT_DIMS = max(2 + k.kernel_dims for k in KINDS)
-_TYPES = tuple(k.type for k in KINDS)
+
+
+def _rows() -> list[tuple[type, LayerKind]]:
+    """``(class, row)`` of every row whose class exists in this process (rows of libraries not imported drop out)."""
+    return [(cls, k) for k in KINDS if (cls := k.cls) is not None]
+
+
+def _types() -> tuple[type, ...]:
+    return tuple(cls for cls, _ in _rows())
 
 
 def layer_kind(module: nn.Module) -> LayerKind | None:
     """The row of ``module``'s type (subclasses included; the first row that matches), or None."""
-    if not isinstance(module, _TYPES):
-        return None
-    return next(k for k in KINDS if isinstance(module, k.type))
+    return next((k for cls, k in _rows() if isinstance(module, cls)), None)
 
 
 def kind_named(name: str) -> LayerKind:
@@ -237,12 +276,14 @@ def kind_names() -> list[str]:
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every layer of the table in ``model``, in ``named_modules()`` order (an attention
     layer's ``out_proj`` is a Linear of its own, listed after it)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, _TYPES)]
+    types = _types()
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, types)]
 
 
 def stem_order(model: nn.Module) -> list[str]:
     """Names of the weight layers and the embeddings (:data:`STEMS`) of ``model`` in order: the first is the stem."""
-    return [n for n, m in model.named_modules() if isinstance(m, _TYPES + STEMS)]
+    types = _types() + STEMS
+    return [n for n, m in model.named_modules() if isinstance(m, types)]
 
 
 def read_directly(model: nn.Module, inference: bool = False) -> dict[str, str]:
@@ -251,7 +292,7 @@ def read_directly(model: nn.Module, inference: bool = False) -> dict[str, str]:
     with ``inference=True`` also those of :data:`FAST_PATH_READERS` (``linear1``/``linear2`` of an
     ``nn.TransformerEncoderLayer``, whose inference fast path reads them).  Such a layer may be symmetric, but is
     never swapped for a structured kernel."""
-    readers = [(k.type, k.reads) for k in KINDS if k.reads] + (list(FAST_PATH_READERS) if inference else [])
+    readers = [(cls, k.reads) for cls, k in _rows() if k.reads] + (list(FAST_PATH_READERS) if inference else [])
     out = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
@@ -303,6 +344,9 @@ def markdown() -> str:
             weights = f"`weight_hh_l*`, `weight_ih_l*`: each of the {k.gates} gate block(s)"
         elif k.blocks == "qkv":
             weights = "`in_proj_weight`: each of the q, k, v blocks (or `q/k/v_proj_weight`)"
+        elif k.blocks == "slices":
+            weights = (f"`weight` (in, out) (Hugging Face `{k.type}`): (out, in), the transpose; "
+                       f"`{'`, `'.join(k.qkv_names)}` (out = 3 x in): each of the q, k, v slices")
         elif k.transposed:
             weights = f"`weight` (in, out/groups{axes}): (out, in) per group, the transpose of each block"
         else:
@@ -319,14 +363,36 @@ def markdown() -> str:
 
 
 # Attention modules laid out as separate query and key projections (BERT: query/key; Llama-style and others:
-# q_proj/k_proj), read for their query-key form; heads from ``num_heads`` or ``num_attention_heads``.
+# q_proj/k_proj), read for their query-key form; heads from ``num_heads``, ``num_attention_heads``, the module's
+# ``config.num_attention_heads`` (Hugging Face), or the query rows over ``head_dim``.
 QK_CHILDREN: tuple[tuple[str, str], ...] = (("q_proj", "k_proj"), ("query", "key"))
+
+
+def qkv_slices_child(module: nn.Module) -> nn.Module | None:
+    """The child of ``module`` that holds its q, k, v projections side by side (GPT-2's ``c_attn``), or None."""
+    for name, child in module.named_children():
+        kind = layer_kind(child)
+        if kind is not None and kind.qkv_slices(name, child):
+            return child
+    return None
+
+
+def _heads(module: nn.Module, w_q: torch.Tensor) -> int:
+    config = getattr(module, "config", None)
+    for heads in (getattr(module, "num_heads", None), getattr(module, "num_attention_heads", None),
+                  getattr(config, "num_attention_heads", None)):
+        if isinstance(heads, int) and heads > 0:
+            return heads
+    head_dim = getattr(module, "head_dim", None)
+    return w_q.shape[0] // head_dim if isinstance(head_dim, int) and head_dim > 0 else 1
 
 
 def query_key(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int] | None:
     """``(W_q, W_k, heads)`` of an attention module, or None: a kind of the table whose blocks are q, k, v
-    (``MultiheadAttention``: ``in_proj_weight`` or ``q_proj_weight``/``k_proj_weight``), or a module with
-    :data:`QK_CHILDREN` linear children.  The weights are the module's own tensors (dense views of symmetric ones)."""
+    (``MultiheadAttention``: ``in_proj_weight`` or ``q_proj_weight``/``k_proj_weight``), a module with
+    :data:`QK_CHILDREN` linear children (BERT, Llama: with grouped-query attention ``W_k`` has fewer rows, one block
+    per key head), or a module with a q/k/v-slices child (GPT-2's ``c_attn``).  The weights are views of the module's
+    own tensors (dense views of symmetric ones), ``(out, in)``."""
     kind = layer_kind(module)
     if kind is not None and kind.blocks == "qkv":
         if module._qkv_same_embed_dim:
@@ -336,6 +402,27 @@ def query_key(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int] | Non
     for q_name, k_name in QK_CHILDREN:
         q, k = getattr(module, q_name, None), getattr(module, k_name, None)
         if isinstance(q, nn.Linear) and isinstance(k, nn.Linear):
-            heads = getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None) or 1
-            return q.weight, k.weight, int(heads)
+            return q.weight, k.weight, _heads(module, q.weight)
+    fused = qkv_slices_child(module)
+    if fused is not None:  # (in, 3d): its transpose is (3d, d), the q, k, v row blocks
+        w = fused.weight.T
+        d = w.shape[1]
+        return w[:d], w[d:2 * d], _heads(module, w[:d])
+    return None
+
+
+def query_key_biases(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The query and key biases (views) of an attention module :func:`query_key` reads, or None."""
+    bias = getattr(module, "in_proj_bias", None)
+    fused = qkv_slices_child(module)
+    if bias is None and fused is not None:
+        bias = fused.bias
+    if isinstance(bias, torch.Tensor):
+        d = bias.shape[0] // 3
+        return bias[:d], bias[d:2 * d]
+    for q_name, k_name in QK_CHILDREN:
+        q, k = getattr(module, q_name, None), getattr(module, k_name, None)
+        if q is not None and k is not None and getattr(q, "bias", None) is not None and \
+                getattr(k, "bias", None) is not None:
+            return q.bias, k.bias
     return None

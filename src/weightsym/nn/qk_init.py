@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from weightsym.nn.layers import QK_CHILDREN, query_key
+from weightsym.nn.layers import query_key, query_key_biases
 
 __all__ = ["symmetric_qk_"]
 
@@ -41,21 +41,9 @@ def symmetric_qk_(model: nn.Module) -> int:
         w_q, w_k, _ = found
         with torch.no_grad():
             w_k.copy_(w_q)
-            biases = _biases(module)
+            biases = query_key_biases(module)
             if biases is not None:
                 biases[1].copy_(biases[0])
         done += 1
     return done
 
-
-def _biases(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-    bias = getattr(module, "in_proj_bias", None)
-    if isinstance(bias, torch.Tensor):
-        d = bias.shape[0] // 3
-        return bias[:d], bias[d:2 * d]
-    for q_name, k_name in QK_CHILDREN:
-        q, k = getattr(module, q_name, None), getattr(module, k_name, None)
-        if q is not None and k is not None and getattr(q, "bias", None) is not None and \
-                getattr(k, "bias", None) is not None:
-            return q.bias, k.bias
-    return None

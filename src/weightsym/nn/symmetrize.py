@@ -151,6 +151,9 @@ def _tensor_plan(module: nn.Module, kind: kinds.LayerKind, name: str, hh_gates, 
             for bit, tensor in enumerate(tensors):
                 yield tensor, 1, (True,) if mask is not None and mask[bit] else None, True
         return
+    if kind.qkv_slices(name, module):  # GPT-2's c_attn: the q, k, v projections side by side, as in_proj_weight
+        yield "weight", kind.gates, _mask(qkv, kind.gates, "qkv", name), True
+        return
     for tensor in kind.tensors(module):
         yield tensor, getattr(module, "groups", 1), None, False
 
@@ -318,7 +321,7 @@ def symmetrize(
                 use_s = None
             if blocked and use_c is not None and mask is None:
                 use_c = None
-                notes.append("no projection selected (qkv)" if kind.blocks == "qkv" else "no gate selected")
+                notes.append("no gate selected" if kind.blocks == "gates" else "no projection selected (qkv)")
             for sym, slot in ((use_c, "c"), (use_s, "s")):
                 if sym is None:
                     continue
