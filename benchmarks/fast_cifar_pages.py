@@ -144,7 +144,7 @@ def recipe_page(records: list[dict], missing: list[str]) -> str:
         if fp32:
             d = welch([tta(r) for r in fp32], base)
             spread = statistics.stdev(base) if len(base) > 1 else 0.0
-            lines += [f"**bf16 against fp32.** The same recipe in fp32 (`--without bf16`, {len(fp32)} seed{"s" if len(fp32) != 1 else ""}) ends at "
+            lines += [f"**bf16 against fp32.** The same recipe in fp32 (`--without bf16`, {len(fp32)} seed{'s' if len(fp32) != 1 else ''}) ends at "
                       f"{diff_cell([tta(r) for r in fp32], base)} points from bf16 ({d.verdict('fp32', 'bf16')}); "
                       f"the seed-to-seed standard deviation of the bf16 runs is {100 * spread:.2f} points. An fp32 "
                       f"epoch takes {seconds(median(r['epoch_seconds'] for r in fp32))} s against "
