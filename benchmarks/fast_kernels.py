@@ -1,4 +1,4 @@
-"""Kernel symmetry in trained fast CIFAR-10 networks (issue 27 items 2-4): analysis of the ``kernels`` study's runs
+"""Kernel symmetry in trained fast CIFAR-10 networks (issue 27 items 2-5): analysis of the ``kernels`` study's runs
 and its page.
 
 The runs are trained by ``python benchmarks/fast_cifar.py run kernels --commit`` (dense ``airbench-64-128-128`` with
@@ -61,7 +61,9 @@ def test_loader(summary: dict):
 def analyze_run(folder: Path, summary: dict) -> dict:
     snapshots = sorted((folder / "snapshots").glob("epoch-*.safetensors"))
     out = {"run": folder.name, "group": None, "seed": summary["config"]["seed"], "model": summary["config"]["model"],
-           "test_accuracy_tta": summary.get("test_accuracy_tta"), "snapshots": {}, "date": time.strftime("%Y-%m-%d")}
+           "test_accuracy": summary["test_accuracy"], "test_accuracy_tta": summary.get("test_accuracy_tta"),
+           "expand_input": summary["config"].get("expand_input", 1), "snapshots": {},
+           "date": time.strftime("%Y-%m-%d")}
     for path in snapshots:
         model, _ = ws.load_model(path)
         out["snapshots"][int(path.stem.split("-")[1])] = layer_rows(model)
@@ -69,6 +71,11 @@ def analyze_run(folder: Path, summary: dict) -> dict:
     out["final"] = layer_rows(model)
     loader = test_loader(summary)
     model.eval()
+    factor = out["expand_input"]
+    if factor > 1:  # consistency in the space of the original images: flip or shift first, then expand
+        from weightsym.data import ExpandInput
+
+        model = torch.nn.Sequential(ExpandInput(factor, fill=summary["config"].get("expand_fill", 0.0)), model)
     with torch.autocast("cpu", torch.bfloat16):  # the precision the run evaluated in (bf16 recipe)
         out["flip_consistency"] = flip_consistency(model, loader)
         out["shift_consistency"] = shift_consistency(model, loader, max_shift=4, seed=0)

@@ -161,8 +161,9 @@ def write_page(folder: Path) -> int:
     lines += ["## What flip augmentation and padding do to S", "",
               "Mean S of the internal layers of each final network; the difference to dense 64-128-128 with "
               "Welch's 95% interval.", "",
-              "| runs | n | mean internal S | difference to dense [95% CI] | flip consistency | shift consistency |",
-              "|---|---:|---|---|---|---|"]
+              "| runs | n | test accuracy (%, no TTA) | mean internal S | difference to dense [95% CI] | "
+              "flip consistency | shift consistency |",
+              "|---|---:|---|---|---|---|---|"]
     base_values = [mean_s(r["final"]) for r in runs if r["group"] == BASE_GROUP]
     for group in groups:
         mine = [r for r in runs if r["group"] == group]
@@ -172,7 +173,9 @@ def write_page(folder: Path) -> int:
         else:
             d = welch(values, base_values)
             diff = f"{d.diff:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
-        lines.append(f"| {group} | {len(mine)} | {cell(values)} | {diff} | "
+        accuracy = cell([100 * r["test_accuracy"] for r in mine], 2) if all("test_accuracy" in r for r in mine) \
+            else "–"
+        lines.append(f"| {group} | {len(mine)} | {accuracy} | {cell(values)} | {diff} | "
                      f"{cell([r['flip_consistency'] for r in mine], 4)} | "
                      f"{cell([r['shift_consistency'] for r in mine], 4)} |")
     if len(runs) >= 4:

@@ -293,3 +293,19 @@ def test_one_epoch_of_the_recipe_on_4000_images_clears_a_floor(shared_data, tmp_
     assert summary["data_source"] == "png" and summary["steps"] == 15
     assert summary["test_accuracy"] >= 0.22, summary["test_accuracy"]
     assert summary["test_accuracy_tta"] >= 0.22, summary["test_accuracy_tta"]
+
+
+def test_a_global_pool_takes_any_input_size_with_the_same_numbers_at_32():
+    from weightsym.models import create_model
+
+    torch.manual_seed(0)
+    published = create_model("airbench-16-32-32").eval()
+    torch.manual_seed(0)
+    anysize = create_model("airbench-16-32-32", pool="global").eval()
+    anysize.load_state_dict(published.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(published(x), anysize(x))  # the last map is 3 x 3: both pools take its maximum
+        assert anysize(torch.randn(2, 3, 64, 64)).shape == (2, 10)  # input expansion by 2
+    with pytest.raises(ValueError, match="pool='avg'"):
+        create_model("airbench-16-32-32", pool="avg")

@@ -85,10 +85,12 @@ class AirbenchNet(nn.Module):
     """Whitening stem, three conv groups of widths ``widths``, max-pool, scaled bias-free classifier (see module).
 
     Ablation switches: ``stem="random"`` keeps the stem's default random init and trains it like any layer (no
-    whitening); ``dirac=False`` leaves the 3x3 convs at PyTorch's default init; ``padding_mode`` of the 3x3 convs."""
+    whitening); ``dirac=False`` leaves the 3x3 convs at PyTorch's default init; ``padding_mode`` of the 3x3 convs;
+    ``pool="global"`` ends with a global max-pool instead of the 3x3 one, so the network takes inputs of any size
+    (the same numbers on 32 x 32 images, where the last feature map is 3 x 3; needed for input expansion)."""
 
     def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), num_classes: int = 10,
-                 padding_mode: str = "zeros", stem: str = "whiten", dirac: bool = True):
+                 padding_mode: str = "zeros", stem: str = "whiten", dirac: bool = True, pool: str = "3x3"):
         super().__init__()
         widths = tuple(widths)
         if len(widths) != 3 or not all(isinstance(w, int) and w >= 1 for w in widths):
@@ -97,6 +99,8 @@ class AirbenchNet(nn.Module):
             raise ValueError(f"AirbenchNet: padding_mode={padding_mode!r} is not one of {PADDING_MODES}")
         if stem not in STEMS:
             raise ValueError(f"AirbenchNet: stem={stem!r} is not one of {STEMS}")
+        if pool not in ("3x3", "global"):
+            raise ValueError(f"AirbenchNet: pool={pool!r}: use '3x3' (published) or 'global' (any input size)")
         self.widths, self.stem = widths, stem
         stem_width = 2 * 3 * WHITEN_KERNEL ** 2
         self.whiten = nn.Conv2d(3, stem_width, WHITEN_KERNEL, padding=0, bias=True)
@@ -107,7 +111,7 @@ class AirbenchNet(nn.Module):
         self.group1 = ConvGroup(stem_width, widths[0], padding_mode, dirac)
         self.group2 = ConvGroup(widths[0], widths[1], padding_mode, dirac)
         self.group3 = ConvGroup(widths[1], widths[2], padding_mode, dirac)
-        self.pool = nn.MaxPool2d(3)
+        self.pool = nn.MaxPool2d(3) if pool == "3x3" else nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(widths[2], num_classes, bias=False)
         self.output_scale = OUTPUT_SCALE
 

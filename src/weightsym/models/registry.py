@@ -127,14 +127,16 @@ def _parametric_spec(name: str) -> ModelSpec | None:
             raise ValueError(f"model {name!r}: widths must be positive (e.g. airbench-64-256-256)")
 
         def build_airbench(num_classes: int = 10, width: float = 1.0, padding_mode: str = "zeros",
-                           stem: str = "whiten", dirac: bool = True) -> nn.Module:
+                           stem: str = "whiten", dirac: bool = True, pool: str = "3x3") -> nn.Module:
             # width: a multiplier of the three widths (dense baselines at equal parameters: weightsym describe
             # --match-dense); padding_mode: of the 3x3 convs ("zeros" as published, or "reflect", ...); stem:
-            # "whiten" (published) or "random"; dirac: identity init of the 3x3 convs (published: True)
+            # "whiten" (published) or "random"; dirac: identity init of the 3x3 convs (published: True); pool:
+            # "3x3" (published) or "global" (any input size, e.g. --expand-input; same numbers at 32 x 32)
             if not isinstance(width, (int, float)) or width <= 0:
                 raise ValueError(f"model {name!r}: width={width!r} must be a positive multiplier (e.g. 0.75)")
             scaled = tuple(max(1, round(w * width)) for w in widths)
-            model = AirbenchNet(scaled, num_classes=num_classes, padding_mode=padding_mode, stem=stem, dirac=dirac)
+            model = AirbenchNet(scaled, num_classes=num_classes, padding_mode=padding_mode, stem=stem, dirac=dirac,
+                                pool=pool)
             model.width = float(width)
             return model
 
