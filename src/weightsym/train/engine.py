@@ -58,6 +58,7 @@ from weightsym.train.folds import describe_folds, plan_folds
 from weightsym.train.precision import resolve_precision
 from weightsym.train.resume import ResumePolicy, check_position, last_checkpoint, read_checkpoint
 from weightsym.train.rundir import RunLock, TrainingInterrupted, truncate_log, write_guard
+from weightsym.train.pace import estimate_time_left
 from weightsym.train.step import Step, TrainingDiverged, optimizer_step
 
 BEST = "best.safetensors"
@@ -475,27 +476,8 @@ def _log_epoch(run_: Run, epoch: int, evaluation: dict, result, improved: bool, 
         with write_guard(run_.out / LOG, run_.kept):
             append_line(run_.out / LOG, json.dumps(record))
         run_.log(task.epoch_line(record))
-        _estimate(run_)
+        estimate_time_left(run_)
     return record
-
-
-def _estimate(run_: Run) -> None:
-    """Once per run segment, after its first epoch: the time the rest of the run should take at that pace."""
-    if run_.estimated:
-        return
-    run_.estimated = True
-    done = run_.state["step"] - run_.pace_step
-    left = (run_.stop_at or run_.task.total_steps) - run_.state["step"]
-    if done > 0 and left > 0:
-        seconds = (time.perf_counter() - run_.pace_start) / done * left
-        run_.log(f"estimated time left: {_duration(seconds)} ({left:,} more steps at the first epoch's pace, "
-                 "evaluations included)")
-
-
-def _duration(seconds: float) -> str:
-    """``"42 s"``, ``"7.5 min"``, ``"3.2 h"``."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
-        f"{seconds / 3600:.1f} h"
 
 
 def _diverged(run_: Run, why: str) -> TrainingDiverged:
